@@ -1,0 +1,40 @@
+//! Criterion benchmarks of the three basic costs: a switch round trip, a
+//! whole coroutine call on a reused stack, and `on_stack`.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use switchback::stack::DefaultStack;
+use switchback::{on_stack, Coroutine, ScopedCoroutine};
+
+/// resume + suspend of an identity coroutine.
+fn coroutine_switch(c: &mut Criterion) {
+    let mut identity = Coroutine::<usize, usize, ()>::new(|yielder, mut input| loop {
+        input = yielder.suspend(input);
+    });
+    c.bench_function("coroutine_switch", |b| {
+        b.iter(|| identity.resume(black_box(0)))
+    });
+}
+
+/// Create a coroutine on an already-allocated stack, run it to return, drop it.
+fn coroutine_call(c: &mut Criterion) {
+    let mut stack = DefaultStack::default();
+    c.bench_function("coroutine_call", |b| {
+        b.iter(|| {
+            let coroutine = ScopedCoroutine::with_stack(&mut stack, |_, input: usize| input);
+            coroutine.scope(|mut co| co.resume(black_box(0)))
+        })
+    });
+}
+
+/// `on_stack` with an empty closure.
+fn stack_call(c: &mut Criterion) {
+    let mut stack = DefaultStack::default();
+    c.bench_function("stack_call", |b| {
+        b.iter(|| on_stack(&mut stack, || black_box(())))
+    });
+}
+
+criterion_group!(benches, coroutine_switch, coroutine_call, stack_call);
+criterion_main!(benches);

@@ -1,0 +1,75 @@
+//! The per-architecture context switch: one file per architecture, each
+//! implementing the contract below; everything portable lives outside `arch`.
+//!
+//! # The contract
+//!
+//! Every architecture file provides exactly these items:
+//!
+//! - `STACK_ALIGNMENT`: the alignment of a stack pointer at a call boundary.
+//! - `LINK_OFFSET`: the parent link lives in the word at `base - LINK_OFFSET`
+//!   of every coroutine stack. While the coroutine runs it holds the stack
+//!   pointer of its parent (the context that last resumed it), pointing at a
+//!   record from which the parent is restored. The `Yielder` is a pointer to
+//!   this word.
+//! - `RESERVED_TOP`: bytes at the top of a coroutine stack that belong to the
+//!   architecture (the link and anything beside it). Portable code places the
+//!   closure object below `base - RESERVED_TOP`.
+//! - `INIT_FRAME_SIZE`: bytes that `init_stack` writes below the object.
+//! - `init_stack(base, obj, entry) -> sp`: writes the initial frame below
+//!   `obj` (aligned to `STACK_ALIGNMENT`) so that the first `switch_and_link`
+//!   to `sp` calls `entry(input, link, obj)` on the coroutine stack. The
+//!   frame that calls `entry` is the root of the coroutine: its unwind info
+//!   (DWARF CFI) and frame record continue into the parent through the link,
+//!   so backtraces, debuggers and profilers walk from the coroutine into
+//!   whoever resumed it.
+//! - `switch_and_link(arg, sp, base) -> (arg, Option<sp>)`: resumes the
+//!   coroutine whose saved stack pointer is `sp` and whose stack base is
+//!   `base`, passing `arg`. It first stores the parent's stack pointer in the
+//!   link. It returns when the coroutine suspends (`Some(new sp)`) or returns
+//!   (`None`), with the word the coroutine passed.
+//! - `switch_yield(arg, link) -> arg`: suspends the running coroutine, passing
+//!   `arg` to the parent; returns the word passed by the next resume.
+//! - `switch_and_reset(arg, link) -> !`: leaves the coroutine for good;
+//!   nothing may be left on its stack that needs dropping.
+//! - `on_stack(arg, top, f)`: calls `f(arg)` with the stack pointer set to
+//!   `top` and returns on the original stack, with unwind info linking the two.
+//! - `TrapHandlerRegs` and `trap_handler_regs(base, obj, entry)`: the register
+//!   values with which a signal handler makes the interrupted coroutine call
+//!   `entry(obj, link)` at the top of its stack (below the link), as if that
+//!   call had been made by the root frame.
+//! - `parent_stack_top(link_value)`: the highest address below which the
+//!   parent's stack is free while the coroutine runs (for `on_parent_stack`).
+//! - `valgrind_client_request(default, args)`: Valgrind's client-request
+//!   instruction sequence; returns `default` when not running under Valgrind.
+//!
+//! Words passed across a switch are `usize`s: portable code passes a pointer
+//! to the value (or null to ask a suspended coroutine to unwind), so that no
+//! size or alignment limit applies to the values themselves.
+//!
+//! Global symbols in assembly would clash when two copies of this crate are
+//! linked into one binary, so the trampolines are naked Rust functions whose
+//! symbols are mangled with the crate's hash, and labels are local.
+
+use crate::stack::StackPointer;
+
+/// The first function run on a fresh coroutine stack:
+/// `entry(input, link, obj)`. It never returns: it leaves with
+/// `switch_and_reset`. The ABI allows unwinding because with `asm-unwind`
+/// panics leave through the root frame; otherwise the portable code catches
+/// every panic before it gets here (see `unwind::catch_unwind_at_root`).
+pub type EntryFn =
+    unsafe extern "C-unwind" fn(input: usize, link: *mut StackPointer, obj: *mut u8) -> !;
+
+/// The function a trap handler redirects a coroutine to: `entry(obj, link)`.
+pub type TrapEntryFn = unsafe extern "C-unwind" fn(obj: *mut u8, link: *mut StackPointer) -> !;
+
+/// The function `on_stack` calls on the other stack: `f(arg)`.
+pub type StackCallFn = unsafe extern "C-unwind" fn(arg: *mut u8);
+
+#[cfg(all(target_arch = "x86_64", not(windows)))]
+mod x86_64;
+#[cfg(all(target_arch = "x86_64", not(windows)))]
+pub use x86_64::*;
+
+#[cfg(not(all(target_arch = "x86_64", not(windows))))]
+compile_error!("switchback does not support this target yet; x86-64 ELF (Linux, BSD) is supported");

@@ -1,0 +1,565 @@
+//! `Coroutine`, `Yielder` and `CoroutineResult`: the portable coroutine logic.
+
+use core::marker::PhantomData;
+use core::mem::{self, ManuallyDrop};
+use core::{fmt, ptr};
+
+use crate::arch;
+#[cfg(feature = "default-stack")]
+use crate::stack::DefaultStack;
+use crate::stack::{self, check_stack, StackPointer};
+use crate::trap::CoroutineTrapHandler;
+use crate::unwind::{self, CaughtPanic};
+
+/// What [`Coroutine::resume`] returns: the coroutine either suspended itself
+/// with a value or returned from its closure.
+///
+/// ```
+/// use switchback::CoroutineResult;
+///
+/// let yielded: CoroutineResult<u8, &str> = CoroutineResult::Yield(7);
+/// assert_eq!(yielded.as_yield(), Some(7));
+/// assert_eq!(yielded.as_return(), None);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CoroutineResult<Yield, Return> {
+    /// The value the coroutine passed to [`Yielder::suspend`].
+    Yield(Yield),
+    /// The value the coroutine's closure returned.
+    Return(Return),
+}
+
+impl<Yield, Return> CoroutineResult<Yield, Return> {
+    /// The yielded value, or `None` if the coroutine returned.
+    pub fn as_yield(self) -> Option<Yield> {
+        match self {
+            CoroutineResult::Yield(value) => Some(value),
+            CoroutineResult::Return(_) => None,
+        }
+    }
+
+    /// The returned value, or `None` if the coroutine yielded.
+    pub fn as_return(self) -> Option<Return> {
+        match self {
+            CoroutineResult::Yield(_) => None,
+            CoroutineResult::Return(value) => Some(value),
+        }
+    }
+}
+
+macro_rules! coroutine_struct {
+    ($($default:ty)?) => {
+        /// A closure running on its own stack that can suspend itself from
+        /// any depth of its call stack.
+        ///
+        /// The closure receives a [`Yielder`] and the input of the first
+        /// [`resume`](Coroutine::resume). Each [`Yielder::suspend`] hands a
+        /// `Yield` value to the caller of `resume` and returns the `Input` of
+        /// the next `resume`; when the closure returns, `resume` returns its
+        /// value.
+        ///
+        /// ```
+        /// use switchback::{Coroutine, CoroutineResult};
+        ///
+        /// let mut doubler = Coroutine::new(|yielder, mut x: i32| loop {
+        ///     x = yielder.suspend(x * 2);
+        /// });
+        /// assert_eq!(doubler.resume(1), CoroutineResult::Yield(2));
+        /// assert_eq!(doubler.resume(21), CoroutineResult::Yield(42));
+        /// ```
+        ///
+        /// # Dropping
+        ///
+        /// Dropping a coroutine that is suspended unwinds its stack, running
+        /// the destructors of everything on it (see
+        /// [`force_unwind`](Coroutine::force_unwind)). Without the `unwind`
+        /// feature this aborts the process instead.
+        ///
+        /// # Threads
+        ///
+        /// A coroutine is not `Send`: values on its stack may not be `Send`,
+        /// and the compiler cannot see them.
+        ///
+        /// ```compile_fail
+        /// fn assert_send<T: Send>() {}
+        /// assert_send::<switchback::Coroutine<(), (), ()>>();
+        /// ```
+        ///
+        /// It is `Sync` when its stack is, since `&Coroutine` allows nothing
+        /// but queries.
+        pub struct Coroutine<Input, Yield, Return, Stack: stack::Stack $(= $default)?> {
+            stack: Stack,
+            base: StackPointer,
+            /// The suspended coroutine's stack pointer; `None` once done.
+            sp: Option<StackPointer>,
+            initial_sp: StackPointer,
+            drop_closure: unsafe fn(*mut u8),
+            marker: PhantomData<(fn(Input) -> CoroutineResult<Yield, Return>, *mut ())>,
+        }
+    };
+}
+
+#[cfg(feature = "default-stack")]
+coroutine_struct!(DefaultStack);
+#[cfg(not(feature = "default-stack"))]
+coroutine_struct!();
+
+// SAFETY: through `&Coroutine` only `started`, `done` and `trap_handler` are
+// reachable, which read plain fields; the stack is shared only if it is Sync.
+unsafe impl<Input, Yield, Return, Stack: stack::Stack + Sync> Sync
+    for Coroutine<Input, Yield, Return, Stack>
+{
+}
+
+impl<Input, Yield, Return, Stack: stack::Stack> fmt::Debug
+    for Coroutine<Input, Yield, Return, Stack>
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Coroutine")
+            .field("base", &format_args!("{:#x}", self.base))
+            .field("started", &self.started())
+            .field("done", &self.done())
+            .finish()
+    }
+}
+
+#[cfg(feature = "default-stack")]
+impl<Input, Yield, Return> Coroutine<Input, Yield, Return, DefaultStack> {
+    /// Creates a coroutine that runs `f` on a new [`DefaultStack`] of 1 MiB.
+    ///
+    /// # Panics
+    ///
+    /// Panics if the stack cannot be allocated.
+    pub fn new<F>(f: F) -> Self
+    where
+        F: FnOnce(&Yielder<Input, Yield>, Input) -> Return + 'static,
+        Input: 'static,
+        Yield: 'static,
+        Return: 'static,
+    {
+        Self::with_stack(DefaultStack::default(), f)
+    }
+}
+
+impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, Stack> {
+    /// Creates a coroutine that runs `f` on `stack`.
+    ///
+    /// ```
+    /// use switchback::stack::DefaultStack;
+    /// use switchback::Coroutine;
+    ///
+    /// let stack = DefaultStack::new(64 * 1024).unwrap();
+    /// let mut co = Coroutine::with_stack(stack, |_, x: u64| x + 1);
+    /// assert_eq!(co.resume(1).as_return(), Some(2));
+    /// let stack = co.into_stack(); // reuse it for the next coroutine
+    /// # drop(stack);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Panics if `stack` is misaligned or smaller than
+    /// [`MIN_STACK_SIZE`](crate::stack::MIN_STACK_SIZE), or if the closure
+    /// takes more than half of the stack (it is moved onto the stack, then
+    /// into the coroutine's first frame): box a closure that big, or use a
+    /// larger stack.
+    pub fn with_stack<F>(stack: Stack, f: F) -> Self
+    where
+        F: FnOnce(&Yielder<Input, Yield>, Input) -> Return + 'static,
+        Input: 'static,
+        Yield: 'static,
+        Return: 'static,
+        Stack: 'static,
+    {
+        // SAFETY: everything is 'static, so nothing the closure borrows can
+        // end while the coroutine lives, even if it is leaked.
+        unsafe { Self::with_stack_unchecked(stack, f) }
+    }
+
+    /// [`with_stack`](Coroutine::with_stack) without the `'static` bounds.
+    ///
+    /// # Safety
+    ///
+    /// Everything the closure borrows, and the stack if it is borrowed, must
+    /// stay valid until the coroutine has returned or been dropped. If the
+    /// coroutine is leaked (for example with [`core::mem::forget`]) after it
+    /// started, its stack stays in use forever and so must the borrows.
+    /// [`ScopedCoroutine`](crate::ScopedCoroutine) upholds this safely.
+    ///
+    /// # Panics
+    ///
+    /// As [`with_stack`](Coroutine::with_stack).
+    pub unsafe fn with_stack_unchecked<F>(stack: Stack, f: F) -> Self
+    where
+        F: FnOnce(&Yielder<Input, Yield>, Input) -> Return,
+    {
+        let (base, limit) = check_stack(&stack);
+        let obj = closure_slot::<F>(base.get(), limit.get());
+        // SAFETY: `closure_slot` checked that the object and the initial
+        // frame below it fit in the stack, which the Stack contract says is
+        // writable and ours alone.
+        let initial_sp = unsafe {
+            ptr::write(obj as *mut F, f);
+            arch::init_stack(base, obj, coroutine_entry::<Input, Yield, Return, F>)
+        };
+        Self {
+            stack,
+            base,
+            sp: Some(initial_sp),
+            initial_sp,
+            drop_closure: drop_closure::<F>,
+            marker: PhantomData,
+        }
+    }
+
+    /// Runs the coroutine until it suspends or returns, passing it `input`
+    /// (as the closure's argument on the first call, as the value of
+    /// [`Yielder::suspend`] afterwards).
+    ///
+    /// # Panics
+    ///
+    /// Panics if the coroutine is [`done`](Coroutine::done). A panic inside
+    /// the coroutine unwinds its stack and then continues from this call;
+    /// the coroutine is done afterwards.
+    #[inline]
+    pub fn resume(&mut self, input: Input) -> CoroutineResult<Yield, Return> {
+        let Some(sp) = self.sp else {
+            resume_after_done();
+        };
+        let input = ManuallyDrop::new(input);
+        // With asm-unwind a panic may leave through the switch: the
+        // coroutine must already count as done then.
+        #[cfg(feature = "asm-unwind")]
+        {
+            self.sp = None;
+        }
+        // SAFETY: `sp` is this coroutine's suspended (or initial) state on
+        // its own stack; the word is a pointer to `input`, which the
+        // coroutine reads exactly once (ManuallyDrop stops a second drop).
+        let (word, new_sp) = unsafe {
+            arch::switch_and_link(&input as *const ManuallyDrop<Input> as usize, sp, self.base)
+        };
+        self.sp = new_sp;
+        match new_sp {
+            // SAFETY: a suspending coroutine passes a pointer to its Yield
+            // value and never touches it again.
+            Some(_) => CoroutineResult::Yield(unsafe { ptr::read(word as *const Yield) }),
+            // SAFETY: a returning coroutine passes a pointer to its result,
+            // left on its stack, which stays allocated.
+            None => CoroutineResult::Return(unsafe { take_result::<Return>(word) }),
+        }
+    }
+
+    /// Whether the coroutine has been resumed at least once.
+    pub fn started(&self) -> bool {
+        self.sp != Some(self.initial_sp)
+    }
+
+    /// Whether the coroutine has finished: returned, panicked, been unwound
+    /// or reset. A finished coroutine cannot be resumed.
+    pub fn done(&self) -> bool {
+        self.sp.is_none()
+    }
+
+    /// Marks the coroutine finished without unwinding its stack.
+    ///
+    /// # Safety
+    ///
+    /// Like `longjmp` out of the coroutine: nothing on its stack that needs
+    /// dropping may be live, or it is leaked (and anything that relies on
+    /// its destructor running is broken).
+    pub unsafe fn force_reset(&mut self) {
+        self.sp = None;
+    }
+
+    /// Unwinds the stack of a suspended coroutine, running the destructors
+    /// of everything on it, and marks it finished. Does nothing if it has
+    /// finished; drops the closure if it never started.
+    ///
+    /// The unwind is a panic payload thrown from the `suspend` call the
+    /// coroutine is waiting in. If the coroutine catches it and suspends
+    /// again, it is thrown again from that `suspend`, until the coroutine
+    /// returns.
+    ///
+    /// # Panics
+    ///
+    /// Panics if the coroutine is suspended and the `unwind` feature is off.
+    /// If unwinding the coroutine raises a different panic, that panic
+    /// continues from here.
+    pub fn force_unwind(&mut self) {
+        if self.sp.is_some() {
+            self.force_unwind_slow();
+        }
+    }
+
+    #[cold]
+    fn force_unwind_slow(&mut self) {
+        if !self.started() {
+            self.sp = None;
+            // SAFETY: the coroutine never ran, so its closure is still where
+            // with_stack_unchecked wrote it, and it is dropped only here.
+            unsafe {
+                (self.drop_closure)((self.initial_sp.get() + arch::INIT_FRAME_SIZE) as *mut u8)
+            };
+            return;
+        }
+        #[cfg(feature = "unwind")]
+        self.unwind_suspended();
+        #[cfg(not(feature = "unwind"))]
+        panic!(
+            "switchback: cannot unwind a suspended coroutine without the `unwind` feature; \
+             run it to completion or use force_reset"
+        );
+    }
+
+    /// Resumes the suspended coroutine with the forced-unwind signal (a null
+    /// word) until it returns.
+    #[cfg(feature = "unwind")]
+    fn unwind_suspended(&mut self) {
+        let link = self.base.get() - arch::LINK_OFFSET;
+        while let Some(sp) = self.sp {
+            self.sp = None;
+            #[cfg(not(feature = "asm-unwind"))]
+            // SAFETY: as in `resume`; a null word makes `suspend` throw.
+            let (word, new_sp) = unsafe { arch::switch_and_link(0, sp, self.base) };
+            #[cfg(feature = "asm-unwind")]
+            let (word, new_sp) = {
+                let base = self.base;
+                // SAFETY: as in `resume`; a null word makes `suspend` throw,
+                // and the throw comes back out of the switch.
+                match std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| unsafe {
+                    arch::switch_and_link(0, sp, base)
+                })) {
+                    Ok(switched) => switched,
+                    Err(payload) if unwind::is_forced_unwind_of(&*payload, link) => return,
+                    Err(payload) => std::panic::resume_unwind(payload),
+                }
+            };
+            self.sp = new_sp;
+            if new_sp.is_some() {
+                // It caught the unwind and suspended again: drop what it
+                // yielded and throw again.
+                // SAFETY: as in `resume`.
+                drop(unsafe { ptr::read(word as *const Yield) });
+                continue;
+            }
+            // SAFETY: as in `resume`.
+            match unsafe { ptr::read(word as *const Result<Return, CaughtPanic>) } {
+                Ok(returned) => drop(returned),
+                #[cfg(not(feature = "asm-unwind"))]
+                Err(payload) if unwind::is_forced_unwind_of(&*payload, link) => {}
+                #[allow(unreachable_patterns)]
+                Err(payload) => unwind::resume_caught(payload),
+            }
+        }
+    }
+
+    /// Returns the stack of a finished coroutine, to reuse it.
+    ///
+    /// # Panics
+    ///
+    /// Panics if the coroutine is not [`done`](Coroutine::done).
+    pub fn into_stack(self) -> Stack {
+        assert!(
+            self.done(),
+            "switchback: into_stack called on a coroutine that has not finished; \
+             run it to completion or call force_unwind first"
+        );
+        let this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again, so the stack is
+        // moved out exactly once; the other fields need no drop.
+        unsafe { ptr::read(&this.stack) }
+    }
+
+    /// A handle that a signal handler can use to make this coroutine return
+    /// after a trap (a fault on its stack, or a stack overflow). See
+    /// [`CoroutineTrapHandler`].
+    pub fn trap_handler(&self) -> CoroutineTrapHandler<Return> {
+        CoroutineTrapHandler::new(self.base, self.stack.limit())
+    }
+}
+
+impl<Input, Yield, Return, Stack: stack::Stack> Drop for Coroutine<Input, Yield, Return, Stack> {
+    fn drop(&mut self) {
+        if self.sp.is_none() {
+            return;
+        }
+        #[cfg(not(feature = "unwind"))]
+        if self.started() {
+            unwind::abort_with_message(
+                "switchback: a suspended coroutine was dropped, but unwinding its stack \
+                 needs the `unwind` feature; aborting",
+            );
+        }
+        self.force_unwind_slow();
+    }
+}
+
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn resume_after_done() -> ! {
+    panic!("switchback: resume called on a coroutine that has already finished")
+}
+
+/// Reads the result a returning coroutine left on its stack and resumes a
+/// panic it carried.
+///
+/// # Safety
+/// `word` must be the word from a coroutine's `switch_and_reset`.
+#[inline]
+unsafe fn take_result<Return>(word: usize) -> Return {
+    // SAFETY: per the caller; the root wrote a Result<Return, CaughtPanic>
+    // and never reads it again.
+    match unsafe { ptr::read(word as *const Result<Return, CaughtPanic>) } {
+        Ok(value) => value,
+        #[allow(unreachable_patterns)]
+        Err(panic) => unwind::resume_caught(panic),
+    }
+}
+
+/// Where the closure of type `F` goes on a stack: below the reserved top,
+/// aligned for `F` and for the stack.
+///
+/// # Panics
+///
+/// Panics if the closure takes more than half of the stack.
+pub(crate) fn closure_slot<F>(base: usize, limit: usize) -> usize {
+    let align = mem::align_of::<F>().max(arch::STACK_ALIGNMENT);
+    let size = mem::size_of::<F>();
+    let capacity = base - limit;
+    let needed = arch::RESERVED_TOP + size + (align - 1) + arch::INIT_FRAME_SIZE;
+    assert!(
+        needed <= capacity / 2,
+        "switchback: the coroutine's closure takes {size} bytes but this stack of {capacity} \
+         bytes holds closures of at most half its size; box the closure or use a larger stack"
+    );
+    (base - arch::RESERVED_TOP - size) & !(align - 1)
+}
+
+unsafe fn drop_closure<F>(obj: *mut u8) {
+    // SAFETY: the caller passes the slot the closure was written to.
+    unsafe { ptr::drop_in_place(obj as *mut F) }
+}
+
+/// The coroutine's first frame: takes the closure and the first input off
+/// the stack, runs the closure and hands its result to the parent.
+unsafe extern "C-unwind" fn coroutine_entry<Input, Yield, Return, F>(
+    input: usize,
+    link: *mut StackPointer,
+    obj: *mut u8,
+) -> !
+where
+    F: FnOnce(&Yielder<Input, Yield>, Input) -> Return,
+{
+    // SAFETY: with_stack_unchecked wrote the closure at `obj`; the parent
+    // passed a pointer to the first input (never null: a coroutine that
+    // never started is not unwound, its closure is dropped); the link is
+    // the Yielder, which is repr(transparent) over it.
+    let (f, input, yielder) = unsafe {
+        (
+            ptr::read(obj as *mut F),
+            ptr::read(input as *const Input),
+            &*(link as *const Yielder<Input, Yield>),
+        )
+    };
+    let result = ManuallyDrop::new(unwind::catch_unwind_at_root(move || f(yielder, input)));
+    // SAFETY: nothing left on this stack needs dropping (`result` is read by
+    // the parent, which owns it from now on).
+    unsafe {
+        arch::switch_and_reset(
+            &*result as *const Result<Return, CaughtPanic> as usize,
+            link,
+        )
+    }
+}
+
+/// The handle a running coroutine uses to suspend itself.
+///
+/// It lives on the coroutine's stack and is only reachable by reference from
+/// inside the coroutine. It is neither `Send` nor `Sync`.
+#[repr(transparent)]
+pub struct Yielder<Input, Yield> {
+    /// The parent link: the parent's stack pointer while the coroutine runs.
+    link: core::cell::Cell<StackPointer>,
+    marker: PhantomData<fn(Yield) -> Input>,
+}
+
+impl<Input, Yield> Yielder<Input, Yield> {
+    /// Suspends the coroutine: `resume` returns
+    /// [`CoroutineResult::Yield(value)`](CoroutineResult::Yield), and this
+    /// call returns the input of the next `resume`.
+    ///
+    /// If the coroutine is dropped or [`force_unwind`](Coroutine::force_unwind)
+    /// is called while it waits here, this call unwinds instead of
+    /// returning.
+    #[inline]
+    pub fn suspend(&self, value: Yield) -> Input {
+        let value = ManuallyDrop::new(value);
+        let link = self.link.as_ptr();
+        // SAFETY: we run on the coroutine whose link this is; the parent
+        // reads `value` once, before resuming us.
+        let word =
+            unsafe { arch::switch_yield(&value as *const ManuallyDrop<Yield> as usize, link) };
+        if word == 0 {
+            unwind::start_forced_unwind(link as usize);
+        }
+        // SAFETY: a non-null word points to the Input of `resume`, read once.
+        unsafe { ptr::read(word as *const Input) }
+    }
+
+    /// Runs `f` on the stack of whoever resumed the coroutine, and returns
+    /// its result. Useful for work that needs more stack than the coroutine
+    /// has.
+    ///
+    /// `f` must be `Send` so that it cannot take the `Yielder` (or anything
+    /// else tied to the coroutine) with it.
+    ///
+    /// ```
+    /// use switchback::Coroutine;
+    ///
+    /// let mut co = Coroutine::new(|yielder, ()| {
+    ///     yielder.on_parent_stack(|| vec![0u8; 4096].len())
+    /// });
+    /// assert_eq!(co.resume(()).as_return(), Some(4096));
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// A panic in `f` continues from this call.
+    pub fn on_parent_stack<F, R>(&self, f: F) -> R
+    where
+        F: FnOnce() -> R + Send,
+    {
+        let top = arch::parent_stack_top(self.link.get().get());
+        // SAFETY: while we run, the parent is blocked in switch_and_link and
+        // its stack below the link value is unused.
+        unsafe { crate::on_stack::call_on_stack(top, f) }
+    }
+}
+
+impl<Input, Yield> fmt::Debug for Yielder<Input, Yield> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Yielder").finish_non_exhaustive()
+    }
+}
+
+/// The first frame of a trap handler: runs `f` and returns its result as the
+/// coroutine's return value.
+pub(crate) unsafe extern "C-unwind" fn trap_entry<F, Return>(
+    obj: *mut u8,
+    link: *mut StackPointer,
+) -> !
+where
+    F: FnOnce() -> Return,
+{
+    // SAFETY: setup_trap_handler wrote the closure at `obj`.
+    let f = unsafe { ptr::read(obj as *mut F) };
+    let result = ManuallyDrop::new(unwind::catch_unwind_at_root(f));
+    // SAFETY: as in coroutine_entry.
+    unsafe {
+        arch::switch_and_reset(
+            &*result as *const Result<Return, CaughtPanic> as usize,
+            link,
+        )
+    }
+}

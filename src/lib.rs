@@ -1,0 +1,63 @@
+//! Fast, safe stackful coroutines.
+//!
+//! A coroutine is a function that runs on its own stack and can suspend itself
+//! from any depth of its call stack, handing a value to whoever resumed it and
+//! getting a value back when it is resumed again.
+//!
+//! switchback is a drop-in replacement for the public API of `corosensei` 0.3:
+//! the same types, methods, modules and fields, so that
+//! `corosensei = { package = "switchback", version = "0.1" }` compiles
+//! existing code unchanged.
+//!
+//! # Example
+//!
+//! ```
+//! use switchback::{Coroutine, CoroutineResult};
+//!
+//! let mut coroutine = Coroutine::new(|yielder, input: u32| {
+//!     let mut total = input;
+//!     for i in 0..3 {
+//!         total += yielder.suspend(i);
+//!     }
+//!     total
+//! });
+//!
+//! assert_eq!(coroutine.resume(100), CoroutineResult::Yield(0));
+//! assert_eq!(coroutine.resume(1), CoroutineResult::Yield(1));
+//! assert_eq!(coroutine.resume(2), CoroutineResult::Yield(2));
+//! assert_eq!(coroutine.resume(3), CoroutineResult::Return(106));
+//! assert!(coroutine.done());
+//! ```
+//!
+//! # Cargo features
+//!
+//! - `default-stack` (default): [`stack::DefaultStack`], an `mmap`ed stack
+//!   with a guard page. Requires `std`.
+//! - `unwind` (default): a panic in a coroutine unwinds its stack and
+//!   continues in the caller of `resume`; dropping a suspended coroutine
+//!   unwinds its stack so that every destructor runs. Without it a panic
+//!   that reaches the root of a coroutine aborts the process, and so does
+//!   dropping a suspended coroutine. Requires `std`.
+//! - `asm-unwind` (nightly): panics unwind straight through the context
+//!   switch instead of being caught at the root of the coroutine and carried
+//!   across as a value.
+//!
+//! With no features the crate is `#![no_std]`.
+#![no_std]
+#![cfg_attr(feature = "asm-unwind", feature(asm_unwind))]
+#![warn(missing_docs, unsafe_op_in_unsafe_fn)]
+
+#[cfg(any(feature = "default-stack", feature = "unwind", test))]
+extern crate std;
+
+mod arch;
+mod coroutine;
+mod on_stack;
+mod scoped;
+pub mod stack;
+pub mod trap;
+mod unwind;
+
+pub use coroutine::{Coroutine, CoroutineResult, Yielder};
+pub use on_stack::on_stack;
+pub use scoped::{ScopedCoroutine, ScopedCoroutineRef};

@@ -1,0 +1,79 @@
+//! Running a closure on another stack: [`on_stack`].
+
+use core::mem::ManuallyDrop;
+
+use crate::arch;
+use crate::stack::{check_stack, Stack};
+use crate::unwind::{self, CaughtPanic};
+
+/// Runs `f` on `stack` and returns its result; the stack is dropped after.
+///
+/// Backtraces taken inside `f` continue into the caller.
+///
+/// ```
+/// use switchback::{on_stack, stack::DefaultStack};
+///
+/// let stack = DefaultStack::new(256 * 1024).unwrap();
+/// let sum = on_stack(stack, || (1..=100u32).sum::<u32>());
+/// assert_eq!(sum, 5050);
+/// ```
+///
+/// # Panics
+///
+/// A panic in `f` continues from this call. Panics if the stack is
+/// misaligned or smaller than [`MIN_STACK_SIZE`](crate::stack::MIN_STACK_SIZE).
+pub fn on_stack<F, R>(stack: impl Stack, f: F) -> R
+where
+    F: FnOnce() -> R,
+{
+    let (base, _) = check_stack(&stack);
+    // SAFETY: the Stack contract makes the memory below `base` ours while
+    // `stack` lives, which is until after the call.
+    unsafe { call_on_stack(base.get(), f) }
+}
+
+/// The closure going in, then its result coming out.
+union CallSlot<F, R> {
+    f: ManuallyDrop<F>,
+    result: ManuallyDrop<Result<R, CaughtPanic>>,
+}
+
+/// Calls `f` with the stack pointer at `top`.
+///
+/// # Safety
+/// `top` must be 16-aligned with free stack below it for as long as `f` runs.
+pub(crate) unsafe fn call_on_stack<F, R>(top: usize, f: F) -> R
+where
+    F: FnOnce() -> R,
+{
+    let mut slot = CallSlot::<F, R> {
+        f: ManuallyDrop::new(f),
+    };
+    // SAFETY: the trampoline moves `f` out of the slot and writes the
+    // result back before returning (a panic is caught into the result, or
+    // with asm-unwind leaves through the switch after `f` was moved out).
+    unsafe {
+        arch::on_stack(
+            &mut slot as *mut CallSlot<F, R> as *mut u8,
+            top,
+            call_slot_trampoline::<F, R>,
+        );
+        match ManuallyDrop::into_inner(slot.result) {
+            Ok(value) => value,
+            #[allow(unreachable_patterns)]
+            Err(panic) => unwind::resume_caught(panic),
+        }
+    }
+}
+
+unsafe extern "C-unwind" fn call_slot_trampoline<F, R>(slot: *mut u8)
+where
+    F: FnOnce() -> R,
+{
+    let slot = slot as *mut CallSlot<F, R>;
+    // SAFETY: call_on_stack passes a slot holding the closure.
+    let f = unsafe { ManuallyDrop::take(&mut (*slot).f) };
+    let result = unwind::catch_unwind_at_root(f);
+    // SAFETY: the closure was moved out; the slot now takes the result.
+    unsafe { (*slot).result = ManuallyDrop::new(result) };
+}

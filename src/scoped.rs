@@ -1,0 +1,163 @@
+//! `ScopedCoroutine`: coroutines whose closure, stack and values may borrow.
+
+use core::marker::PhantomData;
+
+use crate::stack;
+#[cfg(feature = "default-stack")]
+use crate::stack::DefaultStack;
+use crate::trap::CoroutineTrapHandler;
+use crate::{Coroutine, CoroutineResult, Yielder};
+
+macro_rules! scoped_coroutine_struct {
+    ($($default:ty)?) => {
+        /// A coroutine whose closure may borrow from its surroundings (and
+        /// whose stack and values may be borrowed too).
+        ///
+        /// It can only run inside [`scope`](ScopedCoroutine::scope), which
+        /// drops it (unwinding it if suspended) before the scope returns, so
+        /// the borrows provably outlive it: no `mem::forget`, `mem::swap` or
+        /// thread trick can let it run after they end.
+        ///
+        /// ```
+        /// use switchback::ScopedCoroutine;
+        ///
+        /// let mut total = 0;
+        /// let coroutine = ScopedCoroutine::new(|yielder, mut x: i32| {
+        ///     while x != 0 {
+        ///         total += x;
+        ///         x = yielder.suspend(());
+        ///     }
+        /// });
+        /// coroutine.scope(|mut co| {
+        ///     co.as_mut().resume(1);
+        ///     co.as_mut().resume(2);
+        ///     co.as_mut().resume(0);
+        /// });
+        /// assert_eq!(total, 3);
+        /// ```
+        pub struct ScopedCoroutine<'a, Input, Yield, Return, Stack: stack::Stack $(= $default)?> {
+            inner: Coroutine<Input, Yield, Return, Stack>,
+            marker: PhantomData<&'a mut ()>,
+        }
+    };
+}
+
+#[cfg(feature = "default-stack")]
+scoped_coroutine_struct!(DefaultStack);
+#[cfg(not(feature = "default-stack"))]
+scoped_coroutine_struct!();
+
+#[cfg(feature = "default-stack")]
+impl<'a, Input, Yield, Return> ScopedCoroutine<'a, Input, Yield, Return, DefaultStack> {
+    /// Creates a scoped coroutine that runs `f` on a new 1 MiB
+    /// [`DefaultStack`].
+    ///
+    /// # Panics
+    ///
+    /// Panics if the stack cannot be allocated.
+    pub fn new<F>(f: F) -> Self
+    where
+        F: FnOnce(&Yielder<Input, Yield>, Input) -> Return + 'a,
+    {
+        Self::with_stack(DefaultStack::default(), f)
+    }
+}
+
+impl<'a, Input, Yield, Return, Stack: stack::Stack>
+    ScopedCoroutine<'a, Input, Yield, Return, Stack>
+{
+    /// Creates a scoped coroutine that runs `f` on `stack`.
+    ///
+    /// # Panics
+    ///
+    /// As [`Coroutine::with_stack`].
+    pub fn with_stack<F>(stack: Stack, f: F) -> Self
+    where
+        F: FnOnce(&Yielder<Input, Yield>, Input) -> Return + 'a,
+    {
+        Self {
+            // SAFETY: the coroutine can only be resumed inside `scope`, which
+            // drops it before returning; a coroutine leaked before `scope`
+            // never started, so its stack holds nothing that borrows.
+            inner: unsafe { Coroutine::with_stack_unchecked(stack, f) },
+            marker: PhantomData,
+        }
+    }
+
+    /// Returns the stack of a finished coroutine, to reuse it.
+    ///
+    /// # Panics
+    ///
+    /// Panics if the coroutine is not done (a scoped coroutine that was
+    /// never run inside a scope is not done).
+    pub fn into_stack(self) -> Stack {
+        self.inner.into_stack()
+    }
+
+    /// Runs `f` with a reference to the coroutine, then drops the coroutine
+    /// (unwinding it if it is suspended) and returns what `f` returned.
+    pub fn scope<F, T>(mut self, f: F) -> T
+    where
+        F: FnOnce(ScopedCoroutineRef<'_, Input, Yield, Return, Stack>) -> T,
+    {
+        let result = f(ScopedCoroutineRef {
+            inner: &mut self.inner,
+        });
+        self.inner.force_unwind();
+        result
+    }
+}
+
+/// The handle to a [`ScopedCoroutine`] inside its
+/// [`scope`](ScopedCoroutine::scope), with the methods of [`Coroutine`].
+///
+/// Like any mutable reference wrapped in a struct, it is not reborrowed
+/// automatically: call [`as_mut`](ScopedCoroutineRef::as_mut) to use it more
+/// than once.
+pub struct ScopedCoroutineRef<'a, Input, Yield, Return, Stack: stack::Stack> {
+    inner: &'a mut Coroutine<Input, Yield, Return, Stack>,
+}
+
+impl<Input, Yield, Return, Stack: stack::Stack>
+    ScopedCoroutineRef<'_, Input, Yield, Return, Stack>
+{
+    /// Reborrows the handle, so that it can be used again afterwards.
+    pub fn as_mut(&mut self) -> ScopedCoroutineRef<'_, Input, Yield, Return, Stack> {
+        ScopedCoroutineRef { inner: self.inner }
+    }
+
+    /// See [`Coroutine::resume`].
+    pub fn resume(&mut self, input: Input) -> CoroutineResult<Yield, Return> {
+        self.inner.resume(input)
+    }
+
+    /// See [`Coroutine::started`].
+    pub fn started(&self) -> bool {
+        self.inner.started()
+    }
+
+    /// See [`Coroutine::done`].
+    pub fn done(&self) -> bool {
+        self.inner.done()
+    }
+
+    /// See [`Coroutine::force_reset`].
+    ///
+    /// # Safety
+    ///
+    /// As [`Coroutine::force_reset`].
+    pub unsafe fn force_reset(&mut self) {
+        // SAFETY: forwarded to the caller.
+        unsafe { self.inner.force_reset() }
+    }
+
+    /// See [`Coroutine::force_unwind`].
+    pub fn force_unwind(&mut self) {
+        self.inner.force_unwind()
+    }
+
+    /// See [`Coroutine::trap_handler`].
+    pub fn trap_handler(&self) -> CoroutineTrapHandler<Return> {
+        self.inner.trap_handler()
+    }
+}
