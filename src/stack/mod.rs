@@ -4,11 +4,15 @@ use core::num::NonZeroUsize;
 
 #[cfg(all(feature = "default-stack", unix))]
 mod default_stack;
+#[cfg(all(feature = "default-stack", unix))]
+mod pool;
 #[cfg(feature = "default-stack")]
 mod valgrind;
 
 #[cfg(all(feature = "default-stack", unix))]
 pub use self::default_stack::DefaultStack;
+#[cfg(all(feature = "default-stack", unix))]
+pub use self::pool::{PooledStack, StackPool, StackPoolBuilder};
 #[cfg(feature = "default-stack")]
 pub(crate) use self::valgrind::ValgrindStackRegistration;
 

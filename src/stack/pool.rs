@@ -1,0 +1,868 @@
+//! `StackPool`: reusable `mmap`ed stacks, so that creating a coroutine costs
+//! no system call.
+//!
+//! A fresh [`DefaultStack`](super::DefaultStack) costs an `mmap`, an
+//! `mprotect` and, when it is dropped, a `munmap` (whose TLB shootdown
+//! interrupts every core the process runs on). A [`StackPool`] keeps stacks
+//! that coroutines are done with and hands them out again: a per-thread cache
+//! answers most requests without touching shared state, and a shared pool
+//! behind it lets stacks move between threads.
+
+use core::fmt;
+use core::mem::ManuallyDrop;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::cell::RefCell;
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::vec::Vec;
+
+use super::default_stack::page_size;
+use super::{Stack, StackPointer, ValgrindStackRegistration, MIN_STACK_SIZE};
+use crate::{Coroutine, Yielder};
+
+/// The stack size of [`StackPool::default`] and [`StackPool::global`]: 1 MiB,
+/// as for [`Coroutine::new`].
+const DEFAULT_STACK_SIZE: usize = 1024 * 1024;
+/// The default bound on idle stacks in the shared pool.
+const DEFAULT_MAX_IDLE: usize = 64;
+/// The default number of idle stacks each thread keeps for itself.
+const DEFAULT_THREAD_CACHE: usize = 8;
+
+/// A pool of reusable coroutine stacks.
+///
+/// Each stack is `mmap`ed once, with a `PROT_NONE` guard page below it like a
+/// [`DefaultStack`](super::DefaultStack), and keeps that guard page for its
+/// whole life. [`get`](StackPool::get) hands out a [`PooledStack`]; when the
+/// `PooledStack` is dropped (with the coroutine that owns it) it goes back to
+/// the pool instead of being unmapped.
+///
+/// Returned stacks go first to a small cache of the thread that drops them
+/// ([`thread_cache`](StackPoolBuilder::thread_cache) stacks per pool, 8 by
+/// default), which `get` on that thread takes from without locking or any
+/// atomic operation; when that cache is full they go to the pool's shared
+/// list, which keeps at most [`max_idle`](StackPoolBuilder::max_idle) stacks
+/// (64 by default) and unmaps the rest. When a thread exits, its cache moves
+/// to the shared list (within the same bound).
+///
+/// `StackPool` is a cheap handle: clones share the same stacks, and it can be
+/// sent to and shared between threads. Stacks that are out keep the pool's
+/// state alive, so dropping every handle while stacks are in use is fine;
+/// once every handle is gone, idle stacks are unmapped (those cached by
+/// other threads when they return or when the thread exits) and stacks that
+/// come back are unmapped.
+///
+/// # Which stack to use
+///
+/// - [`Coroutine::new`]: a fresh 1 MiB [`DefaultStack`](super::DefaultStack)
+///   per coroutine. Simplest, and fine for a few long-lived coroutines; each
+///   creation costs a few microseconds of system calls.
+/// - [`Coroutine::with_pool`] (or [`Coroutine::pooled`] for a process-wide
+///   pool of 1 MiB stacks): for code that creates many coroutines, such as
+///   one per request or per task. Creation then costs about what creating on
+///   an already-allocated stack costs.
+/// - [`Coroutine::with_stack`] with a stack you keep (`&mut DefaultStack`,
+///   or [`into_stack`](Coroutine::into_stack) and reuse): when one place
+///   runs one coroutine at a time and can hold on to its stack itself.
+///
+/// # Example
+///
+/// ```
+/// use switchback::stack::StackPool;
+/// use switchback::Coroutine;
+///
+/// // One pool for the whole server, 256 KiB stacks.
+/// let pool = StackPool::new(256 * 1024).unwrap();
+/// for request in 0..100u32 {
+///     let mut co = Coroutine::with_pool(&pool, move |_, ()| request * 2);
+///     assert_eq!(co.resume(()).as_return(), Some(request * 2));
+///     // Dropping `co` returns its stack to the pool.
+/// }
+/// // All 100 coroutines ran on the same stack.
+/// assert_eq!(pool.allocated_count(), 1);
+/// ```
+///
+/// For code that runs untrusted or secret-handling coroutines, or that wants
+/// idle memory back:
+///
+/// ```
+/// use switchback::stack::StackPool;
+///
+/// let pool = StackPool::builder()
+///     .stack_size(128 * 1024)
+///     .max_idle(16)
+///     .zero_on_reuse(true)
+///     .build()
+///     .unwrap();
+/// let stack = pool.get().unwrap();
+/// # drop(stack);
+/// ```
+#[derive(Clone)]
+pub struct StackPool {
+    handle: Arc<Handle>,
+}
+
+/// Configuration for a [`StackPool`], from [`StackPool::builder`].
+///
+/// ```
+/// use switchback::stack::StackPool;
+///
+/// let pool = StackPool::builder()
+///     .stack_size(64 * 1024)
+///     .max_idle(32)
+///     .thread_cache(4)
+///     .release_idle_memory(true)
+///     .build()
+///     .unwrap();
+/// assert_eq!(pool.stack_size(), 64 * 1024);
+/// ```
+#[derive(Clone, Debug)]
+pub struct StackPoolBuilder {
+    stack_size: usize,
+    max_idle: usize,
+    thread_cache: usize,
+    release_idle_memory: bool,
+    zero_on_reuse: bool,
+}
+
+/// A stack from a [`StackPool`], which goes back to the pool when dropped.
+///
+/// It implements [`Stack`], so it works with [`Coroutine::with_stack`],
+/// [`ScopedCoroutine::with_stack`](crate::ScopedCoroutine::with_stack) and
+/// [`on_stack`](crate::on_stack); [`Coroutine::with_pool`] does the
+/// `get` for you. Like a [`DefaultStack`](super::DefaultStack), it has a
+/// `PROT_NONE` guard page at its [`limit`](Stack::limit).
+///
+/// ```
+/// use switchback::stack::{Stack, StackPool};
+///
+/// let pool = StackPool::new(64 * 1024).unwrap();
+/// let stack = pool.get().unwrap();
+/// let base = stack.base();
+/// drop(stack);
+/// assert_eq!(pool.get().unwrap().base(), base); // the same memory again
+/// ```
+pub struct PooledStack {
+    /// Taken out only in `drop`.
+    owned: ManuallyDrop<Owned>,
+}
+
+/// Keeps the pool open: when the last `StackPool` clone drops, this closes
+/// the shared state, unmapping its idle stacks.
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+/// The state shared by a pool's handles and all its stacks.
+struct Shared {
+    /// Usable bytes per stack (a whole number of pages).
+    stack_size: usize,
+    /// Bytes per mapping: `stack_size` plus the guard page.
+    mapping_len: usize,
+    max_idle: usize,
+    thread_cache: usize,
+    release_idle_memory: bool,
+    zero_on_reuse: bool,
+    /// Stacks mapped and not yet unmapped: in use or idle.
+    allocated: AtomicUsize,
+    /// Set, under the `idle` lock, when the last handle is dropped.
+    closed: AtomicBool,
+    /// The shared list of idle stacks.
+    idle: Mutex<Vec<Mapping>>,
+}
+
+/// One stack's mapping, guard page included. Unmapped on drop.
+struct Mapping {
+    /// The lowest address of the mapping: the guard page.
+    limit: StackPointer,
+    /// The highest address of the mapping.
+    base: StackPointer,
+    _valgrind: ValgrindStackRegistration,
+}
+
+/// A mapping counted in its pool's `allocated`; dropping it unmaps it.
+struct Owned {
+    /// Taken out only in `drop` and `into_parts`.
+    mapping: ManuallyDrop<Mapping>,
+    shared: Arc<Shared>,
+}
+
+/// A thread's idle stacks, per pool.
+struct ThreadCache {
+    entries: Vec<CacheEntry>,
+}
+
+struct CacheEntry {
+    shared: Arc<Shared>,
+    /// At most `shared.thread_cache` stacks, each of this pool.
+    stacks: Vec<Owned>,
+}
+
+std::thread_local! {
+    static CACHE: RefCell<ThreadCache> = const {
+        RefCell::new(ThreadCache { entries: Vec::new() })
+    };
+}
+
+impl StackPool {
+    /// A pool of stacks with at least `stack_size` usable bytes each
+    /// (rounded up to whole pages) and the default bounds: up to 64 idle
+    /// stacks shared, plus up to 8 per thread.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` if `stack_size` is below
+    /// [`MIN_STACK_SIZE`](super::MIN_STACK_SIZE) or too large to round up.
+    ///
+    /// ```
+    /// let pool = switchback::stack::StackPool::new(64 * 1024).unwrap();
+    /// # drop(pool);
+    /// ```
+    pub fn new(stack_size: usize) -> io::Result<Self> {
+        Self::builder().stack_size(stack_size).build()
+    }
+
+    /// A builder to configure a pool's stack size, bounds and memory policy.
+    pub fn builder() -> StackPoolBuilder {
+        StackPoolBuilder::new()
+    }
+
+    /// A process-wide pool of 1 MiB stacks with the default bounds, as used
+    /// by [`Coroutine::pooled`].
+    ///
+    /// ```
+    /// use switchback::stack::StackPool;
+    ///
+    /// let stack = StackPool::global().get().unwrap();
+    /// # drop(stack);
+    /// ```
+    pub fn global() -> &'static StackPool {
+        static GLOBAL: OnceLock<StackPool> = OnceLock::new();
+        GLOBAL.get_or_init(StackPool::default)
+    }
+
+    /// Takes an idle stack from this thread's cache, else from the shared
+    /// list, else maps a new one.
+    ///
+    /// # Errors
+    ///
+    /// The OS error if a new stack is needed and `mmap` or `mprotect` fails.
+    #[inline]
+    pub fn get(&self) -> io::Result<PooledStack> {
+        let shared = &self.handle.shared;
+        if shared.thread_cache != 0 {
+            if let Some(owned) = cache_pop(shared) {
+                return Ok(PooledStack {
+                    owned: ManuallyDrop::new(owned),
+                });
+            }
+        }
+        shared.take().map(|owned| PooledStack {
+            owned: ManuallyDrop::new(owned),
+        })
+    }
+
+    /// The usable size of each stack in bytes: the requested size rounded
+    /// up to whole pages (the guard page not included).
+    pub fn stack_size(&self) -> usize {
+        self.handle.shared.stack_size
+    }
+
+    /// How many stacks of this pool are mapped: in use or idle, in any
+    /// thread's cache or in the shared list.
+    pub fn allocated_count(&self) -> usize {
+        self.handle.shared.allocated.load(Ordering::Relaxed)
+    }
+
+    /// How many idle stacks this pool has in its shared list and in the
+    /// calling thread's cache. (Other threads' caches are not visible; they
+    /// join the shared list when their thread exits.)
+    pub fn idle_count(&self) -> usize {
+        let shared = &self.handle.shared;
+        let in_shared = shared.lock_idle().len();
+        let in_cache = CACHE
+            .try_with(|cache| {
+                cache.try_borrow().map_or(0, |cache| {
+                    cache
+                        .entries
+                        .iter()
+                        .find(|entry| Arc::ptr_eq(&entry.shared, shared))
+                        .map_or(0, |entry| entry.stacks.len())
+                })
+            })
+            .unwrap_or(0);
+        in_shared + in_cache
+    }
+}
+
+impl Default for StackPool {
+    /// A pool of 1 MiB stacks with the default bounds.
+    fn default() -> Self {
+        Self::builder()
+            .build()
+            .expect("switchback: the default stack pool configuration is valid")
+    }
+}
+
+impl fmt::Debug for StackPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shared = &self.handle.shared;
+        f.debug_struct("StackPool")
+            .field("stack_size", &shared.stack_size)
+            .field("max_idle", &shared.max_idle)
+            .field("thread_cache", &shared.thread_cache)
+            .field("release_idle_memory", &shared.release_idle_memory)
+            .field("zero_on_reuse", &shared.zero_on_reuse)
+            .field("allocated", &self.allocated_count())
+            .finish()
+    }
+}
+
+impl Default for StackPoolBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StackPoolBuilder {
+    /// The default configuration: 1 MiB stacks, up to 64 idle stacks in the
+    /// shared list plus 8 per thread, memory neither released nor zeroed.
+    pub fn new() -> Self {
+        Self {
+            stack_size: DEFAULT_STACK_SIZE,
+            max_idle: DEFAULT_MAX_IDLE,
+            thread_cache: DEFAULT_THREAD_CACHE,
+            release_idle_memory: false,
+            zero_on_reuse: false,
+        }
+    }
+
+    /// The least number of usable bytes per stack, rounded up to whole
+    /// pages; a guard page comes on top. Default 1 MiB.
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = bytes;
+        self
+    }
+
+    /// How many idle stacks the shared list keeps; stacks returned beyond
+    /// that are unmapped. Default 64.
+    ///
+    /// Each thread's cache holds up to
+    /// [`thread_cache`](StackPoolBuilder::thread_cache) more, but never more
+    /// than `max_idle`, so at most `max_idle * (1 + threads using the pool)`
+    /// stacks are idle; `max_idle(0)` keeps no stack at all.
+    pub fn max_idle(mut self, stacks: usize) -> Self {
+        self.max_idle = stacks;
+        self
+    }
+
+    /// How many idle stacks of this pool each thread keeps for itself, to
+    /// take and return without locking. Default 8; capped at
+    /// [`max_idle`](StackPoolBuilder::max_idle). `0` makes every `get` and
+    /// return go through the shared list, so that `max_idle` bounds all
+    /// idle stacks exactly.
+    pub fn thread_cache(mut self, stacks: usize) -> Self {
+        self.thread_cache = stacks;
+        self
+    }
+
+    /// Gives a stack's memory back to the OS each time it is returned
+    /// (`madvise(MADV_DONTNEED)` on Linux, a fresh `MAP_FIXED` mapping
+    /// elsewhere), so that idle stacks cost address space but no RAM. The
+    /// next coroutine on that stack faults its pages in again, which costs
+    /// about a microsecond per page it touches. Default off.
+    pub fn release_idle_memory(mut self, release: bool) -> Self {
+        self.release_idle_memory = release;
+        self
+    }
+
+    /// Zeroes a stack's memory each time it is returned, so that a coroutine
+    /// never sees what the previous coroutine on that stack left behind: for
+    /// code that runs untrusted coroutines, or coroutines that handle
+    /// secrets. Default off.
+    ///
+    /// This drops the stack's pages rather than writing zeroes (the same
+    /// system call as [`release_idle_memory`](Self::release_idle_memory),
+    /// which also guarantees zeroes), so it costs a system call per return
+    /// plus the page faults of the next use, whatever the stack size. A
+    /// stack whose pages cannot be dropped is unmapped instead of reused.
+    pub fn zero_on_reuse(mut self, zero: bool) -> Self {
+        self.zero_on_reuse = zero;
+        self
+    }
+
+    /// Creates the pool. No stack is mapped until one is asked for.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` if the stack size is below
+    /// [`MIN_STACK_SIZE`](super::MIN_STACK_SIZE) or too large to round up.
+    pub fn build(&self) -> io::Result<StackPool> {
+        let size = self.stack_size;
+        if size < MIN_STACK_SIZE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                std::format!(
+                    "switchback: stack size {size} is below MIN_STACK_SIZE ({MIN_STACK_SIZE} bytes)"
+                ),
+            ));
+        }
+        let page = page_size();
+        let stack_size = size
+            .checked_add(page - 1)
+            .map(|s| s & !(page - 1))
+            .filter(|s| s.checked_add(page).is_some())
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    std::format!("switchback: stack size {size} is too large"),
+                )
+            })?;
+        let shared = Arc::new(Shared {
+            stack_size,
+            mapping_len: stack_size + page,
+            max_idle: self.max_idle,
+            thread_cache: self.thread_cache.min(self.max_idle),
+            release_idle_memory: self.release_idle_memory,
+            zero_on_reuse: self.zero_on_reuse,
+            allocated: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            idle: Mutex::new(Vec::new()),
+        });
+        Ok(StackPool {
+            handle: Arc::new(Handle { shared }),
+        })
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.close();
+    }
+}
+
+impl Shared {
+    fn lock_idle(&self) -> MutexGuard<'_, Vec<Mapping>> {
+        // A panic never leaves the list half-updated: it only holds whole
+        // mappings.
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes a stack from the shared list or maps a new one.
+    fn take(self: &Arc<Self>) -> io::Result<Owned> {
+        let mapping = match self.lock_idle().pop() {
+            Some(mapping) => mapping,
+            None => {
+                let mapping = Mapping::new(self.mapping_len)?;
+                self.allocated.fetch_add(1, Ordering::Relaxed);
+                mapping
+            }
+        };
+        Ok(Owned {
+            mapping: ManuallyDrop::new(mapping),
+            shared: Arc::clone(self),
+        })
+    }
+
+    /// Called when the last handle goes: unmaps the idle stacks that this
+    /// thread can reach, and makes stacks that come back later be unmapped.
+    fn close(self: &Arc<Self>) {
+        let idle = {
+            let mut idle = self.lock_idle();
+            self.closed.store(true, Ordering::Relaxed);
+            core::mem::take(&mut *idle)
+        };
+        self.allocated.fetch_sub(idle.len(), Ordering::Relaxed);
+        drop(idle);
+        let entry = CACHE
+            .try_with(|cache| {
+                let mut cache = cache.try_borrow_mut().ok()?;
+                let index = cache
+                    .entries
+                    .iter()
+                    .position(|entry| Arc::ptr_eq(&entry.shared, self))?;
+                Some(cache.entries.swap_remove(index))
+            })
+            .ok()
+            .flatten();
+        // Unmapped here, outside the borrow of the cache.
+        drop(entry);
+    }
+}
+
+/// Puts a returned stack in the shared list, or unmaps it if the list is
+/// full or the pool closed.
+fn push_shared(owned: Owned) {
+    let (mapping, shared) = owned.into_parts();
+    let rejected = {
+        let mut idle = shared.lock_idle();
+        if !shared.closed.load(Ordering::Relaxed) && idle.len() < shared.max_idle {
+            idle.push(mapping);
+            None
+        } else {
+            Some(mapping)
+        }
+    };
+    if let Some(mapping) = rejected {
+        shared.allocated.fetch_sub(1, Ordering::Relaxed);
+        drop(mapping);
+    }
+}
+
+/// Takes one of `shared`'s stacks from this thread's cache.
+#[inline]
+fn cache_pop(shared: &Arc<Shared>) -> Option<Owned> {
+    CACHE
+        .try_with(|cache| {
+            let mut cache = cache.try_borrow_mut().ok()?;
+            cache
+                .entries
+                .iter_mut()
+                .find(|entry| Arc::ptr_eq(&entry.shared, shared))?
+                .stacks
+                .pop()
+        })
+        .ok()
+        .flatten()
+}
+
+/// Puts a returned stack in this thread's cache, or hands it back if the
+/// cache is full or unavailable (during thread exit).
+#[inline]
+fn cache_push(owned: Owned) -> Result<(), Owned> {
+    let mut owned = Some(owned);
+    let _ = CACHE.try_with(|cache| {
+        if let Ok(mut cache) = cache.try_borrow_mut() {
+            if let Some(stack) = owned.take() {
+                owned = cache.push(stack).err();
+            }
+        }
+    });
+    match owned {
+        None => Ok(()),
+        Some(stack) => Err(stack),
+    }
+}
+
+impl ThreadCache {
+    #[inline]
+    fn push(&mut self, owned: Owned) -> Result<(), Owned> {
+        let capacity = owned.shared.thread_cache;
+        if let Some(entry) = self
+            .entries
+            .iter_mut()
+            .find(|entry| Arc::ptr_eq(&entry.shared, &owned.shared))
+        {
+            if entry.stacks.len() < capacity {
+                entry.stacks.push(owned);
+                return Ok(());
+            }
+            return Err(owned);
+        }
+        self.push_new_entry(owned)
+    }
+
+    #[cold]
+    fn push_new_entry(&mut self, owned: Owned) -> Result<(), Owned> {
+        // Forget pools that closed meanwhile; their stacks are unmapped as
+        // the entries drop.
+        self.entries
+            .retain(|entry| !entry.shared.closed.load(Ordering::Relaxed));
+        let mut stacks = Vec::with_capacity(owned.shared.thread_cache);
+        let shared = Arc::clone(&owned.shared);
+        stacks.push(owned);
+        self.entries.push(CacheEntry { shared, stacks });
+        Ok(())
+    }
+}
+
+impl Drop for ThreadCache {
+    fn drop(&mut self) {
+        // The thread is exiting: hand its stacks to their pools' shared
+        // lists, where other threads can use them.
+        for entry in self.entries.drain(..) {
+            for owned in entry.stacks {
+                push_shared(owned);
+            }
+        }
+    }
+}
+
+impl Mapping {
+    /// Maps `mapping_len` bytes (a whole number of pages, at least two) and
+    /// makes the lowest page a guard page.
+    fn new(mapping_len: usize) -> io::Result<Self> {
+        let page = page_size();
+        // SAFETY: an anonymous private mapping at an address of the kernel's
+        // choosing touches no existing memory.
+        let mapping = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                mapping_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANON | libc::MAP_NORESERVE | map_stack(),
+                -1,
+                0,
+            )
+        };
+        if mapping == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the first page is part of the mapping we just made.
+        if unsafe { libc::mprotect(mapping, page, libc::PROT_NONE) } != 0 {
+            let error = io::Error::last_os_error();
+            // SAFETY: unmapping our own mapping, which nothing uses.
+            unsafe { libc::munmap(mapping, mapping_len) };
+            return Err(error);
+        }
+        let limit = mapping as usize;
+        let base = limit + mapping_len;
+        Ok(Self {
+            // SAFETY: mmap never returns address 0 for a hint of null.
+            limit: unsafe { StackPointer::new_unchecked(limit) },
+            // SAFETY: base is above limit.
+            base: unsafe { StackPointer::new_unchecked(base) },
+            _valgrind: ValgrindStackRegistration::new(limit + page, base),
+        })
+    }
+
+    /// Drops the contents of the usable pages (not the guard page), giving
+    /// the memory back to the OS; they read as zero afterwards. Returns
+    /// false if that failed, in which case the mapping must not be reused.
+    fn discard(&self) -> bool {
+        let start = self.limit.get() + page_size();
+        let len = self.base.get() - start;
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            // SAFETY: the range is the usable part of our own mapping, and
+            // nothing runs on it (the stack is being returned to the pool);
+            // for a private anonymous mapping MADV_DONTNEED makes its pages
+            // read as zero afterwards.
+            unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) == 0 }
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        {
+            // SAFETY: replaces the usable part of our own mapping, which
+            // nothing uses, with fresh zero pages; the guard page below is
+            // left alone.
+            let remapped = unsafe {
+                libc::mmap(
+                    start as *mut libc::c_void,
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE
+                        | libc::MAP_ANON
+                        | libc::MAP_NORESERVE
+                        | libc::MAP_FIXED
+                        | map_stack(),
+                    -1,
+                    0,
+                )
+            };
+            remapped == start as *mut libc::c_void
+        }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: the mapping is ours and nothing runs on it any more: it
+        // is dropped only when idle or when its coroutine has finished.
+        unsafe {
+            libc::munmap(
+                self.limit.get() as *mut libc::c_void,
+                self.base.get() - self.limit.get(),
+            );
+        }
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "freebsd", target_os = "openbsd"))]
+fn map_stack() -> libc::c_int {
+    libc::MAP_STACK
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "freebsd", target_os = "openbsd")))]
+fn map_stack() -> libc::c_int {
+    0
+}
+
+impl Owned {
+    /// Takes the mapping out without unmapping it.
+    fn into_parts(self) -> (Mapping, Arc<Shared>) {
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again, so each field is
+        // moved out exactly once.
+        unsafe {
+            (
+                ManuallyDrop::take(&mut this.mapping),
+                core::ptr::read(&this.shared),
+            )
+        }
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        self.shared.allocated.fetch_sub(1, Ordering::Relaxed);
+        // SAFETY: `drop` runs once and `into_parts` skips it, so the mapping
+        // is taken exactly once.
+        drop(unsafe { ManuallyDrop::take(&mut self.mapping) });
+    }
+}
+
+impl PooledStack {
+    /// Returns the stack to its pool: to this thread's cache, else the
+    /// shared list, else (over the bound, or pool closed) unmaps it.
+    #[inline]
+    fn recycle(owned: Owned) {
+        let shared = &*owned.shared;
+        if shared.closed.load(Ordering::Relaxed) {
+            return drop(owned);
+        }
+        if (shared.release_idle_memory || shared.zero_on_reuse) && !owned.mapping.discard() {
+            return drop(owned);
+        }
+        let owned = if shared.thread_cache != 0 {
+            match cache_push(owned) {
+                Ok(()) => return,
+                Err(owned) => owned,
+            }
+        } else {
+            owned
+        };
+        push_shared(owned);
+    }
+}
+
+impl Drop for PooledStack {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: `drop` runs once, and `owned` is not used afterwards.
+        let owned = unsafe { ManuallyDrop::take(&mut self.owned) };
+        Self::recycle(owned);
+    }
+}
+
+impl fmt::Debug for PooledStack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PooledStack")
+            .field("base", &format_args!("{:#x}", self.owned.mapping.base))
+            .field("limit", &format_args!("{:#x}", self.owned.mapping.limit))
+            .finish()
+    }
+}
+
+// SAFETY: a PooledStack is the only owner of its mapping while it lives (the
+// pool holds a mapping only while no PooledStack does); the lowest page is
+// PROT_NONE for the mapping's whole life (discarding pages leaves it alone);
+// base and limit are page-aligned and fixed; the pool's builder made the
+// usable part at least MIN_STACK_SIZE bytes.
+unsafe impl Stack for PooledStack {
+    #[inline]
+    fn base(&self) -> StackPointer {
+        self.owned.mapping.base
+    }
+
+    #[inline]
+    fn limit(&self) -> StackPointer {
+        self.owned.mapping.limit
+    }
+}
+
+impl<Input, Yield, Return> Coroutine<Input, Yield, Return, PooledStack> {
+    /// Creates a coroutine that runs `f` on a stack from `pool`. The stack
+    /// goes back to the pool when the coroutine is dropped.
+    ///
+    /// See [`StackPool`] for when to use a pool rather than
+    /// [`Coroutine::new`].
+    ///
+    /// ```
+    /// use switchback::stack::StackPool;
+    /// use switchback::Coroutine;
+    ///
+    /// let pool = StackPool::new(64 * 1024).unwrap();
+    /// let mut co = Coroutine::with_pool(&pool, |yielder, x: u32| {
+    ///     let y = yielder.suspend(x + 1);
+    ///     y * 2
+    /// });
+    /// assert_eq!(co.resume(1).as_yield(), Some(2));
+    /// assert_eq!(co.resume(5).as_return(), Some(10));
+    /// drop(co);
+    /// assert_eq!(pool.idle_count(), 1);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Panics if a new stack is needed and cannot be mapped, and as
+    /// [`Coroutine::with_stack`] if the closure is too big for the stack.
+    #[inline]
+    pub fn with_pool<F>(pool: &StackPool, f: F) -> Self
+    where
+        F: FnOnce(&Yielder<Input, Yield>, Input) -> Return + 'static,
+        Input: 'static,
+        Yield: 'static,
+        Return: 'static,
+    {
+        match pool.get() {
+            Ok(stack) => Self::with_stack(stack, f),
+            Err(error) => pool_exhausted(pool, error),
+        }
+    }
+
+    /// [`with_pool`](Coroutine::with_pool), returning an error instead of
+    /// panicking when a new stack cannot be mapped.
+    ///
+    /// # Errors
+    ///
+    /// The OS error from `mmap` or `mprotect`.
+    ///
+    /// # Panics
+    ///
+    /// As [`Coroutine::with_stack`] if the closure is too big for the stack.
+    #[inline]
+    pub fn try_with_pool<F>(pool: &StackPool, f: F) -> io::Result<Self>
+    where
+        F: FnOnce(&Yielder<Input, Yield>, Input) -> Return + 'static,
+        Input: 'static,
+        Yield: 'static,
+        Return: 'static,
+    {
+        Ok(Self::with_stack(pool.get()?, f))
+    }
+
+    /// Creates a coroutine that runs `f` on a 1 MiB stack from the
+    /// process-wide [`StackPool::global`]: [`Coroutine::new`] without the
+    /// system calls.
+    ///
+    /// ```
+    /// use switchback::Coroutine;
+    ///
+    /// for i in 0..1000u64 {
+    ///     let mut co = Coroutine::pooled(move |_, ()| i);
+    ///     assert_eq!(co.resume(()).as_return(), Some(i));
+    /// }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`with_pool`](Coroutine::with_pool).
+    #[inline]
+    pub fn pooled<F>(f: F) -> Self
+    where
+        F: FnOnce(&Yielder<Input, Yield>, Input) -> Return + 'static,
+        Input: 'static,
+        Yield: 'static,
+        Return: 'static,
+    {
+        Self::with_pool(StackPool::global(), f)
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn pool_exhausted(pool: &StackPool, error: io::Error) -> ! {
+    panic!(
+        "switchback: failed to allocate a {}-byte pooled stack: {error}",
+        pool.stack_size()
+    )
+}
