@@ -1,0 +1,293 @@
+//! The `stack` module: `DefaultStack` sizes, errors, guard page, thread-safety, custom `Stack` checks.
+
+use std::io::ErrorKind;
+use std::num::NonZeroUsize;
+
+use switchback::stack::{DefaultStack, Stack, StackPointer, MIN_STACK_SIZE, STACK_ALIGNMENT};
+use switchback::{Coroutine, CoroutineResult, ScopedCoroutine, Yielder};
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
+}
+
+#[test]
+fn new_gives_requested_size_plus_guard_aligned() {
+    let page = page_size();
+    for size in [
+        MIN_STACK_SIZE,
+        MIN_STACK_SIZE + 1,
+        10_000,
+        64 * 1024,
+        64 * 1024 + 3,
+        1024 * 1024,
+        8 * 1024 * 1024,
+    ] {
+        let stack = DefaultStack::new(size).unwrap();
+        let (base, limit) = (stack.base().get(), stack.limit().get());
+        assert!(base > limit);
+        assert!(
+            base - limit >= size + page,
+            "size {size}: only {} bytes including the guard",
+            base - limit
+        );
+        assert_eq!(base % STACK_ALIGNMENT, 0);
+        assert_eq!(limit % STACK_ALIGNMENT, 0);
+        // Values are stable.
+        assert_eq!(stack.base().get(), base);
+        assert_eq!(stack.limit().get(), limit);
+    }
+}
+
+#[test]
+fn too_small_is_invalid_input() {
+    let err = DefaultStack::new(100).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert_eq!(
+        DefaultStack::new(MIN_STACK_SIZE - 1).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        DefaultStack::new(0).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+}
+
+#[test]
+fn huge_size_is_an_error() {
+    assert!(DefaultStack::new(usize::MAX).is_err());
+    assert!(DefaultStack::new(usize::MAX - page_size()).is_err());
+    assert!(DefaultStack::new(usize::MAX / 2).is_err());
+    // Still usable afterwards.
+    assert!(DefaultStack::new(64 * 1024).is_ok());
+}
+
+#[test]
+fn default_is_at_least_one_mib() {
+    let stack = DefaultStack::default();
+    assert!(stack.base().get() - stack.limit().get() >= 1024 * 1024);
+}
+
+#[test]
+fn min_stack_size_stack_runs_a_coroutine() {
+    let stack = DefaultStack::new(MIN_STACK_SIZE).unwrap();
+    let mut co: Coroutine<u32, u32, u32, _> =
+        Coroutine::with_stack(stack, |y: &Yielder<u32, u32>, x| y.suspend(x + 1) + 1);
+    assert_eq!(co.resume(1), CoroutineResult::Yield(2));
+    assert_eq!(co.resume(5), CoroutineResult::Return(6));
+}
+
+/// Finds the mapping containing `addr` in /proc/self/maps: (start, end, perms).
+#[cfg(target_os = "linux")]
+fn mapping_of(addr: usize) -> Option<(usize, usize, String)> {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    maps.lines().find_map(|line| {
+        let mut parts = line.split_whitespace();
+        let range = parts.next()?;
+        let perms = parts.next()?.to_string();
+        let (start, end) = range.split_once('-')?;
+        let start = usize::from_str_radix(start, 16).ok()?;
+        let end = usize::from_str_radix(end, 16).ok()?;
+        (start <= addr && addr < end).then_some((start, end, perms))
+    })
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn guard_page_is_mapped_without_access() {
+    let page = page_size();
+    let stack = DefaultStack::new(64 * 1024).unwrap();
+    let (base, limit) = (stack.base().get(), stack.limit().get());
+    let (start, end, perms) = mapping_of(limit).expect("limit must be mapped");
+    assert_eq!(perms, "---p", "guard page at {limit:#x} is {perms}");
+    assert!(start <= limit && end >= limit + page);
+    // The usable part right above the guard is read-write.
+    let (_, _, perms) = mapping_of(limit + page.max(end - limit)).unwrap();
+    assert_eq!(perms, "rw-p");
+    let (_, _, perms) = mapping_of(base - 1).unwrap();
+    assert_eq!(perms, "rw-p");
+}
+
+/// Set by CI when it runs the test binaries under valgrind, which cannot map
+/// the huge address ranges used below.
+fn under_valgrind() -> bool {
+    std::env::var_os("SWITCHBACK_UNDER_VALGRIND").is_some_and(|v| v == "1")
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn dropping_default_stack_unmaps_it() {
+    if under_valgrind() {
+        eprintln!("skipped under valgrind");
+        return;
+    }
+    // 1024 stacks of 256 GiB are 256 TiB of address space, more than the
+    // 128 TiB a process has: this only works if each drop unmaps its stack.
+    for i in 0..1024 {
+        let s = DefaultStack::new(256 << 30)
+            .unwrap_or_else(|e| panic!("allocation {i} failed (stacks leaked?): {e}"));
+        drop(s);
+    }
+}
+
+#[test]
+fn default_stack_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<DefaultStack>();
+    // And it can actually move to another thread and run a coroutine there.
+    let stack = DefaultStack::new(64 * 1024).unwrap();
+    let r = std::thread::spawn(move || {
+        let mut co: Coroutine<(), (), u8, _> = Coroutine::with_stack(stack, |_, ()| 3);
+        co.resume(()).as_return()
+    })
+    .join()
+    .unwrap();
+    assert_eq!(r, Some(3));
+}
+
+#[test]
+fn coroutine_is_sync_when_stack_is() {
+    fn assert_sync<T: Sync>(_: &T) {}
+    let co: Coroutine<(), (), ()> = Coroutine::new(|_, ()| ());
+    assert_sync(&co);
+    fn assert_sync_ty<T: Sync>() {}
+    assert_sync_ty::<Coroutine<std::rc::Rc<u8>, std::cell::Cell<u8>, *const u8, DefaultStack>>();
+    // Share it by reference with another thread for queries.
+    std::thread::scope(|s| {
+        s.spawn(|| assert!(!co.started()));
+    });
+}
+
+/// A stack carved out of a DefaultStack, with configurable offsets to break
+/// the contract in controlled ways.
+struct Carved {
+    inner: DefaultStack,
+    base: usize,
+    limit: usize,
+}
+
+// SAFETY: the tests below only use values that either satisfy the contract
+// (a sub-range of a DefaultStack including its guard page) or are rejected by
+// the library's checks before the stack is used.
+unsafe impl Stack for Carved {
+    fn base(&self) -> StackPointer {
+        NonZeroUsize::new(self.base).unwrap()
+    }
+    fn limit(&self) -> StackPointer {
+        NonZeroUsize::new(self.limit).unwrap()
+    }
+}
+
+fn carved(base_off: usize, limit_off: usize) -> Carved {
+    let inner = DefaultStack::new(64 * 1024).unwrap();
+    let (base, limit) = (
+        inner.base().get() - base_off,
+        inner.limit().get() + limit_off,
+    );
+    Carved { inner, base, limit }
+}
+
+#[test]
+fn custom_stack_that_satisfies_the_contract_works() {
+    // Top 16 bytes lopped off: still aligned, still has the guard page.
+    let stack = carved(16 * 3, 0);
+    let base = stack.base;
+    let inner_base = stack.inner.base().get();
+    assert!(base < inner_base);
+    let mut co: Coroutine<(), (), usize, _> = Coroutine::with_stack(stack, |_, ()| {
+        let l = std::hint::black_box(0u8);
+        &l as *const u8 as usize
+    });
+    let addr = co.resume(()).as_return().unwrap();
+    assert!(addr < base);
+}
+
+#[test]
+#[should_panic(expected = "must be aligned to 16 bytes")]
+fn misaligned_base_panics() {
+    let _co: Coroutine<(), (), (), _> = Coroutine::with_stack(carved(8, 0), |_, ()| ());
+}
+
+#[test]
+#[should_panic(expected = "must be aligned to 16 bytes")]
+fn misaligned_limit_panics() {
+    let _co: Coroutine<(), (), (), _> = Coroutine::with_stack(carved(0, 4), |_, ()| ());
+}
+
+#[test]
+#[should_panic(expected = "is smaller than MIN_STACK_SIZE (4096 bytes)")]
+fn too_small_custom_stack_panics() {
+    let inner = DefaultStack::new(64 * 1024).unwrap();
+    let base = inner.base().get();
+    let stack = Carved {
+        inner,
+        base,
+        limit: base - 2048,
+    };
+    let _co: Coroutine<(), (), (), _> = Coroutine::with_stack(stack, |_, ()| ());
+}
+
+#[test]
+#[should_panic(expected = "is smaller than MIN_STACK_SIZE")]
+fn inverted_custom_stack_panics() {
+    let inner = DefaultStack::new(64 * 1024).unwrap();
+    let (base, limit) = (inner.base().get(), inner.limit().get());
+    let stack = Carved {
+        inner,
+        base: limit,
+        limit: base,
+    };
+    let _co: Coroutine<(), (), (), _> = Coroutine::with_stack(stack, |_, ()| ());
+}
+
+#[test]
+#[should_panic(expected = "must be aligned to 16 bytes")]
+fn misaligned_stack_panics_in_on_stack_too() {
+    switchback::on_stack(carved(8, 0), || ());
+}
+
+#[test]
+#[should_panic(expected = "is smaller than MIN_STACK_SIZE")]
+fn misaligned_stack_panics_in_scoped_too() {
+    let inner = DefaultStack::new(64 * 1024).unwrap();
+    let base = inner.base().get();
+    let stack = Carved {
+        inner,
+        base,
+        limit: base - 16,
+    };
+    let _co = ScopedCoroutine::with_stack(stack, |_: &Yielder<(), ()>, ()| ());
+}
+
+#[test]
+fn mut_ref_stack_works_and_forwards() {
+    let mut stack = DefaultStack::new(64 * 1024).unwrap();
+    let (base, limit) = (stack.base(), stack.limit());
+    {
+        let r: &mut DefaultStack = &mut stack;
+        assert_eq!(Stack::base(&r), base);
+        assert_eq!(Stack::limit(&r), limit);
+    }
+    // An owned Coroutine over `&'static mut` is possible too.
+    let leaked: &'static mut DefaultStack =
+        Box::leak(Box::new(DefaultStack::new(64 * 1024).unwrap()));
+    let mut co: Coroutine<u8, u8, u8, &'static mut DefaultStack> =
+        Coroutine::with_stack(leaked, |y, x| y.suspend(x) + 1);
+    assert_eq!(co.resume(1), CoroutineResult::Yield(1));
+    assert_eq!(co.resume(2), CoroutineResult::Return(3));
+    let back: &'static mut DefaultStack = co.into_stack();
+    // Reuse it through the reference again, then free it.
+    let mut co2: Coroutine<(), (), u8, _> = Coroutine::with_stack(back, |_, ()| 9);
+    assert_eq!(co2.resume(()).as_return(), Some(9));
+    let back = co2.into_stack();
+    assert_eq!(back.base(), Stack::base(&back));
+    // SAFETY: the pointer came from Box::leak and nothing uses it any more.
+    drop(unsafe { Box::from_raw(back as *mut DefaultStack) });
+    // And &mut &mut S also works.
+    let mut r = &mut stack;
+    let mut co3: Coroutine<(), (), u8, _> = unsafe {
+        // SAFETY: the stack outlives the coroutine, which finishes below.
+        Coroutine::with_stack_unchecked(&mut r, |_, ()| 4)
+    };
+    assert_eq!(co3.resume(()).as_return(), Some(4));
+}
