@@ -1,7 +1,7 @@
 //! `Coroutine`, `Yielder` and `CoroutineResult`: the portable coroutine logic.
 
 use core::marker::PhantomData;
-use core::mem::{self, ManuallyDrop};
+use core::mem::{self, ManuallyDrop, MaybeUninit};
 use core::{fmt, ptr};
 
 use crate::arch;
@@ -10,6 +10,7 @@ use crate::stack::DefaultStack;
 use crate::stack::{self, check_stack, StackPointer};
 use crate::trap::CoroutineTrapHandler;
 use crate::unwind::{self, CaughtPanic};
+use crate::word::{self, Word};
 
 /// What [`Coroutine::resume`] returns: the coroutine either suspended itself
 /// with a value or returned from its closure.
@@ -225,7 +226,8 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
         let Some(sp) = self.sp else {
             resume_after_done();
         };
-        let input = ManuallyDrop::new(input);
+        let mut input_slot = MaybeUninit::uninit();
+        let input = word::encode(input, &mut input_slot);
         // With asm-unwind a panic may leave through the switch: the
         // coroutine must already count as done then.
         #[cfg(feature = "asm-unwind")]
@@ -233,19 +235,16 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
             self.sp = None;
         }
         // SAFETY: `sp` is this coroutine's suspended (or initial) state on
-        // its own stack; the word is a pointer to `input`, which the
-        // coroutine reads exactly once (ManuallyDrop stops a second drop).
-        let (word, new_sp) = unsafe {
-            arch::switch_and_link(&input as *const ManuallyDrop<Input> as usize, sp, self.base)
-        };
+        // its own stack; it decodes `input` once, before we run again.
+        let (output, new_sp) = unsafe { arch::switch_and_link(input, sp, self.base) };
         self.sp = new_sp;
         match new_sp {
-            // SAFETY: a suspending coroutine passes a pointer to its Yield
-            // value and never touches it again.
-            Some(_) => CoroutineResult::Yield(unsafe { ptr::read(word as *const Yield) }),
-            // SAFETY: a returning coroutine passes a pointer to its result,
-            // left on its stack, which stays allocated.
-            None => CoroutineResult::Return(unsafe { take_result::<Return>(word) }),
+            // SAFETY: a suspending coroutine encodes its Yield value and
+            // does not run again until we have decoded it.
+            Some(_) => CoroutineResult::Yield(unsafe { word::decode::<Yield>(output) }),
+            // SAFETY: a returning coroutine encodes its result, left on its
+            // stack, which stays allocated.
+            None => CoroutineResult::Return(unsafe { take_result::<Return>(output) }),
         }
     }
 
@@ -311,23 +310,23 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
         );
     }
 
-    /// Resumes the suspended coroutine with the forced-unwind signal (a null
-    /// word) until it returns.
+    /// Resumes the suspended coroutine with the unwind request until it
+    /// returns.
     #[cfg(feature = "unwind")]
     fn unwind_suspended(&mut self) {
         let link = self.base.get() - arch::LINK_OFFSET;
         while let Some(sp) = self.sp {
             self.sp = None;
             #[cfg(not(feature = "asm-unwind"))]
-            // SAFETY: as in `resume`; a null word makes `suspend` throw.
-            let (word, new_sp) = unsafe { arch::switch_and_link(0, sp, self.base) };
+            // SAFETY: the coroutine started and is suspended in `suspend`,
+            // which unwinds when it sees the request.
+            let (output, new_sp) = unsafe { arch::switch_and_unwind(sp, self.base) };
             #[cfg(feature = "asm-unwind")]
-            let (word, new_sp) = {
+            let (output, new_sp) = {
                 let base = self.base;
-                // SAFETY: as in `resume`; a null word makes `suspend` throw,
-                // and the throw comes back out of the switch.
+                // SAFETY: as above; the unwind comes back out of the switch.
                 match std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| unsafe {
-                    arch::switch_and_link(0, sp, base)
+                    arch::switch_and_unwind(sp, base)
                 })) {
                     Ok(switched) => switched,
                     Err(payload) if unwind::is_forced_unwind_of(&*payload, link) => return,
@@ -337,13 +336,13 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
             self.sp = new_sp;
             if new_sp.is_some() {
                 // It caught the unwind and suspended again: drop what it
-                // yielded and throw again.
+                // yielded and ask again.
                 // SAFETY: as in `resume`.
-                drop(unsafe { ptr::read(word as *const Yield) });
+                drop(unsafe { word::decode::<Yield>(output) });
                 continue;
             }
             // SAFETY: as in `resume`.
-            match unsafe { ptr::read(word as *const Result<Return, CaughtPanic>) } {
+            match unsafe { word::decode::<Result<Return, CaughtPanic>>(output) } {
                 Ok(returned) => drop(returned),
                 #[cfg(not(feature = "asm-unwind"))]
                 Err(payload) if unwind::is_forced_unwind_of(&*payload, link) => {}
@@ -401,16 +400,16 @@ fn resume_after_done() -> ! {
     panic!("switchback: resume called on a coroutine that has already finished")
 }
 
-/// Reads the result a returning coroutine left on its stack and resumes a
-/// panic it carried.
+/// Decodes the result a returning coroutine handed over and resumes a panic
+/// it carried.
 ///
 /// # Safety
-/// `word` must be the word from a coroutine's `switch_and_reset`.
+/// `output` must be the word from a coroutine's `switch_and_reset`.
 #[inline]
-unsafe fn take_result<Return>(word: usize) -> Return {
-    // SAFETY: per the caller; the root wrote a Result<Return, CaughtPanic>
-    // and never reads it again.
-    match unsafe { ptr::read(word as *const Result<Return, CaughtPanic>) } {
+unsafe fn take_result<Return>(output: Word) -> Return {
+    // SAFETY: per the caller; the root encoded a Result<Return, CaughtPanic>
+    // on its stack and never touches it again.
+    match unsafe { word::decode::<Result<Return, CaughtPanic>>(output) } {
         Ok(value) => value,
         #[allow(unreachable_patterns)]
         Err(panic) => unwind::resume_caught(panic),
@@ -444,7 +443,7 @@ unsafe fn drop_closure<F>(obj: *mut u8) {
 /// The coroutine's first frame: takes the closure and the first input off
 /// the stack, runs the closure and hands its result to the parent.
 unsafe extern "C-unwind" fn coroutine_entry<Input, Yield, Return, F>(
-    input: usize,
+    input: Word,
     link: *mut StackPointer,
     obj: *mut u8,
 ) -> !
@@ -452,25 +451,27 @@ where
     F: FnOnce(&Yielder<Input, Yield>, Input) -> Return,
 {
     // SAFETY: with_stack_unchecked wrote the closure at `obj`; the parent
-    // passed a pointer to the first input (never null: a coroutine that
-    // never started is not unwound, its closure is dropped); the link is
-    // the Yielder, which is repr(transparent) over it.
+    // encoded the first input; the link is the Yielder, which is
+    // repr(transparent) over it.
     let (f, input, yielder) = unsafe {
         (
             ptr::read(obj as *mut F),
-            ptr::read(input as *const Input),
+            word::decode::<Input>(input),
             &*(link as *const Yielder<Input, Yield>),
         )
     };
-    let result = ManuallyDrop::new(unwind::catch_unwind_at_root(move || f(yielder, input)));
-    // SAFETY: nothing left on this stack needs dropping (`result` is read by
-    // the parent, which owns it from now on).
-    unsafe {
-        arch::switch_and_reset(
-            &*result as *const Result<Return, CaughtPanic> as usize,
-            link,
-        )
-    }
+    let result = unwind::catch_unwind_at_root(move || f(yielder, input));
+    leave(result, link)
+}
+
+/// Hands the coroutine's result to its parent and leaves for good.
+#[inline(always)]
+fn leave<Return>(result: Result<Return, CaughtPanic>, link: *mut StackPointer) -> ! {
+    let mut slot = MaybeUninit::uninit();
+    let output = word::encode(result, &mut slot);
+    // SAFETY: nothing left on this stack needs dropping; `slot` stays in
+    // place (the stack is not freed) until the parent has decoded it.
+    unsafe { arch::switch_and_reset(output, link) }
 }
 
 /// The handle a running coroutine uses to suspend itself.
@@ -494,17 +495,16 @@ impl<Input, Yield> Yielder<Input, Yield> {
     /// returning.
     #[inline]
     pub fn suspend(&self, value: Yield) -> Input {
-        let value = ManuallyDrop::new(value);
+        let mut slot = MaybeUninit::uninit();
+        let output = word::encode(value, &mut slot);
         let link = self.link.as_ptr();
         // SAFETY: we run on the coroutine whose link this is; the parent
-        // reads `value` once, before resuming us.
-        let word =
-            unsafe { arch::switch_yield(&value as *const ManuallyDrop<Yield> as usize, link) };
-        if word == 0 {
-            unwind::start_forced_unwind(link as usize);
+        // decodes `output` before resuming us.
+        match unsafe { arch::switch_yield(output, link) } {
+            // SAFETY: the parent encoded the Input of `resume`.
+            Some(input) => unsafe { word::decode::<Input>(input) },
+            None => unwind::start_forced_unwind(link as usize),
         }
-        // SAFETY: a non-null word points to the Input of `resume`, read once.
-        unsafe { ptr::read(word as *const Input) }
     }
 
     /// Runs `f` on the stack of whoever resumed the coroutine, and returns
@@ -554,12 +554,5 @@ where
 {
     // SAFETY: setup_trap_handler wrote the closure at `obj`.
     let f = unsafe { ptr::read(obj as *mut F) };
-    let result = ManuallyDrop::new(unwind::catch_unwind_at_root(f));
-    // SAFETY: as in coroutine_entry.
-    unsafe {
-        arch::switch_and_reset(
-            &*result as *const Result<Return, CaughtPanic> as usize,
-            link,
-        )
-    }
+    leave(unwind::catch_unwind_at_root(f), link)
 }

@@ -57,6 +57,7 @@ mod scoped;
 pub mod stack;
 pub mod trap;
 mod unwind;
+mod word;
 
 pub use coroutine::{Coroutine, CoroutineResult, Yielder};
 pub use on_stack::on_stack;

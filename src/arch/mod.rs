@@ -27,8 +27,13 @@
 //!   `base`, passing `arg`. It first stores the parent's stack pointer in the
 //!   link. It returns when the coroutine suspends (`Some(new sp)`) or returns
 //!   (`None`), with the word the coroutine passed.
-//! - `switch_yield(arg, link) -> arg`: suspends the running coroutine, passing
-//!   `arg` to the parent; returns the word passed by the next resume.
+//! - `switch_yield(arg, link) -> Option<arg>`: suspends the running coroutine,
+//!   passing `arg` to the parent; returns the word passed by the next resume,
+//!   or `None` when the parent resumed it with `switch_and_unwind`.
+//! - `switch_and_unwind(sp, base) -> (arg, Option<sp>)`: like
+//!   `switch_and_link` for a started coroutine, but its pending
+//!   `switch_yield` returns `None`, asking it to unwind its stack. This keeps
+//!   the request off the hot path: no flag is passed on ordinary resumes.
 //! - `switch_and_reset(arg, link) -> !`: leaves the coroutine for good;
 //!   nothing may be left on its stack that needs dropping.
 //! - `on_stack(arg, top, f)`: calls `f(arg)` with the stack pointer set to
@@ -42,15 +47,16 @@
 //! - `valgrind_client_request(default, args)`: Valgrind's client-request
 //!   instruction sequence; returns `default` when not running under Valgrind.
 //!
-//! Words passed across a switch are `usize`s: portable code passes a pointer
-//! to the value (or null to ask a suspended coroutine to unwind), so that no
-//! size or alignment limit applies to the values themselves.
+//! The word passed across a switch is a `MaybeUninit<usize>` in a register
+//! (see `word`): a value that fits travels in it, a larger one by pointer,
+//! so no size or alignment limit applies to the values themselves.
 //!
 //! Global symbols in assembly would clash when two copies of this crate are
 //! linked into one binary, so the trampolines are naked Rust functions whose
 //! symbols are mangled with the crate's hash, and labels are local.
 
 use crate::stack::StackPointer;
+use crate::word::Word;
 
 /// The first function run on a fresh coroutine stack:
 /// `entry(input, link, obj)`. It never returns: it leaves with
@@ -58,7 +64,7 @@ use crate::stack::StackPointer;
 /// panics leave through the root frame; otherwise the portable code catches
 /// every panic before it gets here (see `unwind::catch_unwind_at_root`).
 pub type EntryFn =
-    unsafe extern "C-unwind" fn(input: usize, link: *mut StackPointer, obj: *mut u8) -> !;
+    unsafe extern "C-unwind" fn(input: Word, link: *mut StackPointer, obj: *mut u8) -> !;
 
 /// The function a trap handler redirects a coroutine to: `entry(obj, link)`.
 pub type TrapEntryFn = unsafe extern "C-unwind" fn(obj: *mut u8, link: *mut StackPointer) -> !;

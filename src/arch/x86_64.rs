@@ -38,6 +38,7 @@ use core::arch::{asm, naked_asm};
 
 use super::{EntryFn, StackCallFn, TrapEntryFn};
 use crate::stack::StackPointer;
+use crate::word::Word;
 
 /// Alignment of the stack pointer at a call boundary.
 pub const STACK_ALIGNMENT: usize = 16;
@@ -153,11 +154,11 @@ pub unsafe fn init_stack(_base: StackPointer, obj: usize, entry: EntryFn) -> Sta
 /// coroutine on the stack at `base`, and `arg` what it expects.
 #[inline(always)]
 pub unsafe fn switch_and_link(
-    arg: usize,
+    arg: Word,
     sp: StackPointer,
     base: StackPointer,
-) -> (usize, Option<StackPointer>) {
-    let (ret_arg, ret_sp): (usize, usize);
+) -> (Word, Option<StackPointer>) {
+    let (ret_arg, ret_sp): (Word, usize);
     // SAFETY: the caller guarantees that `sp` is a coroutine waiting to be
     // resumed; it returns here through the `ret` matching this `call`.
     unsafe {
@@ -179,23 +180,77 @@ pub unsafe fn switch_and_link(
     (ret_arg, StackPointer::new(ret_sp))
 }
 
-/// Suspends the running coroutine, handing `arg` to its parent.
+/// Resumes the coroutine suspended at `sp` so that its `switch_yield`
+/// returns `None`: the request to unwind its stack.
+///
+/// # Safety
+/// As `switch_and_link`, and the coroutine must have started (it is
+/// suspended in `switch_yield`, not at its initial frame).
+#[inline(never)]
+pub unsafe fn switch_and_unwind(
+    sp: StackPointer,
+    base: StackPointer,
+) -> (Word, Option<StackPointer>) {
+    let (ret_arg, ret_sp): (Word, usize);
+    // SAFETY: as switch_and_link; we store the link ourselves and enter the
+    // coroutine just past the link-storing prologue of its resume point
+    // (RESUME_PROLOGUE_LEN bytes, fixed by `.byte` encoding there).
+    unsafe {
+        switch_asm!(
+            // In: rsi = stack base, rdx = coroutine sp.
+            // Out: rdi = word, rsi = new coroutine sp or 0.
+            // Does what the resume point's prologue would, then enters it
+            // after the prologue with rsi = 0, which switch_yield reports
+            // as the unwind request.
+            "push rbx",
+            "call 5f",
+            "pop rbx",
+            "jmp 6f",
+            "5:",
+            "push rbp",
+            "mov [rsi - 16], rsp",
+            "mov rax, [rdx]",
+            "add rax, {prologue}",
+            "xor esi, esi",
+            "jmp rax",
+            "6:",
+            prologue = const RESUME_PROLOGUE_LEN,
+            lateout("rdi") ret_arg,
+            inlateout("rsi") base.get() => ret_sp,
+            inlateout("rdx") sp.get() => _,
+            lateout("r12") _, lateout("r13") _, lateout("r14") _, lateout("r15") _,
+            clobber_abi("sysv64")
+        );
+    }
+    (ret_arg, StackPointer::new(ret_sp))
+}
+
+/// Length of the resume point's prologue in `switch_yield` (`push rbp` and
+/// `mov [rsi - 16], rsp`, emitted as bytes so the length is exact).
+const RESUME_PROLOGUE_LEN: usize = 5;
+const _: () = assert!(LINK_OFFSET == 16, "the resume prologue encodes [rsi - 16]");
+
+/// Suspends the running coroutine, handing `arg` to its parent. Returns the
+/// word of the next resume, or `None` if the parent asks the coroutine to
+/// unwind its stack (`switch_and_unwind`).
 ///
 /// # Safety
 /// Must run on the coroutine stack whose link is `link`, while it is running.
 #[inline(always)]
-pub unsafe fn switch_yield(arg: usize, link: *mut StackPointer) -> usize {
-    let ret_arg: usize;
+pub unsafe fn switch_yield(arg: Word, link: *mut StackPointer) -> Option<Word> {
+    let (ret_arg, unwind_flag): (Word, usize);
     // SAFETY: the link holds the parent's stack pointer, which points at the
     // record `switch_and_link` left there; we resume at label 2 when the
     // parent's next `call [rdx]` lands there.
     unsafe {
         switch_asm!(
-            // In: rdi = word, rdx = link. Out: rdi = word from the parent.
+            // In: rdi = word, rdx = link.
+            // Out: rdi = word from the parent, rsi = 0 if asked to unwind.
             // Pushes [rbp, rbx, resume address], hands its sp to the parent
             // in rsi, restores the parent's rbp and returns into it.
             // Resumed at 2 with rdi = word, rsi = base, rdx = our sp and the
-            // parent's rbx and return address pushed on the parent stack.
+            // parent's rbx and return address pushed on the parent stack;
+            // switch_and_unwind enters after the 5-byte prologue instead.
             "push rbp",
             "push rbx",
             "lea rax, [rip + 2f]",
@@ -205,18 +260,23 @@ pub unsafe fn switch_yield(arg: usize, link: *mut StackPointer) -> usize {
             "pop rbp",
             "ret",
             "2:",
-            "push rbp",
-            "mov [rsi - 16], rsp",
+            ".byte 0x55",                   // push rbp
+            ".byte 0x48, 0x89, 0x66, 0xf0", // mov [rsi - 16], rsp
             "lea rsp, [rdx + 8]",
             "pop rbx",
             "pop rbp",
             inlateout("rdi") arg => ret_arg,
+            lateout("rsi") unwind_flag,
             inlateout("rdx") link => _,
             lateout("r12") _, lateout("r13") _, lateout("r14") _, lateout("r15") _,
             clobber_abi("sysv64")
         );
     }
-    ret_arg
+    if unwind_flag == 0 {
+        None
+    } else {
+        Some(ret_arg)
+    }
 }
 
 /// Leaves the coroutine for the last time, handing `arg` to its parent.
@@ -225,7 +285,7 @@ pub unsafe fn switch_yield(arg: usize, link: *mut StackPointer) -> usize {
 /// Must run on the coroutine stack whose link is `link`; nothing on this
 /// stack may need dropping.
 #[inline(always)]
-pub unsafe fn switch_and_reset(arg: usize, link: *mut StackPointer) -> ! {
+pub unsafe fn switch_and_reset(arg: Word, link: *mut StackPointer) -> ! {
     // SAFETY: as for `switch_yield`; returning 0 in rsi marks the coroutine
     // finished so it is never resumed.
     unsafe {
@@ -331,6 +391,7 @@ pub fn parent_stack_top(link_value: usize) -> usize {
 ///
 /// # Safety
 /// `args` must be a valid request for Valgrind.
+#[cfg_attr(not(feature = "default-stack"), allow(dead_code))]
 #[inline(never)]
 pub unsafe fn valgrind_client_request(default: usize, args: &[usize; 6]) -> usize {
     let result;
