@@ -73,7 +73,8 @@ const DEFAULT_THREAD_CACHE: usize = 8;
 /// // One pool for the whole server, 256 KiB stacks.
 /// let pool = StackPool::new(256 * 1024).unwrap();
 /// for request in 0..100u32 {
-///     let mut co = Coroutine::with_pool(&pool, move |_, ()| request * 2);
+///     let mut co: Coroutine<(), (), u32, _> =
+///         Coroutine::with_pool(&pool, move |_, ()| request * 2);
 ///     assert_eq!(co.resume(()).as_return(), Some(request * 2));
 ///     // Dropping `co` returns its stack to the pool.
 /// }
@@ -838,7 +839,7 @@ impl<Input, Yield, Return> Coroutine<Input, Yield, Return, PooledStack> {
     /// use switchback::Coroutine;
     ///
     /// for i in 0..1000u64 {
-    ///     let mut co = Coroutine::pooled(move |_, ()| i);
+    ///     let mut co: Coroutine<(), (), u64, _> = Coroutine::pooled(move |_, ()| i);
     ///     assert_eq!(co.resume(()).as_return(), Some(i));
     /// }
     /// ```

@@ -1,0 +1,640 @@
+//! `StackPool`: reuse, guard pages after reuse, the idle bound, sharing
+//! between threads, releasing and zeroing idle memory, and coroutines built
+//! with `with_pool` returning their stacks on every kind of exit.
+#![cfg(all(unix, feature = "default-stack"))]
+
+use std::cell::Cell;
+use std::hint::black_box;
+use std::io::ErrorKind;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use switchback::stack::{PooledStack, Stack, StackPool, StackPoolBuilder, MIN_STACK_SIZE};
+use switchback::{Coroutine, CoroutineResult, ScopedCoroutine};
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
+}
+
+/// Set by CI when it runs the test binaries under valgrind.
+fn under_valgrind() -> bool {
+    std::env::var_os("SWITCHBACK_UNDER_VALGRIND").is_some_and(|v| v == "1")
+}
+
+/// The permissions of the mapping containing `addr` in /proc/self/maps.
+#[cfg(target_os = "linux")]
+fn perms_at(addr: usize) -> Option<String> {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    maps.lines().find_map(|line| {
+        let mut parts = line.split_whitespace();
+        let (start, end) = parts.next()?.split_once('-')?;
+        let perms = parts.next()?.to_string();
+        let start = usize::from_str_radix(start, 16).ok()?;
+        let end = usize::from_str_radix(end, 16).ok()?;
+        (start <= addr && addr < end).then_some(perms)
+    })
+}
+
+/// How many pages of `[start, end)` are resident, by `mincore`.
+fn resident_pages(start: usize, end: usize) -> usize {
+    let page = page_size();
+    let pages = (end - start) / page;
+    let mut vec = vec![0u8; pages];
+    // SAFETY: the range is a mapped stack the caller owns; `vec` has one
+    // byte per page.
+    let rc = unsafe {
+        libc::mincore(
+            start as *mut libc::c_void,
+            end - start,
+            vec.as_mut_ptr().cast(),
+        )
+    };
+    assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
+    vec.iter().filter(|&&b| b & 1 != 0).count()
+}
+
+/// The usable range of a stack: above its guard page.
+fn usable(stack: &impl Stack) -> (usize, usize) {
+    (stack.limit().get() + page_size(), stack.base().get())
+}
+
+/// Fills `bytes` bytes of the coroutine's stack with `fill` and returns the
+/// address of the buffer.
+fn scribble<const N: usize>(fill: u8) -> usize {
+    let mut buf = [fill; N];
+    black_box(&mut buf);
+    buf.as_ptr() as usize
+}
+
+#[test]
+fn stacks_are_reused() {
+    for thread_cache in [0, 8] {
+        let pool = StackPool::builder()
+            .stack_size(64 * 1024)
+            .thread_cache(thread_cache)
+            .build()
+            .unwrap();
+        assert_eq!(pool.allocated_count(), 0);
+        let stack = pool.get().unwrap();
+        let (base, limit) = (stack.base(), stack.limit());
+        assert!(base.get() - limit.get() >= 64 * 1024 + page_size());
+        assert_eq!(pool.idle_count(), 0);
+        drop(stack);
+        assert_eq!(pool.idle_count(), 1);
+        for _ in 0..10 {
+            let stack = pool.get().unwrap();
+            assert_eq!((stack.base(), stack.limit()), (base, limit));
+        }
+        assert_eq!(pool.allocated_count(), 1);
+        // Two at once need two stacks; both come back.
+        let (a, b) = (pool.get().unwrap(), pool.get().unwrap());
+        assert_ne!(a.base(), b.base());
+        drop((a, b));
+        assert_eq!(pool.allocated_count(), 2);
+        assert_eq!(pool.idle_count(), 2);
+    }
+}
+
+#[test]
+fn stack_size_is_rounded_to_pages() {
+    let page = page_size();
+    let pool = StackPool::new(MIN_STACK_SIZE + 1).unwrap();
+    assert_eq!(pool.stack_size() % page, 0);
+    assert!(pool.stack_size() > MIN_STACK_SIZE);
+    let stack = pool.get().unwrap();
+    assert_eq!(
+        stack.base().get() - stack.limit().get(),
+        pool.stack_size() + page
+    );
+    assert_eq!(stack.base().get() % page, 0);
+}
+
+#[test]
+fn invalid_sizes_are_rejected() {
+    assert_eq!(
+        StackPool::new(0).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        StackPool::new(MIN_STACK_SIZE - 1).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        StackPool::new(usize::MAX).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        StackPool::new(usize::MAX - page_size()).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    // Too big to map is an error from `get`, not a crash.
+    let pool = StackPool::new(usize::MAX / 2).unwrap();
+    assert!(pool.get().is_err());
+    assert!(Coroutine::<(), (), (), _>::try_with_pool(&pool, |_, ()| ()).is_err());
+    assert_eq!(pool.allocated_count(), 0);
+}
+
+#[test]
+fn with_pool_runs_and_returns_the_stack_on_drop() {
+    let pool = StackPool::new(64 * 1024).unwrap();
+    let mut co = Coroutine::with_pool(&pool, |yielder, x: u32| {
+        let local = 0u8;
+        let y = yielder.suspend(&local as *const u8 as usize);
+        x + y
+    });
+    let addr = co.resume(1).as_yield().unwrap();
+    assert_eq!(co.resume(2), CoroutineResult::Return(3));
+    let stack = co.into_stack();
+    let (low, high) = usable(&stack);
+    assert!(
+        low <= addr && addr < high,
+        "local at {addr:#x} is not on the stack"
+    );
+    let base = stack.base();
+    drop(stack);
+    assert_eq!(pool.idle_count(), 1);
+
+    // Dropping the coroutine (not into_stack) returns the stack too.
+    for i in 0..100u32 {
+        let mut co: Coroutine<(), (), u32, _> = Coroutine::with_pool(&pool, move |_, ()| i);
+        assert_eq!(co.resume(()), CoroutineResult::Return(i));
+        assert!(co.done());
+    }
+    assert_eq!(pool.allocated_count(), 1);
+    let mut co: Coroutine<(), (), (), _> = Coroutine::with_pool(&pool, |_, ()| ());
+    co.resume(());
+    assert_eq!(co.into_stack().base(), base);
+}
+
+#[test]
+fn never_started_coroutine_returns_its_stack() {
+    let pool = StackPool::new(64 * 1024).unwrap();
+    let dropped = Rc::new(Cell::new(false));
+    struct SetOnDrop(Rc<Cell<bool>>);
+    impl Drop for SetOnDrop {
+        fn drop(&mut self) {
+            self.0.set(true);
+        }
+    }
+    let guard = SetOnDrop(dropped.clone());
+    let co: Coroutine<(), (), (), _> = Coroutine::with_pool(&pool, move |_, ()| drop(guard));
+    drop(co);
+    assert!(dropped.get());
+    assert_eq!(pool.idle_count(), 1);
+    assert_eq!(pool.allocated_count(), 1);
+}
+
+#[test]
+fn suspended_coroutine_is_unwound_and_returns_its_stack() {
+    let pool = StackPool::new(64 * 1024).unwrap();
+    let dropped = Rc::new(Cell::new(0));
+    struct CountOnDrop(Rc<Cell<u32>>);
+    impl Drop for CountOnDrop {
+        fn drop(&mut self) {
+            self.0.set(self.0.get() + 1);
+        }
+    }
+    for round in 1..=3 {
+        let counter = dropped.clone();
+        let mut co: Coroutine<(), u32, (), _> = Coroutine::with_pool(&pool, move |yielder, ()| {
+            let _guard = CountOnDrop(counter);
+            loop {
+                yielder.suspend(1);
+            }
+        });
+        assert_eq!(co.resume(()), CoroutineResult::Yield(1));
+        drop(co);
+        assert_eq!(dropped.get(), round);
+        assert_eq!(pool.idle_count(), 1);
+    }
+    // force_unwind, then the stack is reused.
+    let mut co: Coroutine<(), u32, (), _> = Coroutine::with_pool(&pool, |yielder, ()| loop {
+        yielder.suspend(2);
+    });
+    assert_eq!(co.resume(()), CoroutineResult::Yield(2));
+    co.force_unwind();
+    assert!(co.done());
+    drop(co);
+    assert_eq!(pool.allocated_count(), 1);
+}
+
+#[test]
+fn panicking_coroutine_returns_its_stack() {
+    let pool = StackPool::new(64 * 1024).unwrap();
+    for _ in 0..3 {
+        let mut co: Coroutine<(), (), (), _> =
+            Coroutine::with_pool(&pool, |_, ()| panic!("boom in a pooled coroutine"));
+        let err = catch_unwind(AssertUnwindSafe(|| co.resume(()))).unwrap_err();
+        assert_eq!(
+            err.downcast_ref::<&str>(),
+            Some(&"boom in a pooled coroutine")
+        );
+        assert!(co.done());
+        drop(co);
+        assert_eq!(pool.idle_count(), 1);
+    }
+    assert_eq!(pool.allocated_count(), 1);
+    // The stack still works.
+    let mut co: Coroutine<u8, (), u8, _> = Coroutine::with_pool(&pool, |_, x: u8| x + 1);
+    assert_eq!(co.resume(1), CoroutineResult::Return(2));
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn guard_page_survives_reuse() {
+    let page = page_size();
+    let configs = [
+        StackPool::builder(),
+        StackPool::builder().thread_cache(0),
+        StackPool::builder().release_idle_memory(true),
+        StackPool::builder().zero_on_reuse(true),
+    ];
+    for builder in configs {
+        let pool = builder.clone().stack_size(64 * 1024).build().unwrap();
+        let mut first = None;
+        for _ in 0..3 {
+            let mut co: Coroutine<(), (), usize, _> =
+                Coroutine::with_pool(&pool, |_, ()| scribble::<{ 32 * 1024 }>(7));
+            co.resume(());
+            let stack = co.into_stack();
+            let limit = stack.limit().get();
+            assert_eq!(
+                *first.get_or_insert(limit),
+                limit,
+                "{builder:?}: not reused"
+            );
+            assert_eq!(
+                perms_at(limit).as_deref(),
+                Some("---p"),
+                "{builder:?}: guard page at {limit:#x} lost its protection"
+            );
+            assert_eq!(perms_at(limit + page).as_deref(), Some("rw-p"));
+            assert_eq!(perms_at(stack.base().get() - 1).as_deref(), Some("rw-p"));
+        }
+    }
+}
+
+/// Runs the named test of this binary in a child process with `var` set.
+fn run_child(test: &str, var: &str) -> std::process::ExitStatus {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(var, "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+}
+
+#[inline(never)]
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    let buf = [depth as u8; 1024];
+    black_box(&buf);
+    recurse(black_box(depth + 1)) + buf[0] as u64
+}
+
+#[test]
+fn overflow_on_reused_stack_traps() {
+    const CHILD: &str = "SWITCHBACK_POOL_OVERFLOW_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        let pool = StackPool::builder()
+            .stack_size(64 * 1024)
+            .release_idle_memory(true)
+            .build()
+            .unwrap();
+        let mut co: Coroutine<(), (), u64, _> = Coroutine::with_pool(&pool, |_, ()| 0u64);
+        co.resume(());
+        drop(co);
+        let mut co: Coroutine<(), (), u64, _> = Coroutine::with_pool(&pool, |_, ()| recurse(0));
+        assert_eq!(pool.allocated_count(), 1, "the stack should be reused");
+        co.resume(());
+        // Only reached if the overflow did not trap.
+        std::process::exit(0);
+    }
+    if under_valgrind() {
+        eprintln!("skipped under valgrind");
+        return;
+    }
+    use std::os::unix::process::ExitStatusExt;
+    let status = run_child("overflow_on_reused_stack_traps", CHILD);
+    assert!(
+        matches!(status.signal(), Some(libc::SIGSEGV) | Some(libc::SIGBUS)),
+        "overflowing a reused pooled stack should fault, got {status:?}"
+    );
+}
+
+#[test]
+fn idle_bound_is_kept() {
+    // Without thread caches the bound is exact.
+    let pool = StackPool::builder()
+        .stack_size(16 * 1024)
+        .max_idle(3)
+        .thread_cache(0)
+        .build()
+        .unwrap();
+    let stacks: Vec<PooledStack> = (0..10).map(|_| pool.get().unwrap()).collect();
+    assert_eq!(pool.allocated_count(), 10);
+    drop(stacks);
+    assert_eq!(pool.idle_count(), 3);
+    assert_eq!(pool.allocated_count(), 3);
+
+    // The thread cache holds at most max_idle on top of the shared list.
+    let pool = StackPool::builder()
+        .stack_size(16 * 1024)
+        .max_idle(2)
+        .thread_cache(8)
+        .build()
+        .unwrap();
+    let stacks: Vec<PooledStack> = (0..10).map(|_| pool.get().unwrap()).collect();
+    drop(stacks);
+    assert_eq!(pool.idle_count(), 4);
+    assert_eq!(pool.allocated_count(), 4);
+    // Taking them all again maps nothing new.
+    let stacks: Vec<PooledStack> = (0..4).map(|_| pool.get().unwrap()).collect();
+    assert_eq!(pool.allocated_count(), 4);
+    assert_eq!(pool.idle_count(), 0);
+    drop(stacks);
+
+    // max_idle(0) keeps nothing.
+    let pool = StackPool::builder()
+        .stack_size(16 * 1024)
+        .max_idle(0)
+        .build()
+        .unwrap();
+    for _ in 0..5 {
+        let mut co: Coroutine<(), (), (), _> = Coroutine::with_pool(&pool, |_, ()| ());
+        co.resume(());
+        assert_eq!(pool.allocated_count(), 1);
+        drop(co);
+        assert_eq!(pool.allocated_count(), 0);
+        assert_eq!(pool.idle_count(), 0);
+    }
+}
+
+#[test]
+fn threads_share_a_pool() {
+    const THREADS: usize = 8;
+    const HELD: usize = 3;
+    let pool = StackPool::builder()
+        .stack_size(32 * 1024)
+        .max_idle(64)
+        .thread_cache(2)
+        .build()
+        .unwrap();
+    let iterations = if under_valgrind() { 20 } else { 500 };
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                let mut total = 0u64;
+                for i in 0..iterations {
+                    let mut held: Vec<Coroutine<u64, u64, u64, PooledStack>> = (0..HELD)
+                        .map(|_| {
+                            Coroutine::with_pool(&pool, |yielder, x: u64| {
+                                let y = yielder.suspend(x * 2);
+                                y + 1
+                            })
+                        })
+                        .collect();
+                    for co in &mut held {
+                        let x = (t * 1000 + i) as u64;
+                        assert_eq!(co.resume(x), CoroutineResult::Yield(x * 2));
+                        assert_eq!(co.resume(x), CoroutineResult::Return(x + 1));
+                        total += 1;
+                    }
+                }
+                total
+            })
+        })
+        .collect();
+    let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(total, (THREADS * HELD * iterations) as u64);
+    // Each thread held at most HELD stacks at once; on exit their caches
+    // went to the shared list, so every stack is idle and visible now.
+    let allocated = pool.allocated_count();
+    assert!(
+        allocated >= HELD && allocated <= THREADS * HELD,
+        "{allocated} stacks"
+    );
+    assert_eq!(pool.idle_count(), allocated);
+    // And this thread can use them without mapping more.
+    let stacks: Vec<PooledStack> = (0..allocated).map(|_| pool.get().unwrap()).collect();
+    assert_eq!(pool.allocated_count(), allocated);
+    drop(stacks);
+}
+
+#[test]
+fn stack_dropped_on_another_thread_goes_back_to_the_pool() {
+    let pool = StackPool::new(32 * 1024).unwrap();
+    let stack = pool.get().unwrap();
+    let base = stack.base();
+    std::thread::spawn(move || {
+        // Runs a coroutine on it there, then drops it into that thread's
+        // cache, which moves to the shared list when the thread exits.
+        let mut co: Coroutine<(), (), u8, _> = Coroutine::with_stack(stack, |_, ()| 5);
+        assert_eq!(co.resume(()), CoroutineResult::Return(5));
+    })
+    .join()
+    .unwrap();
+    assert_eq!(pool.idle_count(), 1);
+    assert_eq!(pool.allocated_count(), 1);
+    assert_eq!(pool.get().unwrap().base(), base);
+}
+
+#[test]
+fn release_idle_memory_gives_memory_back() {
+    const TOUCHED: usize = 128 * 1024;
+    let page = page_size();
+    for release in [false, true] {
+        let pool = StackPool::builder()
+            .stack_size(256 * 1024)
+            .release_idle_memory(release)
+            .build()
+            .unwrap();
+        let mut co: Coroutine<(), (), usize, _> =
+            Coroutine::with_pool(&pool, |_, ()| scribble::<TOUCHED>(1));
+        co.resume(());
+        let stack = co.into_stack();
+        let (low, high) = usable(&stack);
+        let before = resident_pages(low, high);
+        assert!(
+            before >= TOUCHED / page,
+            "only {before} pages resident after use"
+        );
+        drop(stack);
+        let after = resident_pages(low, high);
+        if release {
+            assert_eq!(after, 0, "{after} pages still resident after release");
+        } else {
+            assert_eq!(
+                after, before,
+                "pages were dropped without release_idle_memory"
+            );
+        }
+        // The stack is reused either way, and works.
+        let mut co: Coroutine<(), (), usize, _> =
+            Coroutine::with_pool(&pool, |_, ()| scribble::<TOUCHED>(2));
+        co.resume(());
+        assert_eq!(usable(&co.into_stack()), (low, high));
+        assert_eq!(pool.allocated_count(), 1);
+    }
+}
+
+#[test]
+fn zero_on_reuse_clears_the_stack() {
+    const N: usize = 16 * 1024;
+    for zero in [false, true] {
+        let pool = StackPool::builder()
+            .stack_size(64 * 1024)
+            .zero_on_reuse(zero)
+            .build()
+            .unwrap();
+        let mut co: Coroutine<(), (), usize, _> =
+            Coroutine::with_pool(&pool, |_, ()| scribble::<N>(0xab));
+        let addr = co.resume(()).as_return().unwrap();
+        drop(co);
+        let stack = pool.get().unwrap();
+        let (low, high) = usable(&stack);
+        assert!(low <= addr && addr + N <= high);
+        if under_valgrind() {
+            // Memcheck rightly calls these bytes dead stack memory.
+            continue;
+        }
+        // SAFETY: the range is inside a stack we own and nothing runs on.
+        let bytes = unsafe { std::slice::from_raw_parts(addr as *const u8, N) };
+        if zero {
+            assert!(
+                bytes.iter().all(|&b| b == 0),
+                "stale bytes after zero_on_reuse"
+            );
+            // The whole usable stack reads zero.
+            // SAFETY: as above.
+            let all = unsafe { std::slice::from_raw_parts(low as *const u8, high - low) };
+            assert!(all.iter().all(|&b| b == 0));
+        } else {
+            assert!(
+                bytes.iter().all(|&b| b == 0xab),
+                "expected the old contents"
+            );
+        }
+    }
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn dropping_the_pool_unmaps_idle_stacks() {
+    if under_valgrind() {
+        eprintln!("skipped under valgrind");
+        return;
+    }
+    // 1000 rounds of 4 stacks of 64 GiB are 250 TiB of address space, more
+    // than the 128 TiB a process has: this only works if dropping the pool
+    // (and dropping a stack that outlived it) unmaps them.
+    for round in 0..1000 {
+        let pool = StackPool::builder()
+            .stack_size(64 << 30)
+            .max_idle(4)
+            .thread_cache(1)
+            .build()
+            .unwrap();
+        let stacks: Vec<PooledStack> = (0..5)
+            .map(|_| pool.get())
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|e| panic!("round {round}: {e} (stacks leaked?)"));
+        let mut stacks = stacks.into_iter();
+        let outlives = stacks.next().unwrap();
+        // One stack to the thread cache, three to the shared list...
+        drop(stacks);
+        assert_eq!(pool.allocated_count(), 5);
+        assert_eq!(pool.idle_count(), 4);
+        drop(pool);
+        // ...and one still in use after the pool is gone.
+        let mut co: Coroutine<(), (), u8, _> = Coroutine::with_stack(outlives, |_, ()| 9);
+        assert_eq!(co.resume(()), CoroutineResult::Return(9));
+    }
+}
+
+#[test]
+fn pool_handle_can_go_while_stacks_are_out() {
+    let pool = StackPool::new(32 * 1024).unwrap();
+    let clone = pool.clone();
+    let mut co = Coroutine::with_pool(&pool, |yielder, ()| {
+        yielder.suspend(1u8);
+        2u8
+    });
+    assert_eq!(co.resume(()), CoroutineResult::Yield(1));
+    drop(pool);
+    // A clone keeps the pool open.
+    assert_eq!(clone.allocated_count(), 1);
+    drop(clone);
+    assert_eq!(co.resume(()), CoroutineResult::Return(2));
+    drop(co);
+}
+
+#[test]
+fn scoped_coroutine_on_a_pooled_stack() {
+    let pool = StackPool::new(32 * 1024).unwrap();
+    let mut seen = Vec::new();
+    let co = ScopedCoroutine::with_stack(pool.get().unwrap(), |yielder, ()| {
+        for i in 0..3 {
+            seen.push(yielder.suspend(i));
+        }
+    });
+    co.scope(|mut co| {
+        assert_eq!(co.resume(()), CoroutineResult::Yield(0));
+        assert_eq!(co.resume(()), CoroutineResult::Yield(1));
+        assert_eq!(co.resume(()), CoroutineResult::Yield(2));
+        assert_eq!(co.resume(()), CoroutineResult::Return(()));
+    });
+    assert_eq!(seen, [(), (), ()]);
+    assert_eq!(pool.idle_count(), 1);
+}
+
+#[test]
+fn global_pool_and_pooled() {
+    let global = StackPool::global();
+    assert!(global.stack_size() >= 1024 * 1024);
+    for i in 0..10u32 {
+        let mut co = Coroutine::pooled(move |yielder, x: u32| yielder.suspend(x + i));
+        assert_eq!(co.resume(1), CoroutineResult::Yield(1 + i));
+    }
+    assert!(global.idle_count() >= 1);
+    let default = StackPool::default();
+    assert_eq!(default.stack_size(), global.stack_size());
+}
+
+#[test]
+fn types_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<StackPool>();
+    assert_send_sync::<PooledStack>();
+    assert_send_sync::<StackPoolBuilder>();
+    fn assert_sync<T: Sync>() {}
+    assert_sync::<Coroutine<(), (), (), PooledStack>>();
+    let pool = Arc::new(StackPool::new(32 * 1024).unwrap());
+    std::thread::scope(|s| {
+        // Joined explicitly: the end of a scope does not wait for threads'
+        // thread-local destructors, join does.
+        s.spawn(|| drop(pool.get().unwrap())).join().unwrap();
+    });
+    // The thread's cache went to the shared list when it exited.
+    assert_eq!(pool.idle_count(), 1);
+}
+
+#[test]
+fn debug_output() {
+    let pool = StackPool::builder()
+        .stack_size(32 * 1024)
+        .max_idle(5)
+        .build()
+        .unwrap();
+    let text = format!("{pool:?}");
+    assert!(
+        text.contains("StackPool") && text.contains("max_idle: 5"),
+        "{text}"
+    );
+    let stack = pool.get().unwrap();
+    assert!(format!("{stack:?}").contains("PooledStack"));
+}
