@@ -1,0 +1,424 @@
+//! Trap recovery: a SIGSEGV/SIGBUS handler makes a faulting coroutine (stack overflow, bad address) return a value.
+//!
+//! x86-64 Linux only. Signal handlers are process-wide, so the tests take a
+//! lock, install the handlers (with an alternate signal stack set up on the
+//! test's own thread) and restore the previous ones afterwards.
+//!
+//! Every test skips itself when `SWITCHBACK_UNDER_VALGRIND=1` (set by CI when
+//! it runs the test binaries under valgrind, which does not let a signal
+//! handler redirect the faulting thread like this).
+#![cfg(all(target_arch = "x86_64", target_os = "linux"))]
+
+use std::cell::Cell;
+use std::hint::black_box;
+use std::sync::Mutex;
+use std::{mem, ptr};
+
+use switchback::stack::{DefaultStack, Stack};
+use switchback::trap::{CoroutineTrapHandler, TrapHandlerRegs};
+use switchback::{Coroutine, CoroutineResult, ScopedCoroutine, Yielder};
+
+fn under_valgrind() -> bool {
+    std::env::var_os("SWITCHBACK_UNDER_VALGRIND").is_some_and(|v| v == "1")
+}
+
+/// How the handler makes the coroutine return.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Recovery {
+    /// `setup_trap_handler(|| -1)` for SIGSEGV, `|| -2` for SIGBUS.
+    Value,
+    /// `setup_trap_handler(|| panic!(..))`.
+    #[cfg_attr(not(feature = "unwind"), allow(dead_code))]
+    Panic,
+}
+
+thread_local! {
+    /// The trap handler of the coroutine running on this thread.
+    static RUNNING: Cell<Option<CoroutineTrapHandler<i32>>> = const { Cell::new(None) };
+    static RECOVERY: Cell<Recovery> = const { Cell::new(Recovery::Value) };
+    /// How many traps the handler recovered from.
+    static RECOVERED: Cell<u32> = const { Cell::new(0) };
+    /// The address of the last fault.
+    static FAULT_ADDR: Cell<usize> = const { Cell::new(0) };
+}
+
+extern "C" fn on_trap(signal: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // SAFETY: with SA_SIGINFO the kernel passes the siginfo and the
+    // interrupted context, which only this handler uses while it runs.
+    let (ctx, addr) = unsafe {
+        (
+            &mut *(ctx as *mut libc::ucontext_t),
+            (*info).si_addr() as usize,
+        )
+    };
+    let gregs = &mut ctx.uc_mcontext.gregs;
+    let rsp = gregs[libc::REG_RSP as usize] as usize;
+    match RUNNING.with(Cell::get) {
+        Some(handler) if handler.stack_ptr_in_bounds(rsp) => {
+            FAULT_ADDR.with(|f| f.set(addr));
+            RECOVERED.with(|r| r.set(r.get() + 1));
+            let value = if signal == libc::SIGBUS { -2 } else { -1 };
+            // SAFETY: RUNNING is only set while the coroutine runs and it
+            // trapped on its own stack (checked above); all five registers
+            // are written below; the faulting code owns nothing that needs
+            // dropping.
+            let regs = unsafe {
+                match RECOVERY.with(Cell::get) {
+                    Recovery::Value => handler.setup_trap_handler(move || value),
+                    Recovery::Panic => handler.setup_trap_handler(move || -> i32 {
+                        panic!("recovered from signal {signal} by panicking")
+                    }),
+                }
+            };
+            let TrapHandlerRegs {
+                rip,
+                rsp,
+                rbp,
+                rdi,
+                rsi,
+            } = regs;
+            gregs[libc::REG_RIP as usize] = rip as i64;
+            gregs[libc::REG_RSP as usize] = rsp as i64;
+            gregs[libc::REG_RBP as usize] = rbp as i64;
+            gregs[libc::REG_RDI as usize] = rdi as i64;
+            gregs[libc::REG_RSI as usize] = rsi as i64;
+        }
+        _ => {
+            // Not a coroutine trap: die with the signal as usual.
+            // SAFETY: resetting a signal to its default action.
+            unsafe { libc::signal(signal, libc::SIG_DFL) };
+        }
+    }
+}
+
+static SIGNAL_LOCK: Mutex<()> = Mutex::new(());
+
+/// Installs the handlers (and an alternate signal stack on this thread),
+/// runs `f` and restores everything.
+fn with_trap_handlers(f: impl FnOnce()) {
+    let _lock = SIGNAL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    const ALT_SIZE: usize = 256 * 1024;
+    let mut altstack = vec![0u8; ALT_SIZE];
+    let ss = libc::stack_t {
+        ss_sp: altstack.as_mut_ptr().cast(),
+        ss_flags: 0,
+        ss_size: ALT_SIZE,
+    };
+    // SAFETY: an all-zero stack_t / sigaction is a valid value to overwrite.
+    let mut old_ss: libc::stack_t = unsafe { mem::zeroed() };
+    // SAFETY: `altstack` outlives the registration (restored below).
+    assert_eq!(unsafe { libc::sigaltstack(&ss, &mut old_ss) }, 0);
+
+    // SAFETY: as above.
+    let mut action: libc::sigaction = unsafe { mem::zeroed() };
+    action.sa_sigaction = on_trap as *const () as libc::sighandler_t;
+    action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+    // SAFETY: initialising a sigset_t we own.
+    unsafe { libc::sigemptyset(&mut action.sa_mask) };
+    // SAFETY: as above.
+    let mut old_segv: libc::sigaction = unsafe { mem::zeroed() };
+    let mut old_bus: libc::sigaction = unsafe { mem::zeroed() };
+    // SAFETY: `on_trap` has the SA_SIGINFO signature and only touches
+    // thread-locals, the coroutine's stack and the context.
+    unsafe {
+        assert_eq!(libc::sigaction(libc::SIGSEGV, &action, &mut old_segv), 0);
+        assert_eq!(libc::sigaction(libc::SIGBUS, &action, &mut old_bus), 0);
+    }
+    RECOVERED.with(|r| r.set(0));
+
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+
+    // SAFETY: restoring what was there before.
+    unsafe {
+        assert_eq!(
+            libc::sigaction(libc::SIGSEGV, &old_segv, ptr::null_mut()),
+            0
+        );
+        assert_eq!(libc::sigaction(libc::SIGBUS, &old_bus, ptr::null_mut()), 0);
+        if old_ss.ss_flags & libc::SS_DISABLE != 0 {
+            let disable = libc::stack_t {
+                ss_sp: ptr::null_mut(),
+                ss_flags: libc::SS_DISABLE,
+                ss_size: 0,
+            };
+            assert_eq!(libc::sigaltstack(&disable, ptr::null_mut()), 0);
+        } else {
+            assert_eq!(libc::sigaltstack(&old_ss, ptr::null_mut()), 0);
+        }
+    }
+    drop(altstack);
+    if let Err(payload) = result {
+        std::panic::resume_unwind(payload);
+    }
+}
+
+/// Resumes `co` with its trap handler registered.
+fn run<Y, S: Stack>(co: &mut Coroutine<(), Y, i32, S>) -> CoroutineResult<Y, i32> {
+    RUNNING.with(|r| r.set(Some(co.trap_handler())));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| co.resume(())));
+    RUNNING.with(|r| r.set(None));
+    result.unwrap_or_else(|payload| std::panic::resume_unwind(payload))
+}
+
+fn recovered() -> u32 {
+    RECOVERED.with(Cell::get)
+}
+
+/// Recurses until the stack overflows (the compiler cannot tell that it
+/// never ends).
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    let frame = black_box([depth; 64]);
+    if black_box(depth) == u64::MAX {
+        return 0;
+    }
+    recurse(depth + 1) + black_box(frame)[63]
+}
+
+fn overflowing<S: Stack + 'static>(stack: S) -> Coroutine<(), (), i32, S> {
+    Coroutine::with_stack(stack, |_: &Yielder<(), ()>, ()| recurse(0) as i32)
+}
+
+macro_rules! skip_under_valgrind {
+    () => {
+        if under_valgrind() {
+            eprintln!("skipped under valgrind");
+            return;
+        }
+    };
+}
+
+#[test]
+fn stack_overflow_recovers_twice_on_the_same_stack() {
+    skip_under_valgrind!();
+    with_trap_handlers(|| {
+        let stack = DefaultStack::new(64 * 1024).unwrap();
+        let (base, limit) = (stack.base().get(), stack.limit().get());
+        let mut co = overflowing(stack);
+        assert_eq!(run(&mut co), CoroutineResult::Return(-1));
+        assert!(co.done());
+        assert_eq!(recovered(), 1);
+        // The fault was in the guard page, at the bottom of the stack.
+        let fault = FAULT_ADDR.with(Cell::get);
+        assert!(
+            (limit..limit + 4096 * 4).contains(&fault),
+            "fault at {fault:#x}, stack [{limit:#x}, {base:#x})"
+        );
+
+        let stack = co.into_stack();
+        let mut co = overflowing(stack);
+        assert_eq!(run(&mut co), CoroutineResult::Return(-1));
+        assert_eq!(recovered(), 2);
+
+        // The stack still works normally afterwards.
+        let stack = co.into_stack();
+        let mut co: Coroutine<(), u32, i32, _> = Coroutine::with_stack(stack, |y, ()| {
+            y.suspend(1);
+            5
+        });
+        assert_eq!(run(&mut co), CoroutineResult::Yield(1));
+        assert_eq!(run(&mut co), CoroutineResult::Return(5));
+        assert_eq!(recovered(), 2);
+    });
+}
+
+#[test]
+fn stack_overflow_on_default_stack() {
+    skip_under_valgrind!();
+    with_trap_handlers(|| {
+        let mut co: Coroutine<(), (), i32> = Coroutine::new(|_, ()| recurse(0) as i32);
+        assert_eq!(run(&mut co), CoroutineResult::Return(-1));
+        assert_eq!(recovered(), 1);
+    });
+}
+
+#[test]
+fn write_to_invalid_address_recovers() {
+    skip_under_valgrind!();
+    with_trap_handlers(|| {
+        let mut co: Coroutine<(), (), i32> = Coroutine::new(|_, ()| {
+            let p = black_box(8usize) as *mut u8;
+            // SAFETY: not safe at all: this faults, and the handler recovers.
+            unsafe { ptr::write_volatile(p, 1) };
+            0
+        });
+        assert_eq!(run(&mut co), CoroutineResult::Return(-1));
+        assert_eq!(FAULT_ADDR.with(Cell::get), 8);
+        assert_eq!(recovered(), 1);
+    });
+}
+
+#[test]
+fn write_to_prot_none_page_after_suspends_recovers() {
+    skip_under_valgrind!();
+    with_trap_handlers(|| {
+        // SAFETY: a fresh anonymous mapping with no access.
+        let page = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                4096,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANON,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(page, libc::MAP_FAILED);
+        let addr = page as usize;
+        let mut co: Coroutine<(), u32, i32> = Coroutine::new(move |y, ()| {
+            // Suspend a few times first, so the link has been rewritten.
+            for i in 0..3 {
+                y.suspend(i);
+            }
+            // SAFETY: faults; the handler recovers.
+            unsafe { ptr::write_volatile((addr + 100) as *mut u32, 7) };
+            0
+        });
+        for i in 0..3 {
+            assert_eq!(run(&mut co), CoroutineResult::Yield(i));
+        }
+        assert_eq!(run(&mut co), CoroutineResult::Return(-1));
+        assert_eq!(FAULT_ADDR.with(Cell::get), addr + 100);
+        // SAFETY: unmapping our own mapping.
+        unsafe { libc::munmap(page, 4096) };
+    });
+}
+
+#[test]
+fn touching_the_guard_page_directly_faults_and_recovers() {
+    skip_under_valgrind!();
+    with_trap_handlers(|| {
+        let stack = DefaultStack::new(64 * 1024).unwrap();
+        let guard = stack.limit().get();
+        let mut co: Coroutine<(), (), i32, _> = Coroutine::with_stack(stack, move |_, ()| {
+            // SAFETY: faults on the guard page; the handler recovers.
+            unsafe { ptr::read_volatile((guard + 64) as *const u8) as i32 }
+        });
+        assert_eq!(run(&mut co), CoroutineResult::Return(-1));
+        assert_eq!(FAULT_ADDR.with(Cell::get), guard + 64);
+    });
+}
+
+#[test]
+fn sigbus_recovers() {
+    skip_under_valgrind!();
+    with_trap_handlers(|| {
+        // Accessing a file mapping beyond the end of the file raises SIGBUS.
+        let path = std::env::temp_dir().join(format!("switchback-sigbus-{}", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        file.set_len(4096).unwrap();
+        use std::os::fd::AsRawFd;
+        // SAFETY: a fresh shared mapping of our own file.
+        let map = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                8192,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(map, libc::MAP_FAILED);
+        let addr = map as usize + 4096;
+        let mut co: Coroutine<(), (), i32> = Coroutine::new(move |_, ()| {
+            // SAFETY: beyond the end of the file: SIGBUS, which the handler
+            // recovers from.
+            unsafe { ptr::read_volatile(addr as *const i32) }
+        });
+        assert_eq!(run(&mut co), CoroutineResult::Return(-2));
+        // SAFETY: unmapping our own mapping.
+        unsafe { libc::munmap(map, 8192) };
+        drop(file);
+        let _ = std::fs::remove_file(path);
+    });
+}
+
+#[test]
+fn trap_in_scoped_coroutine_recovers() {
+    skip_under_valgrind!();
+    with_trap_handlers(|| {
+        let mut stack = DefaultStack::new(64 * 1024).unwrap();
+        let mut before = 0;
+        let co = ScopedCoroutine::with_stack(&mut stack, |_: &Yielder<(), ()>, ()| {
+            before += 1;
+            recurse(0) as i32
+        });
+        let r = co.scope(|mut co| {
+            RUNNING.with(|r| r.set(Some(co.trap_handler())));
+            let r = co.as_mut().resume(());
+            RUNNING.with(|r| r.set(None));
+            assert!(co.done());
+            r
+        });
+        assert_eq!(r, CoroutineResult::Return(-1));
+        assert_eq!(before, 1);
+        // The borrowed stack is reusable.
+        let co = ScopedCoroutine::with_stack(&mut stack, |_: &Yielder<(), ()>, ()| 3);
+        assert_eq!(co.scope(|mut co| co.resume(())), CoroutineResult::Return(3));
+    });
+}
+
+#[test]
+fn trap_in_nested_coroutine_recovers_inner_only() {
+    skip_under_valgrind!();
+    with_trap_handlers(|| {
+        let mut outer: Coroutine<(), (), i32> = Coroutine::new(|_, ()| {
+            let mut inner = overflowing(DefaultStack::new(64 * 1024).unwrap());
+            let saved = RUNNING.with(Cell::get);
+            let r = run(&mut inner);
+            RUNNING.with(|c| c.set(saved));
+            r.as_return().unwrap() * 10
+        });
+        assert_eq!(run(&mut outer), CoroutineResult::Return(-10));
+        assert_eq!(recovered(), 1);
+    });
+}
+
+#[test]
+#[cfg(feature = "unwind")]
+fn panic_in_recovery_closure_continues_from_resume() {
+    skip_under_valgrind!();
+    with_trap_handlers(|| {
+        RECOVERY.with(|r| r.set(Recovery::Panic));
+        let stack = DefaultStack::new(64 * 1024).unwrap();
+        let mut co = overflowing(stack);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&mut co)));
+        RECOVERY.with(|r| r.set(Recovery::Value));
+        let payload = result.unwrap_err();
+        let msg = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(msg, "recovered from signal 11 by panicking");
+        assert!(co.done());
+        // And the stack is still reusable.
+        let mut co = overflowing(co.into_stack());
+        assert_eq!(run(&mut co), CoroutineResult::Return(-1));
+    });
+}
+
+#[test]
+fn stack_ptr_in_bounds_covers_the_stack_and_guard_only() {
+    let stack = DefaultStack::new(64 * 1024).unwrap();
+    let (base, limit) = (stack.base().get(), stack.limit().get());
+    let co: Coroutine<(), (), i32, _> = Coroutine::with_stack(stack, |_, ()| 0);
+    let h = co.trap_handler();
+    assert!(h.stack_ptr_in_bounds(limit));
+    assert!(h.stack_ptr_in_bounds(limit + 1));
+    assert!(h.stack_ptr_in_bounds(base - 1));
+    assert!(!h.stack_ptr_in_bounds(base));
+    assert!(!h.stack_ptr_in_bounds(limit - 1));
+    let local = 0u8;
+    assert!(!h.stack_ptr_in_bounds(&local as *const u8 as usize));
+    // It is Copy and Debug.
+    let h2 = h;
+    assert!(format!("{h2:?}").contains("CoroutineTrapHandler"));
+    assert!(h.stack_ptr_in_bounds(base - 1));
+}
