@@ -37,9 +37,23 @@ macro_rules! scoped_coroutine_struct {
         /// ```
         pub struct ScopedCoroutine<'a, Input, Yield, Return, Stack: stack::Stack $(= $default)?> {
             inner: Coroutine<Input, Yield, Return, Stack>,
-            marker: PhantomData<&'a mut ()>,
+            _borrows: BorrowsLiveUntilDrop<'a>,
         }
     };
+}
+
+/// Makes the borrow checker keep `'a` alive until the coroutine is dropped.
+///
+/// The closure's type is erased into the coroutine, so the compiler cannot
+/// see that dropping the coroutine drops the closure, whose captures may
+/// read borrowed data in their destructors. A `PhantomData<&'a mut ()>`
+/// alone has a trivial drop and would let `'a` end first; a field with a
+/// `Drop` impl that names `'a` makes dropping the coroutine a use of `'a`.
+struct BorrowsLiveUntilDrop<'a>(PhantomData<&'a mut ()>);
+
+impl Drop for BorrowsLiveUntilDrop<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {}
 }
 
 #[cfg(feature = "default-stack")]
@@ -80,7 +94,7 @@ impl<'a, Input, Yield, Return, Stack: stack::Stack>
             // drops it before returning; a coroutine leaked before `scope`
             // never started, so its stack holds nothing that borrows.
             inner: unsafe { Coroutine::with_stack_unchecked(stack, f) },
-            marker: PhantomData,
+            _borrows: BorrowsLiveUntilDrop(PhantomData),
         }
     }
 
