@@ -415,7 +415,7 @@ fn threads_share_a_pool() {
     // went to the shared list, so every stack is idle and visible now.
     let allocated = pool.allocated_count();
     assert!(
-        allocated >= HELD && allocated <= THREADS * HELD,
+        (HELD..=THREADS * HELD).contains(&allocated),
         "{allocated} stacks"
     );
     assert_eq!(pool.idle_count(), allocated);
@@ -577,18 +577,19 @@ fn pool_handle_can_go_while_stacks_are_out() {
 fn scoped_coroutine_on_a_pooled_stack() {
     let pool = StackPool::new(32 * 1024).unwrap();
     let mut seen = Vec::new();
-    let co = ScopedCoroutine::with_stack(pool.get().unwrap(), |yielder, ()| {
+    let co = ScopedCoroutine::with_stack(pool.get().unwrap(), |yielder, first: u32| {
+        seen.push(first);
         for i in 0..3 {
             seen.push(yielder.suspend(i));
         }
     });
     co.scope(|mut co| {
-        assert_eq!(co.resume(()), CoroutineResult::Yield(0));
-        assert_eq!(co.resume(()), CoroutineResult::Yield(1));
-        assert_eq!(co.resume(()), CoroutineResult::Yield(2));
-        assert_eq!(co.resume(()), CoroutineResult::Return(()));
+        assert_eq!(co.resume(10), CoroutineResult::Yield(0));
+        assert_eq!(co.resume(11), CoroutineResult::Yield(1));
+        assert_eq!(co.resume(12), CoroutineResult::Yield(2));
+        assert_eq!(co.resume(13), CoroutineResult::Return(()));
     });
-    assert_eq!(seen, [(), (), ()]);
+    assert_eq!(seen, [10, 11, 12, 13]);
     assert_eq!(pool.idle_count(), 1);
 }
 
