@@ -90,7 +90,9 @@ fn render(r: &Report<'_>) -> String {
     }
     let _ = writeln!(
         out,
-        "- `call-pooled`: the same with a stack taken from and returned to a pool."
+        "- `call-pooled`: the same with a stack taken from a pool, and returned to it when \
+         the coroutine drops (switchback: `Coroutine::with_pool` on a `StackPool` of 1 MiB \
+         stacks)."
     );
 
     let mut unsupported = Vec::new();

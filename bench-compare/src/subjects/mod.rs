@@ -84,3 +84,37 @@ const INPUT: usize = 1;
 /// Stack size for crates without a default one (wasmtime-fiber): 1 MiB, as
 /// switchback's and corosensei's `DefaultStack`.
 const STACK_SIZE: usize = 1024 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_subject_runs_every_op_it_supports() {
+        for mut subject in all() {
+            for op in Op::ALL {
+                for iters in [1, 3] {
+                    let result = subject.batch(op, iters);
+                    // Only pools are missing, and switchback has one.
+                    let expect_ok =
+                        op != Op::CallPooled || subject.name().starts_with("switchback ");
+                    assert_eq!(
+                        result.is_ok(),
+                        expect_ok,
+                        "{} {}",
+                        subject.name(),
+                        op.name()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn op_names_round_trip() {
+        for op in Op::ALL {
+            assert_eq!(Op::parse(op.name()), Some(op));
+        }
+        assert_eq!(Op::parse("jump"), None);
+    }
+}

@@ -3,7 +3,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use switchback::stack::DefaultStack;
+use switchback::stack::{DefaultStack, StackPool};
 use switchback::{Coroutine, ScopedCoroutine};
 
 use super::{Op, Subject, Unsupported, INPUT};
@@ -13,20 +13,23 @@ use crate::measure::time_batch;
 pub struct Switchback {
     /// The stack reused by [`Op::Call`].
     stack: DefaultStack,
+    /// The pool of [`Op::CallPooled`]: 1 MiB stacks, as `DefaultStack`.
+    pool: StackPool,
 }
 
 impl Switchback {
-    /// Allocates the reusable stack.
+    /// Allocates the reusable stack and an empty pool.
     pub fn new() -> Self {
         Self {
             stack: DefaultStack::default(),
+            pool: StackPool::default(),
         }
     }
 }
 
 impl Subject for Switchback {
     fn name(&self) -> String {
-        "switchback".into()
+        format!("switchback {}", env!("BENCH_VERSION_SWITCHBACK"))
     }
 
     fn fresh_stack(&self) -> &'static str {
@@ -56,9 +59,13 @@ impl Subject for Switchback {
                 let mut co = Coroutine::<usize, (), usize>::new(|_, x| x);
                 black_box(co.resume(black_box(INPUT)));
             }),
-            // TODO(pool): measure `switchback::stack::StackPool` here once
-            // src/stack/pool.rs lands.
-            Op::CallPooled => return Err(Unsupported("no `StackPool` in switchback yet")),
+            Op::CallPooled => {
+                let pool = &self.pool;
+                time_batch(iters, || {
+                    let mut co = Coroutine::<usize, (), usize, _>::with_pool(pool, |_, x| x);
+                    black_box(co.resume(black_box(INPUT)));
+                })
+            }
         })
     }
 }
