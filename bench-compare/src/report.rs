@@ -157,9 +157,16 @@ fn machine() -> String {
     format!("{model}, {online} logical CPUs ({available} available to this process)")
 }
 
-/// The command line, as typed.
+/// The command line, with the program's directory left out.
 fn command_line() -> String {
-    std::env::args().collect::<Vec<_>>().join(" ")
+    let mut args: Vec<String> = std::env::args().collect();
+    if let Some(name) = args
+        .first()
+        .and_then(|program| std::path::Path::new(program).file_name())
+    {
+        args[0] = name.to_string_lossy().into_owned();
+    }
+    args.join(" ")
 }
 
 #[cfg(test)]
