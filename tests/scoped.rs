@@ -210,3 +210,18 @@ fn nested_scoped_coroutines_share_borrows() {
     assert_eq!(r, 111);
     assert_eq!(counter, 111);
 }
+
+#[test]
+#[cfg(feature = "unwind")]
+fn forgetting_the_ref_inside_scope_still_unwinds_at_scope_end() {
+    let drops = Cell::new(0);
+    let co = ScopedCoroutine::new(|y: &Yielder<(), ()>, ()| {
+        let _guard = SetOnDrop(&drops);
+        y.suspend(());
+    });
+    co.scope(|mut r| {
+        r.as_mut().resume(());
+        std::mem::forget(r);
+    });
+    assert_eq!(drops.get(), 1);
+}
