@@ -8,13 +8,13 @@
 #
 # Usage: scripts/callgrind-switch.sh [N]      (default N = 100000)
 # Env:   CRATES="switchback corosensei ..."   (default: all five)
-#        CARGO_TARGET_DIR                     (default: /tmp/target-bench)
+#        CARGO_TARGET_DIR                     (default: target/ in the workspace)
 set -euo pipefail
 
 n=${1:-100000}
 crates=${CRATES:-"switchback corosensei context generator wasmtime-fiber"}
 root=$(cd "$(dirname "$0")/.." && pwd)
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/target-bench}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
 
 if ! command -v valgrind >/dev/null; then
     echo "installing valgrind..." >&2
