@@ -7,7 +7,7 @@ use core::{fmt, ptr};
 use crate::arch;
 #[cfg(feature = "default-stack")]
 use crate::stack::DefaultStack;
-use crate::stack::{self, check_stack, StackPointer};
+use crate::stack::{self, stack_bounds, StackPointer};
 use crate::trap::CoroutineTrapHandler;
 use crate::unwind::{self, CaughtPanic};
 use crate::word::{self, Word};
@@ -193,8 +193,8 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
     where
         F: FnOnce(&Yielder<Input, Yield>, Input) -> Return,
     {
-        let (base, limit) = check_stack(&stack);
-        let obj = closure_slot::<F>(base.get(), limit.get());
+        let (base, _) = stack_bounds(&stack, mem::size_of::<F>(), 2 * closure_footprint::<F>());
+        let obj = closure_slot::<F>(base.get());
         // SAFETY: `closure_slot` checked that the object and the initial
         // frame below it fit in the stack, which the Stack contract says is
         // writable and ours alone.
@@ -236,15 +236,18 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
         }
         // SAFETY: `sp` is this coroutine's suspended (or initial) state on
         // its own stack; it decodes `input` once, before we run again.
-        let (output, new_sp) = unsafe { arch::switch_and_link(input, sp, self.base) };
-        self.sp = new_sp;
-        match new_sp {
+        let (output, state) = unsafe { arch::switch_and_link(input, sp, self.base) };
+        if state > EXIT_PANICKED {
+            // SAFETY: any other state is the suspended coroutine's stack
+            // pointer, which is not null.
+            self.sp = Some(unsafe { StackPointer::new_unchecked(state) });
             // SAFETY: a suspending coroutine encodes its Yield value and
             // does not run again until we have decoded it.
-            Some(_) => CoroutineResult::Yield(unsafe { word::decode::<Yield>(output) }),
-            // SAFETY: a returning coroutine encodes its result, left on its
-            // stack, which stays allocated.
-            None => CoroutineResult::Return(unsafe { take_result::<Return>(output) }),
+            CoroutineResult::Yield(unsafe { word::decode::<Yield>(output) })
+        } else {
+            self.sp = None;
+            // SAFETY: the coroutine left with this exit code and word.
+            CoroutineResult::Return(unsafe { take_exit::<Return>(output, state) })
         }
     }
 
@@ -320,9 +323,9 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
             #[cfg(not(feature = "asm-unwind"))]
             // SAFETY: the coroutine started and is suspended in `suspend`,
             // which unwinds when it sees the request.
-            let (output, new_sp) = unsafe { arch::switch_and_unwind(sp, self.base) };
+            let (output, state) = unsafe { arch::switch_and_unwind(sp, self.base) };
             #[cfg(feature = "asm-unwind")]
-            let (output, new_sp) = {
+            let (output, state) = {
                 let base = self.base;
                 // SAFETY: as above; the unwind comes back out of the switch.
                 match std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| unsafe {
@@ -333,22 +336,28 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
                     Err(payload) => std::panic::resume_unwind(payload),
                 }
             };
-            self.sp = new_sp;
-            if new_sp.is_some() {
+            if state > EXIT_PANICKED {
                 // It caught the unwind and suspended again: drop what it
                 // yielded and ask again.
                 // SAFETY: as in `resume`.
+                self.sp = Some(unsafe { StackPointer::new_unchecked(state) });
                 drop(unsafe { word::decode::<Yield>(output) });
                 continue;
             }
-            // SAFETY: as in `resume`.
-            match unsafe { word::decode::<Result<Return, CaughtPanic>>(output) } {
-                Ok(returned) => drop(returned),
-                #[cfg(not(feature = "asm-unwind"))]
-                Err(payload) if unwind::is_forced_unwind_of(&*payload, link) => {}
-                #[allow(unreachable_patterns)]
-                Err(payload) => unwind::resume_caught(payload),
+            if state == EXIT_RETURNED {
+                // It caught the unwind and returned.
+                // SAFETY: as in `resume`.
+                drop(unsafe { word::decode::<Return>(output) });
+                continue;
             }
+            // SAFETY: as in `resume`.
+            let payload = unsafe { word::decode::<CaughtPanic>(output) };
+            #[cfg(not(feature = "asm-unwind"))]
+            if unwind::is_forced_unwind_of(&*payload, link) {
+                continue;
+            }
+            #[allow(unreachable_code)]
+            unwind::resume_caught(payload);
         }
     }
 
@@ -400,39 +409,47 @@ fn resume_after_done() -> ! {
     panic!("switchback: resume called on a coroutine that has already finished")
 }
 
-/// Decodes the result a returning coroutine handed over and resumes a panic
-/// it carried.
+/// The exit code of a coroutine that returned: the word holds its `Return`.
+const EXIT_RETURNED: usize = 0;
+/// The exit code of a coroutine that panicked: the word holds the caught
+/// panic. Any state above it is a suspended coroutine's stack pointer.
+const EXIT_PANICKED: usize = 1;
+
+/// Decodes what a finished coroutine handed over and resumes a panic it
+/// carried.
 ///
 /// # Safety
-/// `output` must be the word from a coroutine's `switch_and_reset`.
+/// `output` and `exit` must come from a coroutine's `switch_and_reset`.
 #[inline]
-unsafe fn take_result<Return>(output: Word) -> Return {
-    // SAFETY: per the caller; the root encoded a Result<Return, CaughtPanic>
-    // on its stack and never touches it again.
-    match unsafe { word::decode::<Result<Return, CaughtPanic>>(output) } {
-        Ok(value) => value,
-        #[allow(unreachable_patterns)]
-        Err(panic) => unwind::resume_caught(panic),
+unsafe fn take_exit<Return>(output: Word, exit: usize) -> Return {
+    if exit == EXIT_RETURNED {
+        // SAFETY: per the caller, the root encoded its Return value.
+        unsafe { word::decode::<Return>(output) }
+    } else {
+        // SAFETY: per the caller, the root encoded the caught panic.
+        unwind::resume_caught(unsafe { word::decode::<CaughtPanic>(output) })
     }
 }
 
-/// Where the closure of type `F` goes on a stack: below the reserved top,
-/// aligned for `F` and for the stack.
-///
-/// # Panics
-///
-/// Panics if the closure takes more than half of the stack.
-pub(crate) fn closure_slot<F>(base: usize, limit: usize) -> usize {
+/// The bytes that a closure of type `F` and the initial frame take at the top
+/// of a stack, alignment padding included.
+#[inline(always)]
+pub(crate) const fn closure_footprint<F>() -> usize {
+    let align = if mem::align_of::<F>() > arch::STACK_ALIGNMENT {
+        mem::align_of::<F>()
+    } else {
+        arch::STACK_ALIGNMENT
+    };
+    arch::RESERVED_TOP + mem::size_of::<F>() + (align - 1) + arch::INIT_FRAME_SIZE
+}
+
+/// Where the closure of type `F` goes on a stack whose base is `base`:
+/// below the reserved top, aligned for `F` and for the stack. The caller has
+/// checked that `closure_footprint::<F>()` bytes fit.
+#[inline(always)]
+pub(crate) fn closure_slot<F>(base: usize) -> usize {
     let align = mem::align_of::<F>().max(arch::STACK_ALIGNMENT);
-    let size = mem::size_of::<F>();
-    let capacity = base - limit;
-    let needed = arch::RESERVED_TOP + size + (align - 1) + arch::INIT_FRAME_SIZE;
-    assert!(
-        needed <= capacity / 2,
-        "switchback: the coroutine's closure takes {size} bytes but this stack of {capacity} \
-         bytes holds closures of at most half its size; box the closure or use a larger stack"
-    );
-    (base - arch::RESERVED_TOP - size) & !(align - 1)
+    (base - arch::RESERVED_TOP - mem::size_of::<F>()) & !(align - 1)
 }
 
 unsafe fn drop_closure<F>(obj: *mut u8) {
@@ -460,18 +477,30 @@ where
             &*(link as *const Yielder<Input, Yield>),
         )
     };
-    let result = unwind::catch_unwind_at_root(move || f(yielder, input));
-    leave(result, link)
+    leave(
+        unwind::catch_unwind_at_root(move || f(yielder, input)),
+        link,
+    )
 }
 
-/// Hands the coroutine's result to its parent and leaves for good.
+/// Hands the coroutine's result (or the panic it caught) to its parent and
+/// leaves for good.
 #[inline(always)]
 fn leave<Return>(result: Result<Return, CaughtPanic>, link: *mut StackPointer) -> ! {
+    match result {
+        Ok(value) => leave_with(value, EXIT_RETURNED, link),
+        #[allow(unreachable_patterns)]
+        Err(panic) => leave_with(panic, EXIT_PANICKED, link),
+    }
+}
+
+#[inline(always)]
+fn leave_with<T>(value: T, exit: usize, link: *mut StackPointer) -> ! {
     let mut slot = MaybeUninit::uninit();
-    let output = word::encode(result, &mut slot);
+    let output = word::encode(value, &mut slot);
     // SAFETY: nothing left on this stack needs dropping; `slot` stays in
     // place (the stack is not freed) until the parent has decoded it.
-    unsafe { arch::switch_and_reset(output, link) }
+    unsafe { arch::switch_and_reset(output, exit, link) }
 }
 
 /// The handle a running coroutine uses to suspend itself.

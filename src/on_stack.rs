@@ -3,7 +3,7 @@
 use core::mem::ManuallyDrop;
 
 use crate::arch;
-use crate::stack::{check_stack, Stack};
+use crate::stack::{stack_bounds, Stack};
 use crate::unwind::{self, CaughtPanic};
 
 /// Runs `f` on `stack` and returns its result; the stack is dropped after.
@@ -26,7 +26,7 @@ pub fn on_stack<F, R>(stack: impl Stack, f: F) -> R
 where
     F: FnOnce() -> R,
 {
-    let (base, _) = check_stack(&stack);
+    let (base, _) = stack_bounds(&stack, 0, 0);
     // SAFETY: the Stack contract makes the memory below `base` ours while
     // `stack` lives, which is until after the call.
     unsafe { call_on_stack(base.get(), f) }

@@ -5,7 +5,7 @@ use core::marker::PhantomData;
 use core::ptr;
 
 pub use crate::arch::TrapHandlerRegs;
-use crate::coroutine::{closure_slot, trap_entry};
+use crate::coroutine::{closure_footprint, closure_slot, trap_entry};
 use crate::stack::StackPointer;
 
 /// What a signal handler needs to make a trapping coroutine return to its
@@ -91,7 +91,11 @@ impl<Return> CoroutineTrapHandler<Return> {
     where
         F: FnOnce() -> Return + 'static,
     {
-        let obj = closure_slot::<F>(self.base.get(), self.limit.get());
+        assert!(
+            2 * closure_footprint::<F>() <= self.base.get() - self.limit.get(),
+            "switchback: the trap handler's closure takes more than half of the stack"
+        );
+        let obj = closure_slot::<F>(self.base.get());
         // SAFETY: the slot lies in the coroutine's stack, whose contents the
         // caller agreed to discard; the coroutine started (it trapped), so
         // its root frame is in place.

@@ -22,19 +22,22 @@
 //!   (DWARF CFI) and frame record continue into the parent through the link,
 //!   so backtraces, debuggers and profilers walk from the coroutine into
 //!   whoever resumed it.
-//! - `switch_and_link(arg, sp, base) -> (arg, Option<sp>)`: resumes the
+//! - `switch_and_link(arg, sp, base) -> (arg, state)`: resumes the
 //!   coroutine whose saved stack pointer is `sp` and whose stack base is
 //!   `base`, passing `arg`. It first stores the parent's stack pointer in the
-//!   link. It returns when the coroutine suspends (`Some(new sp)`) or returns
-//!   (`None`), with the word the coroutine passed.
+//!   link. It returns when the coroutine suspends (`state` = its new stack
+//!   pointer) or leaves (`state` = the exit code it gave `switch_and_reset`),
+//!   with the word the coroutine passed.
 //! - `switch_yield(arg, link) -> Option<arg>`: suspends the running coroutine,
 //!   passing `arg` to the parent; returns the word passed by the next resume,
 //!   or `None` when the parent resumed it with `switch_and_unwind`.
-//! - `switch_and_unwind(sp, base) -> (arg, Option<sp>)`: like
+//! - `switch_and_unwind(sp, base) -> (arg, state)`: like
 //!   `switch_and_link` for a started coroutine, but its pending
 //!   `switch_yield` returns `None`, asking it to unwind its stack. This keeps
 //!   the request off the hot path: no flag is passed on ordinary resumes.
-//! - `switch_and_reset(arg, link) -> !`: leaves the coroutine for good;
+//! - `switch_and_reset(arg, exit, link) -> !`: leaves the coroutine for
+//!   good, handing the parent `arg` and the exit code `exit` (less than
+//!   `MIN_STACK_SIZE`, so it cannot be mistaken for a stack pointer);
 //!   nothing may be left on its stack that needs dropping.
 //! - `on_stack(arg, top, f)`: calls `f(arg)` with the stack pointer set to
 //!   `top` and returns on the original stack, with unwind info linking the two.

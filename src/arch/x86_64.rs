@@ -153,18 +153,14 @@ pub unsafe fn init_stack(_base: StackPointer, obj: usize, entry: EntryFn) -> Sta
 /// `sp` must be the stack pointer of a suspended (or freshly initialised)
 /// coroutine on the stack at `base`, and `arg` what it expects.
 #[inline(always)]
-pub unsafe fn switch_and_link(
-    arg: Word,
-    sp: StackPointer,
-    base: StackPointer,
-) -> (Word, Option<StackPointer>) {
+pub unsafe fn switch_and_link(arg: Word, sp: StackPointer, base: StackPointer) -> (Word, usize) {
     let (ret_arg, ret_sp): (Word, usize);
     // SAFETY: the caller guarantees that `sp` is a coroutine waiting to be
     // resumed; it returns here through the `ret` matching this `call`.
     unsafe {
         switch_asm!(
             // In: rdi = word, rsi = stack base, rdx = coroutine sp.
-            // Out: rdi = word, rsi = new coroutine sp or 0.
+            // Out: rdi = word, rsi = new coroutine sp or exit code.
             // Saves rbx here and rbp on the other side (to build the frame
             // record); everything else is clobbered.
             "push rbx",
@@ -177,7 +173,7 @@ pub unsafe fn switch_and_link(
             clobber_abi("sysv64")
         );
     }
-    (ret_arg, StackPointer::new(ret_sp))
+    (ret_arg, ret_sp)
 }
 
 /// Resumes the coroutine suspended at `sp` so that its `switch_yield`
@@ -187,10 +183,7 @@ pub unsafe fn switch_and_link(
 /// As `switch_and_link`, and the coroutine must have started (it is
 /// suspended in `switch_yield`, not at its initial frame).
 #[inline(never)]
-pub unsafe fn switch_and_unwind(
-    sp: StackPointer,
-    base: StackPointer,
-) -> (Word, Option<StackPointer>) {
+pub unsafe fn switch_and_unwind(sp: StackPointer, base: StackPointer) -> (Word, usize) {
     let (ret_arg, ret_sp): (Word, usize);
     // SAFETY: as switch_and_link; we store the link ourselves and enter the
     // coroutine just past the link-storing prologue of its resume point
@@ -198,7 +191,7 @@ pub unsafe fn switch_and_unwind(
     unsafe {
         switch_asm!(
             // In: rsi = stack base, rdx = coroutine sp.
-            // Out: rdi = word, rsi = new coroutine sp or 0.
+            // Out: rdi = word, rsi = new coroutine sp or exit code.
             // Does what the resume point's prologue would, then enters it
             // after the prologue with rsi = 0, which switch_yield reports
             // as the unwind request.
@@ -222,7 +215,7 @@ pub unsafe fn switch_and_unwind(
             clobber_abi("sysv64")
         );
     }
-    (ret_arg, StackPointer::new(ret_sp))
+    (ret_arg, ret_sp)
 }
 
 /// Length of the resume point's prologue in `switch_yield` (`push rbp` and
@@ -279,23 +272,24 @@ pub unsafe fn switch_yield(arg: Word, link: *mut StackPointer) -> Option<Word> {
     }
 }
 
-/// Leaves the coroutine for the last time, handing `arg` to its parent.
+/// Leaves the coroutine for the last time, handing `arg` and `exit` (a code
+/// below `MIN_STACK_SIZE`, so never a stack pointer) to its parent.
 ///
 /// # Safety
 /// Must run on the coroutine stack whose link is `link`; nothing on this
 /// stack may need dropping.
 #[inline(always)]
-pub unsafe fn switch_and_reset(arg: Word, link: *mut StackPointer) -> ! {
-    // SAFETY: as for `switch_yield`; returning 0 in rsi marks the coroutine
-    // finished so it is never resumed.
+pub unsafe fn switch_and_reset(arg: Word, exit: usize, link: *mut StackPointer) -> ! {
+    // SAFETY: as for `switch_yield`; the exit code in rsi tells the parent
+    // the coroutine finished, so it is never resumed.
     unsafe {
         asm!(
-            // In: rdi = word, rsi = 0, rdx = link. Never returns.
+            // In: rdi = word, rsi = exit code, rdx = link. Never returns.
             "mov rsp, [rdx]",
             "pop rbp",
             "ret",
             in("rdi") arg,
-            in("rsi") 0usize,
+            in("rsi") exit,
             in("rdx") link,
             options(noreturn)
         )

@@ -87,23 +87,45 @@ unsafe impl<S: Stack + ?Sized> Stack for &mut S {
     }
 }
 
-/// Checks what portable code can check of a [`Stack`]'s contract, panicking
-/// with a message that says what is wrong.
-pub(crate) fn check_stack(stack: &impl Stack) -> (StackPointer, StackPointer) {
+/// Reads a stack's bounds and checks what portable code can check of the
+/// [`Stack`] contract, plus that the stack has `needed` bytes (the closure
+/// placed on it, counted twice), panicking with a message that says what is
+/// wrong. One combined test on the fast path; the messages are built cold.
+#[inline]
+pub(crate) fn stack_bounds(
+    stack: &impl Stack,
+    closure_size: usize,
+    needed: usize,
+) -> (StackPointer, StackPointer) {
     let (base, limit) = (stack.base(), stack.limit());
-    assert!(
-        base.get() % STACK_ALIGNMENT == 0 && limit.get() % STACK_ALIGNMENT == 0,
-        "switchback: stack base {:#x} and limit {:#x} must be aligned to {} bytes",
-        base,
-        limit,
-        STACK_ALIGNMENT
-    );
-    assert!(
-        base > limit && base.get() - limit.get() >= MIN_STACK_SIZE,
-        "switchback: stack from {:#x} down to {:#x} is smaller than MIN_STACK_SIZE ({} bytes)",
-        base,
-        limit,
-        MIN_STACK_SIZE
-    );
+    let capacity = base.get().wrapping_sub(limit.get());
+    let misaligned = (base.get() | limit.get()) % STACK_ALIGNMENT != 0;
+    let too_small = capacity < MIN_STACK_SIZE.max(needed) || capacity > isize::MAX as usize;
+    if misaligned | too_small {
+        bad_stack(base.get(), limit.get(), closure_size);
+    }
     (base, limit)
+}
+
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn bad_stack(base: usize, limit: usize, closure_size: usize) -> ! {
+    if (base | limit) % STACK_ALIGNMENT != 0 {
+        panic!(
+            "switchback: stack base {base:#x} and limit {limit:#x} must be aligned to \
+             {STACK_ALIGNMENT} bytes"
+        );
+    }
+    if base <= limit || base - limit < MIN_STACK_SIZE {
+        panic!(
+            "switchback: stack from {base:#x} down to {limit:#x} is smaller than \
+             MIN_STACK_SIZE ({MIN_STACK_SIZE} bytes)"
+        );
+    }
+    panic!(
+        "switchback: the coroutine's closure takes {closure_size} bytes but this stack of {} \
+         bytes holds closures of at most half its size; box the closure or use a larger stack",
+        base - limit
+    );
 }
