@@ -11,6 +11,7 @@
 use core::fmt;
 use core::mem::ManuallyDrop;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::boxed::Box;
 use std::cell::RefCell;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -99,7 +100,9 @@ const DEFAULT_THREAD_CACHE: usize = 8;
 /// ```
 #[derive(Clone)]
 pub struct StackPool {
-    handle: Arc<Handle>,
+    shared: Arc<Shared>,
+    /// Closes the pool when the last clone is dropped.
+    _handle: Arc<Handle>,
 }
 
 /// Configuration for a [`StackPool`], from [`StackPool::builder`].
@@ -144,7 +147,7 @@ pub struct StackPoolBuilder {
 /// ```
 pub struct PooledStack {
     /// Taken out only in `drop`.
-    owned: ManuallyDrop<Owned>,
+    slot: ManuallyDrop<Box<Slot>>,
 }
 
 /// Keeps the pool open: when the last `StackPool` clone drops, this closes
@@ -152,6 +155,11 @@ pub struct PooledStack {
 struct Handle {
     shared: Arc<Shared>,
 }
+
+/// Aligns its contents to a cache line of their own, so that the shared
+/// list's lock traffic does not slow down reads of the configuration.
+#[repr(align(128))]
+struct CacheAligned<T>(T);
 
 /// The state shared by a pool's handles and all its stacks.
 struct Shared {
@@ -163,12 +171,12 @@ struct Shared {
     thread_cache: usize,
     release_idle_memory: bool,
     zero_on_reuse: bool,
-    /// Stacks mapped and not yet unmapped: in use or idle.
-    allocated: AtomicUsize,
     /// Set, under the `idle` lock, when the last handle is dropped.
     closed: AtomicBool,
+    /// Stacks mapped and not yet unmapped: in use or idle.
+    allocated: CacheAligned<AtomicUsize>,
     /// The shared list of idle stacks.
-    idle: Mutex<Vec<Mapping>>,
+    idle: CacheAligned<Mutex<FreeList>>,
 }
 
 /// One stack's mapping, guard page included. Unmapped on drop.
@@ -180,11 +188,20 @@ struct Mapping {
     _valgrind: ValgrindStackRegistration,
 }
 
-/// A mapping counted in its pool's `allocated`; dropping it unmaps it.
-struct Owned {
-    /// Taken out only in `drop` and `into_parts`.
-    mapping: ManuallyDrop<Mapping>,
+/// A stack of a pool, in use (in a `PooledStack`) or idle (in a free list).
+/// Dropping it unmaps the stack.
+struct Slot {
+    mapping: Mapping,
     shared: Arc<Shared>,
+    /// The next idle stack while this one is in a free list.
+    next: Option<Box<Slot>>,
+}
+
+/// An intrusive list of idle stacks.
+#[derive(Default)]
+struct FreeList {
+    head: Option<Box<Slot>>,
+    len: usize,
 }
 
 /// A thread's idle stacks, per pool.
@@ -195,7 +212,7 @@ struct ThreadCache {
 struct CacheEntry {
     shared: Arc<Shared>,
     /// At most `shared.thread_cache` stacks, each of this pool.
-    stacks: Vec<Owned>,
+    stacks: FreeList,
 }
 
 std::thread_local! {
@@ -249,37 +266,39 @@ impl StackPool {
     /// The OS error if a new stack is needed and `mmap` or `mprotect` fails.
     #[inline]
     pub fn get(&self) -> io::Result<PooledStack> {
-        let shared = &self.handle.shared;
-        if shared.thread_cache != 0 {
-            if let Some(owned) = cache_pop(shared) {
-                return Ok(PooledStack {
-                    owned: ManuallyDrop::new(owned),
-                });
-            }
-        }
-        shared.take().map(|owned| PooledStack {
-            owned: ManuallyDrop::new(owned),
+        let shared = &self.shared;
+        let cached = if shared.thread_cache != 0 {
+            cache_pop(shared)
+        } else {
+            None
+        };
+        let slot = match cached {
+            Some(slot) => slot,
+            None => shared.take()?,
+        };
+        Ok(PooledStack {
+            slot: ManuallyDrop::new(slot),
         })
     }
 
     /// The usable size of each stack in bytes: the requested size rounded
     /// up to whole pages (the guard page not included).
     pub fn stack_size(&self) -> usize {
-        self.handle.shared.stack_size
+        self.shared.stack_size
     }
 
     /// How many stacks of this pool are mapped: in use or idle, in any
     /// thread's cache or in the shared list.
     pub fn allocated_count(&self) -> usize {
-        self.handle.shared.allocated.load(Ordering::Relaxed)
+        self.shared.allocated.0.load(Ordering::Relaxed)
     }
 
     /// How many idle stacks this pool has in its shared list and in the
     /// calling thread's cache. (Other threads' caches are not visible; they
     /// join the shared list when their thread exits.)
     pub fn idle_count(&self) -> usize {
-        let shared = &self.handle.shared;
-        let in_shared = shared.lock_idle().len();
+        let shared = &self.shared;
+        let in_shared = shared.lock_idle().len;
         let in_cache = CACHE
             .try_with(|cache| {
                 cache.try_borrow().map_or(0, |cache| {
@@ -287,7 +306,7 @@ impl StackPool {
                         .entries
                         .iter()
                         .find(|entry| Arc::ptr_eq(&entry.shared, shared))
-                        .map_or(0, |entry| entry.stacks.len())
+                        .map_or(0, |entry| entry.stacks.len)
                 })
             })
             .unwrap_or(0);
@@ -306,7 +325,7 @@ impl Default for StackPool {
 
 impl fmt::Debug for StackPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shared = &self.handle.shared;
+        let shared = &self.shared;
         f.debug_struct("StackPool")
             .field("stack_size", &shared.stack_size)
             .field("max_idle", &shared.max_idle)
@@ -425,12 +444,15 @@ impl StackPoolBuilder {
             thread_cache: self.thread_cache.min(self.max_idle),
             release_idle_memory: self.release_idle_memory,
             zero_on_reuse: self.zero_on_reuse,
-            allocated: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
-            idle: Mutex::new(Vec::new()),
+            allocated: CacheAligned(AtomicUsize::new(0)),
+            idle: CacheAligned(Mutex::new(FreeList::default())),
         });
         Ok(StackPool {
-            handle: Arc::new(Handle { shared }),
+            _handle: Arc::new(Handle {
+                shared: Arc::clone(&shared),
+            }),
+            shared,
         })
     }
 }
@@ -442,37 +464,37 @@ impl Drop for Handle {
 }
 
 impl Shared {
-    fn lock_idle(&self) -> MutexGuard<'_, Vec<Mapping>> {
-        // A panic never leaves the list half-updated: it only holds whole
-        // mappings.
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock_idle(&self) -> MutexGuard<'_, FreeList> {
+        // A panic never leaves the list half-updated: nothing that can panic
+        // runs under the lock.
+        self.idle.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Takes a stack from the shared list or maps a new one.
-    fn take(self: &Arc<Self>) -> io::Result<Owned> {
-        let mapping = match self.lock_idle().pop() {
-            Some(mapping) => mapping,
-            None => {
-                let mapping = Mapping::new(self.mapping_len)?;
-                self.allocated.fetch_add(1, Ordering::Relaxed);
-                mapping
-            }
-        };
-        Ok(Owned {
-            mapping: ManuallyDrop::new(mapping),
+    #[cold]
+    fn take(self: &Arc<Self>) -> io::Result<Box<Slot>> {
+        if let Some(slot) = self.lock_idle().pop() {
+            return Ok(slot);
+        }
+        let mapping = Mapping::new(self.mapping_len)?;
+        self.allocated.0.fetch_add(1, Ordering::Relaxed);
+        Ok(Box::new(Slot {
+            mapping,
             shared: Arc::clone(self),
-        })
+            next: None,
+        }))
     }
 
     /// Called when the last handle goes: unmaps the idle stacks that this
     /// thread can reach, and makes stacks that come back later be unmapped.
+    /// (The shared list's stacks hold `Arc`s to `self`; emptying it here
+    /// breaks that cycle.)
     fn close(self: &Arc<Self>) {
         let idle = {
             let mut idle = self.lock_idle();
             self.closed.store(true, Ordering::Relaxed);
             core::mem::take(&mut *idle)
         };
-        self.allocated.fetch_sub(idle.len(), Ordering::Relaxed);
         drop(idle);
         let entry = CACHE
             .try_with(|cache| {
@@ -490,28 +512,60 @@ impl Shared {
     }
 }
 
+impl FreeList {
+    #[inline]
+    fn push(&mut self, mut slot: Box<Slot>) {
+        slot.next = self.head.take();
+        self.head = Some(slot);
+        self.len += 1;
+    }
+
+    #[inline]
+    fn pop(&mut self) -> Option<Box<Slot>> {
+        let mut slot = self.head.take()?;
+        self.head = slot.next.take();
+        self.len -= 1;
+        Some(slot)
+    }
+}
+
+impl Drop for FreeList {
+    fn drop(&mut self) {
+        // One at a time: dropping the chain recursively could overflow a
+        // small stack.
+        while let Some(slot) = self.pop() {
+            drop(slot);
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // The mapping is unmapped as the field drops, right after this.
+        self.shared.allocated.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Puts a returned stack in the shared list, or unmaps it if the list is
 /// full or the pool closed.
-fn push_shared(owned: Owned) {
-    let (mapping, shared) = owned.into_parts();
+fn push_shared(slot: Box<Slot>) {
+    let shared = Arc::clone(&slot.shared);
     let rejected = {
         let mut idle = shared.lock_idle();
-        if !shared.closed.load(Ordering::Relaxed) && idle.len() < shared.max_idle {
-            idle.push(mapping);
+        if !shared.closed.load(Ordering::Relaxed) && idle.len < shared.max_idle {
+            idle.push(slot);
             None
         } else {
-            Some(mapping)
+            Some(slot)
         }
     };
-    if let Some(mapping) = rejected {
-        shared.allocated.fetch_sub(1, Ordering::Relaxed);
-        drop(mapping);
-    }
+    // Unmapped outside the lock.
+    drop(rejected);
 }
 
 /// Takes one of `shared`'s stacks from this thread's cache.
 #[inline]
-fn cache_pop(shared: &Arc<Shared>) -> Option<Owned> {
+fn cache_pop(shared: &Arc<Shared>) -> Option<Box<Slot>> {
     CACHE
         .try_with(|cache| {
             let mut cache = cache.try_borrow_mut().ok()?;
@@ -529,48 +583,48 @@ fn cache_pop(shared: &Arc<Shared>) -> Option<Owned> {
 /// Puts a returned stack in this thread's cache, or hands it back if the
 /// cache is full or unavailable (during thread exit).
 #[inline]
-fn cache_push(owned: Owned) -> Result<(), Owned> {
-    let mut owned = Some(owned);
+fn cache_push(slot: Box<Slot>) -> Result<(), Box<Slot>> {
+    let mut slot = Some(slot);
     let _ = CACHE.try_with(|cache| {
         if let Ok(mut cache) = cache.try_borrow_mut() {
-            if let Some(stack) = owned.take() {
-                owned = cache.push(stack).err();
+            if let Some(stack) = slot.take() {
+                slot = cache.push(stack).err();
             }
         }
     });
-    match owned {
+    match slot {
         None => Ok(()),
-        Some(stack) => Err(stack),
+        Some(slot) => Err(slot),
     }
 }
 
 impl ThreadCache {
     #[inline]
-    fn push(&mut self, owned: Owned) -> Result<(), Owned> {
-        let capacity = owned.shared.thread_cache;
+    fn push(&mut self, slot: Box<Slot>) -> Result<(), Box<Slot>> {
+        let capacity = slot.shared.thread_cache;
         if let Some(entry) = self
             .entries
             .iter_mut()
-            .find(|entry| Arc::ptr_eq(&entry.shared, &owned.shared))
+            .find(|entry| Arc::ptr_eq(&entry.shared, &slot.shared))
         {
-            if entry.stacks.len() < capacity {
-                entry.stacks.push(owned);
+            if entry.stacks.len < capacity {
+                entry.stacks.push(slot);
                 return Ok(());
             }
-            return Err(owned);
+            return Err(slot);
         }
-        self.push_new_entry(owned)
+        self.push_new_entry(slot)
     }
 
     #[cold]
-    fn push_new_entry(&mut self, owned: Owned) -> Result<(), Owned> {
+    fn push_new_entry(&mut self, slot: Box<Slot>) -> Result<(), Box<Slot>> {
         // Forget pools that closed meanwhile; their stacks are unmapped as
         // the entries drop.
         self.entries
             .retain(|entry| !entry.shared.closed.load(Ordering::Relaxed));
-        let mut stacks = Vec::with_capacity(owned.shared.thread_cache);
-        let shared = Arc::clone(&owned.shared);
-        stacks.push(owned);
+        let mut stacks = FreeList::default();
+        let shared = Arc::clone(&slot.shared);
+        stacks.push(slot);
         self.entries.push(CacheEntry { shared, stacks });
         Ok(())
     }
@@ -580,9 +634,9 @@ impl Drop for ThreadCache {
     fn drop(&mut self) {
         // The thread is exiting: hand its stacks to their pools' shared
         // lists, where other threads can use them.
-        for entry in self.entries.drain(..) {
-            for owned in entry.stacks {
-                push_shared(owned);
+        for mut entry in self.entries.drain(..) {
+            while let Some(slot) = entry.stacks.pop() {
+                push_shared(slot);
             }
         }
     }
@@ -687,68 +741,44 @@ fn map_stack() -> libc::c_int {
     0
 }
 
-impl Owned {
-    /// Takes the mapping out without unmapping it.
-    fn into_parts(self) -> (Mapping, Arc<Shared>) {
-        let mut this = ManuallyDrop::new(self);
-        // SAFETY: `this` is never used or dropped again, so each field is
-        // moved out exactly once.
-        unsafe {
-            (
-                ManuallyDrop::take(&mut this.mapping),
-                core::ptr::read(&this.shared),
-            )
-        }
-    }
-}
-
-impl Drop for Owned {
-    fn drop(&mut self) {
-        self.shared.allocated.fetch_sub(1, Ordering::Relaxed);
-        // SAFETY: `drop` runs once and `into_parts` skips it, so the mapping
-        // is taken exactly once.
-        drop(unsafe { ManuallyDrop::take(&mut self.mapping) });
-    }
-}
-
 impl PooledStack {
     /// Returns the stack to its pool: to this thread's cache, else the
     /// shared list, else (over the bound, or pool closed) unmaps it.
     #[inline]
-    fn recycle(owned: Owned) {
-        let shared = &*owned.shared;
+    fn recycle(slot: Box<Slot>) {
+        let shared = &*slot.shared;
         if shared.closed.load(Ordering::Relaxed) {
-            return drop(owned);
+            return drop(slot);
         }
-        if (shared.release_idle_memory || shared.zero_on_reuse) && !owned.mapping.discard() {
-            return drop(owned);
+        if (shared.release_idle_memory || shared.zero_on_reuse) && !slot.mapping.discard() {
+            return drop(slot);
         }
-        let owned = if shared.thread_cache != 0 {
-            match cache_push(owned) {
+        let slot = if shared.thread_cache != 0 {
+            match cache_push(slot) {
                 Ok(()) => return,
-                Err(owned) => owned,
+                Err(slot) => slot,
             }
         } else {
-            owned
+            slot
         };
-        push_shared(owned);
+        push_shared(slot);
     }
 }
 
 impl Drop for PooledStack {
     #[inline]
     fn drop(&mut self) {
-        // SAFETY: `drop` runs once, and `owned` is not used afterwards.
-        let owned = unsafe { ManuallyDrop::take(&mut self.owned) };
-        Self::recycle(owned);
+        // SAFETY: `drop` runs once, and `slot` is not used afterwards.
+        let slot = unsafe { ManuallyDrop::take(&mut self.slot) };
+        Self::recycle(slot);
     }
 }
 
 impl fmt::Debug for PooledStack {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PooledStack")
-            .field("base", &format_args!("{:#x}", self.owned.mapping.base))
-            .field("limit", &format_args!("{:#x}", self.owned.mapping.limit))
+            .field("base", &format_args!("{:#x}", self.slot.mapping.base))
+            .field("limit", &format_args!("{:#x}", self.slot.mapping.limit))
             .finish()
     }
 }
@@ -761,12 +791,12 @@ impl fmt::Debug for PooledStack {
 unsafe impl Stack for PooledStack {
     #[inline]
     fn base(&self) -> StackPointer {
-        self.owned.mapping.base
+        self.slot.mapping.base
     }
 
     #[inline]
     fn limit(&self) -> StackPointer {
-        self.owned.mapping.limit
+        self.slot.mapping.limit
     }
 }
 
