@@ -5,7 +5,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
 use switchback::stack::{DefaultStack, Stack};
-use switchback::{Coroutine, CoroutineResult, Yielder};
+#[cfg(feature = "unwind")]
+use switchback::Yielder;
+use switchback::{Coroutine, CoroutineResult};
 
 /// Counts its drops in a shared counter.
 struct Counted(Rc<Cell<u32>>);
@@ -30,6 +32,7 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+#[cfg(feature = "unwind")]
 #[inline(never)]
 fn suspend_deep(y: &Yielder<(), u32>, depth: u32, drops: &Rc<Cell<u32>>) {
     let _c = Counted(drops.clone());

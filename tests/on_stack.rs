@@ -91,7 +91,7 @@ fn on_stack_inside_coroutine() {
     let stack = DefaultStack::new(64 * 1024).unwrap();
     let (base, limit) = (stack.base().get(), stack.limit().get());
     let mut co: Coroutine<(), usize, u32> = Coroutine::new(move |y, ()| {
-        let addr = on_stack(stack, || local_address());
+        let addr = on_stack(stack, local_address);
         y.suspend(addr);
         7
     });

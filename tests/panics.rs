@@ -114,7 +114,7 @@ fn panic_inside_on_parent_stack_propagates() {
     let mut co = Coroutine::new(move |yielder: &switchback::Yielder<(), ()>, ()| {
         let _in_coroutine = DropFlag(d.clone());
         let r: u32 = yielder.on_parent_stack(|| {
-            let _guard = ArcFlag::default();
+            let _guard = ArcFlag;
             panic!("from the parent's stack");
         });
         r
@@ -209,7 +209,6 @@ fn panic_in_nested_coroutine_propagates_through_outer() {
 }
 
 /// A drop counter usable from `Send` closures (on_parent_stack requires Send).
-#[derive(Default)]
 struct ArcFlag;
 
 thread_local! {

@@ -37,7 +37,7 @@ fn borrowing_closure_mutates_a_local() {
 
 #[test]
 fn borrowed_values_as_input_yield_and_return() {
-    let words = vec!["alpha".to_string(), "beta".to_string()];
+    let words = ["alpha".to_string(), "beta".to_string()];
     let storage = String::from("storage");
     let co = ScopedCoroutine::new(|y: &Yielder<&String, &str>, first: &String| {
         let second = y.suspend(first.as_str());
@@ -213,6 +213,7 @@ fn nested_scoped_coroutines_share_borrows() {
 
 #[test]
 #[cfg(feature = "unwind")]
+#[allow(clippy::forget_non_drop)]
 fn forgetting_the_ref_inside_scope_still_unwinds_at_scope_end() {
     let drops = Cell::new(0);
     let co = ScopedCoroutine::new(|y: &Yielder<(), ()>, ()| {

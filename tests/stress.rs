@@ -4,10 +4,13 @@
 //! (set by CI when it runs the test binaries under valgrind), where it would
 //! take far too long; the other tests use fewer iterations there.
 
+#[cfg(feature = "unwind")]
 use std::cell::Cell;
 use std::hint::black_box;
+#[cfg(feature = "unwind")]
 use std::rc::Rc;
 
+#[cfg(feature = "unwind")]
 use proptest::prelude::*;
 use switchback::stack::DefaultStack;
 use switchback::{Coroutine, CoroutineResult, ScopedCoroutine, Yielder};
