@@ -187,6 +187,7 @@ fn never_started_coroutine_returns_its_stack() {
 }
 
 #[test]
+#[cfg(feature = "unwind")]
 fn suspended_coroutine_is_unwound_and_returns_its_stack() {
     let pool = StackPool::new(64 * 1024).unwrap();
     let dropped = Rc::new(Cell::new(0));
@@ -221,6 +222,7 @@ fn suspended_coroutine_is_unwound_and_returns_its_stack() {
 }
 
 #[test]
+#[cfg(feature = "unwind")]
 fn panicking_coroutine_returns_its_stack() {
     let pool = StackPool::new(64 * 1024).unwrap();
     for _ in 0..3 {
@@ -598,8 +600,9 @@ fn global_pool_and_pooled() {
     let global = StackPool::global();
     assert!(global.stack_size() >= 1024 * 1024);
     for i in 0..10u32 {
-        let mut co = Coroutine::pooled(move |yielder, x: u32| yielder.suspend(x + i));
+        let mut co = Coroutine::pooled(move |yielder, x: u32| yielder.suspend(x + i) * 2);
         assert_eq!(co.resume(1), CoroutineResult::Yield(1 + i));
+        assert_eq!(co.resume(5), CoroutineResult::Return(10));
     }
     assert!(global.idle_count() >= 1);
     let default = StackPool::default();

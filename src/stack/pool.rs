@@ -295,7 +295,10 @@ impl StackPool {
 
     /// How many idle stacks this pool has in its shared list and in the
     /// calling thread's cache. (Other threads' caches are not visible; they
-    /// join the shared list when their thread exits.)
+    /// join the shared list when their thread exits, that is once its
+    /// thread-local destructors have run: after
+    /// [`JoinHandle::join`](std::thread::JoinHandle::join) returns, but not
+    /// necessarily when [`std::thread::scope`] does.)
     pub fn idle_count(&self) -> usize {
         let shared = &self.shared;
         let in_shared = shared.lock_idle().len;
@@ -368,8 +371,10 @@ impl StackPoolBuilder {
     ///
     /// Each thread's cache holds up to
     /// [`thread_cache`](StackPoolBuilder::thread_cache) more, but never more
-    /// than `max_idle`, so at most `max_idle * (1 + threads using the pool)`
-    /// stacks are idle; `max_idle(0)` keeps no stack at all.
+    /// than `max_idle`: at most `max_idle + threads * min(thread_cache,
+    /// max_idle)` stacks are idle, where `threads` counts the live threads
+    /// that returned stacks of this pool. `max_idle(0)` keeps no stack at
+    /// all.
     pub fn max_idle(mut self, stacks: usize) -> Self {
         self.max_idle = stacks;
         self
@@ -388,8 +393,9 @@ impl StackPoolBuilder {
     /// Gives a stack's memory back to the OS each time it is returned
     /// (`madvise(MADV_DONTNEED)` on Linux, a fresh `MAP_FIXED` mapping
     /// elsewhere), so that idle stacks cost address space but no RAM. The
-    /// next coroutine on that stack faults its pages in again, which costs
-    /// about a microsecond per page it touches. Default off.
+    /// next coroutine on that stack takes a page fault for each page it
+    /// touches, and each return costs a system call (whose TLB flush
+    /// reaches every core the process runs on). Default off.
     pub fn release_idle_memory(mut self, release: bool) -> Self {
         self.release_idle_memory = release;
         self
