@@ -362,3 +362,24 @@ fn unwinding_nested_suspended_coroutines() {
     drop(outer);
     assert_eq!(drops.get(), 2);
 }
+
+#[test]
+#[cfg(feature = "unwind")]
+fn value_yielded_during_forced_unwind_is_dropped_once() {
+    let drops = counter();
+    let d = drops.clone();
+    let mut co: Coroutine<(), Counted, ()> = Coroutine::new(move |y, ()| {
+        let r = catch_unwind(AssertUnwindSafe(|| y.suspend(Counted(d.clone()))));
+        assert!(r.is_err());
+        // Suspending during the forced unwind: the value must still be
+        // dropped (by force_unwind), exactly once.
+        y.suspend(Counted(d.clone()));
+        unreachable!();
+    });
+    let first = co.resume(());
+    drop(first);
+    assert_eq!(drops.get(), 1);
+    co.force_unwind();
+    assert_eq!(drops.get(), 2);
+    assert!(co.done());
+}

@@ -160,3 +160,51 @@ fn on_parent_stack_repeatedly_between_suspends() {
     }
     assert_eq!(co.resume(5), CoroutineResult::Return(5));
 }
+
+#[test]
+fn suspend_from_inside_on_stack_in_a_coroutine() {
+    // on_stack's closure is not required to be Send, so the coroutine can
+    // suspend while running on the other stack, and be resumed there.
+    let inner = DefaultStack::new(64 * 1024).unwrap();
+    let (base, limit) = (inner.base().get(), inner.limit().get());
+    let mut co: Coroutine<u32, (usize, u32), u32> = Coroutine::new(move |y, x| {
+        on_stack(inner, || {
+            let mut x = x;
+            for _ in 0..3 {
+                x = y.suspend((local_address(), x));
+            }
+            x
+        }) + 1
+    });
+    for i in 0..3 {
+        let (addr, v) = co.resume(i * 10).as_yield().unwrap();
+        assert!((limit..base).contains(&addr));
+        assert_eq!(v, i * 10);
+    }
+    assert_eq!(co.resume(99), CoroutineResult::Return(100));
+}
+
+#[test]
+#[cfg(feature = "unwind")]
+fn dropping_coroutine_suspended_inside_on_stack_unwinds_both_stacks() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    struct Flag(Rc<Cell<u32>>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.set(self.0.get() + 1);
+        }
+    }
+    let drops = Rc::new(Cell::new(0));
+    let d = drops.clone();
+    let mut co: Coroutine<(), (), ()> = Coroutine::new(move |y, ()| {
+        let _outer = Flag(d.clone());
+        on_stack(DefaultStack::new(64 * 1024).unwrap(), || {
+            let _inner = Flag(d.clone());
+            y.suspend(());
+        });
+    });
+    assert_eq!(co.resume(()), CoroutineResult::Yield(()));
+    drop(co);
+    assert_eq!(drops.get(), 2);
+}
