@@ -297,10 +297,62 @@ fn recurse(depth: u64) -> u64 {
     recurse(black_box(depth + 1)) + buf[0] as u64
 }
 
+/// The guard page the child expects its overflow to hit: `[low, high)`.
+static GUARD: [std::sync::atomic::AtomicUsize; 2] = [
+    std::sync::atomic::AtomicUsize::new(0),
+    std::sync::atomic::AtomicUsize::new(0),
+];
+
+/// Exit codes of the overflow child.
+const FAULT_IN_GUARD: i32 = 42;
+const FAULT_ELSEWHERE: i32 = 43;
+
+extern "C" fn on_fault(
+    _signal: libc::c_int,
+    info: *mut libc::siginfo_t,
+    _context: *mut libc::c_void,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+    let addr = unsafe { (*info).si_addr() } as usize;
+    let code = if (GUARD[0].load(Relaxed)..GUARD[1].load(Relaxed)).contains(&addr) {
+        FAULT_IN_GUARD
+    } else {
+        FAULT_ELSEWHERE
+    };
+    // SAFETY: _exit is async-signal-safe.
+    unsafe { libc::_exit(code) }
+}
+
+/// Runs the overflow child's fault handler on its own stack.
+fn install_fault_handler() {
+    const ALT_SIZE: usize = 64 * 1024;
+    let alt = Box::leak(vec![0u8; ALT_SIZE].into_boxed_slice());
+    // SAFETY: plain libc calls with valid, leaked (so never freed) memory
+    // for the alternate stack and a handler of the SA_SIGINFO signature.
+    unsafe {
+        let stack = libc::stack_t {
+            ss_sp: alt.as_mut_ptr().cast(),
+            ss_flags: 0,
+            ss_size: ALT_SIZE,
+        };
+        assert_eq!(libc::sigaltstack(&stack, std::ptr::null_mut()), 0);
+        let mut action: libc::sigaction = std::mem::zeroed();
+        let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) = on_fault;
+        action.sa_sigaction = handler as usize;
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+        libc::sigemptyset(&mut action.sa_mask);
+        for signal in [libc::SIGSEGV, libc::SIGBUS] {
+            assert_eq!(libc::sigaction(signal, &action, std::ptr::null_mut()), 0);
+        }
+    }
+}
+
 #[test]
-fn overflow_on_reused_stack_traps() {
+fn overflow_on_reused_stack_hits_the_guard_page() {
     const CHILD: &str = "SWITCHBACK_POOL_OVERFLOW_CHILD";
     if std::env::var_os(CHILD).is_some() {
+        use std::sync::atomic::Ordering::Relaxed;
         let pool = StackPool::builder()
             .stack_size(64 * 1024)
             .release_idle_memory(true)
@@ -308,22 +360,29 @@ fn overflow_on_reused_stack_traps() {
             .unwrap();
         let mut co: Coroutine<(), (), u64, _> = Coroutine::with_pool(&pool, |_, ()| 0u64);
         co.resume(());
-        drop(co);
-        let mut co: Coroutine<(), (), u64, _> = Coroutine::with_pool(&pool, |_, ()| recurse(0));
-        assert_eq!(pool.allocated_count(), 1, "the stack should be reused");
+        let first = co.into_stack();
+        let limit = first.limit().get();
+        drop(first);
+        let stack = pool.get().unwrap();
+        assert_eq!(stack.limit().get(), limit, "the stack should be reused");
+        GUARD[0].store(limit, Relaxed);
+        GUARD[1].store(limit + page_size(), Relaxed);
+        install_fault_handler();
+        let mut co: Coroutine<(), (), u64, _> = Coroutine::with_stack(stack, |_, ()| recurse(0));
         co.resume(());
-        // Only reached if the overflow did not trap.
+        // Only reached if the overflow did not fault.
         std::process::exit(0);
     }
     if under_valgrind() {
         eprintln!("skipped under valgrind");
         return;
     }
-    use std::os::unix::process::ExitStatusExt;
-    let status = run_child("overflow_on_reused_stack_traps", CHILD);
-    assert!(
-        matches!(status.signal(), Some(libc::SIGSEGV) | Some(libc::SIGBUS)),
-        "overflowing a reused pooled stack should fault, got {status:?}"
+    let status = run_child("overflow_on_reused_stack_hits_the_guard_page", CHILD);
+    assert_eq!(
+        status.code(),
+        Some(FAULT_IN_GUARD),
+        "overflowing a reused pooled stack should fault in its guard page \
+         ({FAULT_ELSEWHERE}: fault elsewhere, 0: no fault), got {status:?}"
     );
 }
 
