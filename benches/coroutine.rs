@@ -5,7 +5,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use switchback::stack::DefaultStack;
-use switchback::{on_stack, Coroutine, ScopedCoroutine};
+use switchback::{on_stack, Coroutine, ScopedCoroutine, Yielder};
 
 /// resume + suspend of an identity coroutine.
 fn coroutine_switch(c: &mut Criterion) {
@@ -22,7 +22,10 @@ fn coroutine_call(c: &mut Criterion) {
     let mut stack = DefaultStack::default();
     c.bench_function("coroutine_call", |b| {
         b.iter(|| {
-            let coroutine = ScopedCoroutine::with_stack(&mut stack, |_, input: usize| input);
+            let coroutine =
+                ScopedCoroutine::with_stack(&mut stack, |_: &Yielder<usize, ()>, input: usize| {
+                    input
+                });
             coroutine.scope(|mut co| co.resume(black_box(0)))
         })
     });
