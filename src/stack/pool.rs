@@ -47,10 +47,11 @@ const DEFAULT_THREAD_CACHE: usize = 8;
 ///
 /// `StackPool` is a cheap handle: clones share the same stacks, and it can be
 /// sent to and shared between threads. Stacks that are out keep the pool's
-/// state alive, so dropping every handle while stacks are in use is fine;
-/// once every handle is gone, idle stacks are unmapped (those cached by
-/// other threads when they return or when the thread exits) and stacks that
-/// come back are unmapped.
+/// state alive, so dropping every handle while stacks are in use is fine.
+/// When the last handle is dropped, the shared list and the dropping
+/// thread's cache are unmapped, and so is every stack that comes back
+/// afterwards; stacks in other threads' caches are unmapped when their
+/// thread exits (or next caches a stack of another pool).
 ///
 /// # Which stack to use
 ///
@@ -676,13 +677,22 @@ impl Mapping {
             return Err(error);
         }
         let limit = mapping as usize;
-        let base = limit + mapping_len;
+        let (Some(limit_ptr), Some(base_ptr)) = (
+            StackPointer::new(limit),
+            limit.checked_add(mapping_len).and_then(StackPointer::new),
+        ) else {
+            // A mapping at address 0 (possible only where mmap_min_addr is
+            // 0) or at the very top cannot be described; give it back.
+            // SAFETY: unmapping our own mapping, which nothing uses.
+            unsafe { libc::munmap(mapping, mapping_len) };
+            return Err(io::Error::other(
+                "switchback: mmap returned a stack at an unusable address",
+            ));
+        };
         Ok(Self {
-            // SAFETY: mmap never returns address 0 for a hint of null.
-            limit: unsafe { StackPointer::new_unchecked(limit) },
-            // SAFETY: base is above limit.
-            base: unsafe { StackPointer::new_unchecked(base) },
-            _valgrind: ValgrindStackRegistration::new(limit + page, base),
+            limit: limit_ptr,
+            base: base_ptr,
+            _valgrind: ValgrindStackRegistration::new(limit + page, base_ptr.get()),
         })
     }
 
