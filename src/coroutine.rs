@@ -506,7 +506,8 @@ fn leave_with<T>(value: T, exit: usize, link: *mut StackPointer) -> ! {
 /// The handle a running coroutine uses to suspend itself.
 ///
 /// It lives on the coroutine's stack and is only reachable by reference from
-/// inside the coroutine. It is neither `Send` nor `Sync`.
+/// inside the coroutine. It is not `Sync`, so `&Yielder` cannot be sent to
+/// another thread (nor into [`on_parent_stack`](Yielder::on_parent_stack)).
 #[repr(transparent)]
 pub struct Yielder<Input, Yield> {
     /// The parent link: the parent's stack pointer while the coroutine runs.
