@@ -172,6 +172,9 @@ struct Shared {
     thread_cache: usize,
     release_idle_memory: bool,
     zero_on_reuse: bool,
+    /// Whether returned stacks go straight to the thread cache: it has
+    /// room for some, and there is no memory to discard.
+    recycle_to_cache: bool,
     /// Set, under the `idle` lock, when the last handle is dropped.
     closed: AtomicBool,
     /// Stacks mapped and not yet unmapped: in use or idle.
@@ -451,6 +454,9 @@ impl StackPoolBuilder {
             thread_cache: self.thread_cache.min(self.max_idle),
             release_idle_memory: self.release_idle_memory,
             zero_on_reuse: self.zero_on_reuse,
+            recycle_to_cache: self.thread_cache.min(self.max_idle) != 0
+                && !self.release_idle_memory
+                && !self.zero_on_reuse,
             closed: AtomicBool::new(false),
             allocated: CacheAligned(AtomicUsize::new(0)),
             idle: CacheAligned(Mutex::new(FreeList::default())),
@@ -555,6 +561,8 @@ impl Drop for Slot {
 
 /// Puts a returned stack in the shared list, or unmaps it if the list is
 /// full or the pool closed.
+#[cold]
+#[inline(never)]
 fn push_shared(slot: Box<Slot>) {
     let shared = Arc::clone(&slot.shared);
     let rejected = {
@@ -762,6 +770,21 @@ impl PooledStack {
     /// shared list, else (over the bound, or pool closed) unmaps it.
     #[inline]
     fn recycle(slot: Box<Slot>) {
+        let shared = &*slot.shared;
+        if shared.recycle_to_cache && !shared.closed.load(Ordering::Relaxed) {
+            if let Err(slot) = cache_push(slot) {
+                push_shared(slot);
+            }
+        } else {
+            Self::recycle_slow(slot);
+        }
+    }
+
+    /// `recycle` for pools without thread caches, with memory to discard,
+    /// or closed.
+    #[cold]
+    #[inline(never)]
+    fn recycle_slow(slot: Box<Slot>) {
         let shared = &*slot.shared;
         if shared.closed.load(Ordering::Relaxed) {
             return drop(slot);
