@@ -289,3 +289,77 @@ fn return_value_of_every_kind() {
     assert_eq!(c.resume(()).as_return().map(|b| b.len()), Some(100));
     assert!(mem::size_of::<CoroutineResult<(), ()>>() <= 1);
 }
+
+/// Sends `inputs` in and gets each echoed back through a yield, then returns
+/// the last one: checks values both ways for one type.
+fn echo<T>(inputs: Vec<T>)
+where
+    T: Clone + PartialEq + std::fmt::Debug + 'static,
+{
+    let mut co: Coroutine<T, T, T> = Coroutine::new(|y, mut x| {
+        for _ in 0..3 {
+            x = y.suspend(x);
+        }
+        x
+    });
+    let n = inputs.len();
+    assert_eq!(n, 4);
+    for (i, v) in inputs.into_iter().enumerate() {
+        let r = co.resume(v.clone());
+        if i + 1 < n {
+            assert_eq!(r, CoroutineResult::Yield(v));
+        } else {
+            assert_eq!(r, CoroutineResult::Return(v));
+        }
+    }
+}
+
+#[test]
+fn small_and_word_sized_values_of_many_types() {
+    echo(vec![1u8, 0, 255, 7]);
+    echo(vec![true, false, true, true]);
+    echo(vec!['a', 'é', '😀', '\0']);
+    echo(vec![-1i16, i16::MIN, i16::MAX, 0]);
+    echo(vec![u32::MAX, 0, 12345, 1]);
+    echo(vec![f32::MIN_POSITIVE, -0.5, 1e30, 0.0]);
+    echo(vec![f64::MAX, -2.5, 1e-300, 0.0]);
+    echo(vec![u64::MAX, 0, 1 << 63, 42]);
+    echo(vec![u128::MAX, 1, 1 << 100, 0]);
+    // With padding bytes.
+    echo(vec![(1u8, 2u16), (3, 4), (255, u16::MAX), (0, 0)]);
+    echo(vec![(1u8, 2u32), (3, 4), (255, u32::MAX), (0, 0)]);
+    // Niches and enums.
+    echo(vec![Some(1u8), None, Some(0), Some(255)]);
+    echo(vec![
+        std::num::NonZeroU64::new(5),
+        None,
+        std::num::NonZeroU64::new(u64::MAX),
+        std::num::NonZeroU64::new(1),
+    ]);
+    echo(vec![Ok::<u32, i32>(1), Err(-1), Ok(0), Err(i32::MIN)]);
+    // Odd sizes around a word.
+    echo(vec![[1u8; 7], [2; 7], [0; 7], [255; 7]]);
+    echo(vec![[1u8; 8], [2; 8], [0; 8], [255; 8]]);
+    echo(vec![[1u8; 9], [2; 9], [0; 9], [255; 9]]);
+    echo(vec![[1u16; 3], [2; 3], [0; 3], [9; 3]]);
+    // Pointers and fat pointers.
+    echo(vec!["static", "", "str", "x"]);
+    echo(vec![Box::new(1u64), Box::new(2), Box::new(3), Box::new(4)]);
+    echo(vec![
+        std::rc::Rc::new("rc".to_string()),
+        std::rc::Rc::new(String::new()),
+        std::rc::Rc::new("b".repeat(100)),
+        std::rc::Rc::new("c".into()),
+    ]);
+    echo(vec![
+        Vec::<u8>::new(),
+        vec![1, 2, 3],
+        vec![0; 1000],
+        vec![9],
+    ]);
+    // Zero-sized with large alignment.
+    #[repr(align(64))]
+    #[derive(Clone, PartialEq, Debug)]
+    struct AlignedZst;
+    echo(vec![AlignedZst, AlignedZst, AlignedZst, AlignedZst]);
+}
