@@ -216,3 +216,74 @@ fn on_parent_stack_from_nested_coroutine_runs_on_direct_parent() {
         "{on_parent:#x} not in the outer stack [{limit:#x}, {base:#x})"
     );
 }
+
+#[test]
+fn suspended_coroutine_can_be_moved_around() {
+    // The Coroutine value is only a handle: moving it while suspended (into a
+    // Box, through a reallocating Vec) must not disturb the coroutine.
+    let make = |k: u64| -> Coroutine<u64, u64, u64> {
+        Coroutine::new(move |y, mut x| {
+            let local = [k; 16];
+            for _ in 0..3 {
+                x = y.suspend(x + local[15]);
+            }
+            x * k
+        })
+    };
+    let mut boxed = Box::new(make(1));
+    assert_eq!(boxed.resume(10), CoroutineResult::Yield(11));
+    let mut v: Vec<Coroutine<u64, u64, u64>> = Vec::new();
+    v.push(*boxed);
+    for k in 2..50 {
+        let mut c = make(k);
+        assert_eq!(c.resume(0), CoroutineResult::Yield(k));
+        v.push(c); // reallocates now and then
+    }
+    let mut first = v.remove(0);
+    assert_eq!(first.resume(20), CoroutineResult::Yield(21));
+    v.insert(10, first);
+    for (i, c) in v.iter_mut().enumerate() {
+        let k = if i == 10 {
+            1
+        } else if i < 10 {
+            i as u64 + 2
+        } else {
+            i as u64 + 1
+        };
+        // The first coroutine was resumed once more than the others.
+        if i != 10 {
+            assert_eq!(c.resume(0), CoroutineResult::Yield(k));
+        }
+        assert_eq!(c.resume(0), CoroutineResult::Yield(k));
+        assert_eq!(c.resume(7), CoroutineResult::Return(7 * k));
+    }
+}
+
+#[test]
+#[cfg(feature = "unwind")]
+fn destructor_running_a_coroutine_during_forced_unwind() {
+    use std::cell::Cell;
+    thread_local! {
+        static RESULT: Cell<u64> = const { Cell::new(0) };
+    }
+    struct RunsCoroutineOnDrop;
+    impl Drop for RunsCoroutineOnDrop {
+        fn drop(&mut self) {
+            // Runs while the outer coroutine's stack is being force-unwound.
+            let mut c: Coroutine<u64, u64, u64> = Coroutine::new(|y, x| y.suspend(x + 1) * 2);
+            let a = c.resume(1).as_yield().unwrap();
+            let b = c.resume(a).as_return().unwrap();
+            RESULT.with(|r| r.set(b));
+            // And drop one suspended, unwinding it inside an unwind.
+            let mut d: Coroutine<(), (), ()> = Coroutine::new(|y, ()| y.suspend(()));
+            d.resume(());
+        }
+    }
+    let mut outer: Coroutine<(), (), ()> = Coroutine::new(|y, ()| {
+        let _g = RunsCoroutineOnDrop;
+        y.suspend(());
+    });
+    outer.resume(());
+    drop(outer);
+    assert_eq!(RESULT.with(Cell::get), 4);
+}
