@@ -150,7 +150,7 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
     /// use switchback::Coroutine;
     ///
     /// let stack = DefaultStack::new(64 * 1024).unwrap();
-    /// let mut co = Coroutine::with_stack(stack, |_, x: u64| x + 1);
+    /// let mut co: Coroutine<u64, (), u64, _> = Coroutine::with_stack(stack, |_, x| x + 1);
     /// assert_eq!(co.resume(1).as_return(), Some(2));
     /// let stack = co.into_stack(); // reuse it for the next coroutine
     /// # drop(stack);
@@ -547,7 +547,7 @@ impl<Input, Yield> Yielder<Input, Yield> {
     /// ```
     /// use switchback::Coroutine;
     ///
-    /// let mut co = Coroutine::new(|yielder, ()| {
+    /// let mut co: Coroutine<(), (), usize> = Coroutine::new(|yielder, ()| {
     ///     yielder.on_parent_stack(|| vec![0u8; 4096].len())
     /// });
     /// assert_eq!(co.resume(()).as_return(), Some(4096));

@@ -58,7 +58,8 @@ pub const MIN_STACK_SIZE: usize = 4096;
 ///
 /// let mut stack = DefaultStack::new(64 * 1024).unwrap();
 /// let base = stack.base();
-/// let coroutine = ScopedCoroutine::with_stack(&mut stack, |_, x: u32| x * 2);
+/// let coroutine: ScopedCoroutine<u32, (), u32, _> =
+///     ScopedCoroutine::with_stack(&mut stack, |_, x| x * 2);
 /// let out = coroutine.scope(|mut co| co.resume(21).as_return());
 /// assert_eq!(out, Some(42));
 /// assert_eq!(stack.base(), base);
