@@ -1,13 +1,16 @@
 //! `DefaultStack`: an mmap-allocated stack with a guard page, on Unix.
 
-use core::sync::atomic::{AtomicUsize, Ordering};
 use std::io;
 
-use super::{Stack, StackPointer, ValgrindStackRegistration, MIN_STACK_SIZE};
+use super::mapping::{page_size, rounded_stack_size, Mapping};
+use super::{Stack, StackPointer};
 
 /// A stack allocated with `mmap`, with a `PROT_NONE` guard page below it so
 /// that an overflow faults, and registered with Valgrind so that memcheck
 /// follows switches onto it.
+///
+/// For code that creates many coroutines, a
+/// [`StackPool`](super::StackPool) avoids the system calls.
 ///
 /// ```
 /// use switchback::stack::{DefaultStack, Stack};
@@ -17,27 +20,11 @@ use super::{Stack, StackPointer, ValgrindStackRegistration, MIN_STACK_SIZE};
 /// ```
 #[derive(Debug)]
 pub struct DefaultStack {
-    base: StackPointer,
-    /// The whole mapping, guard page included.
-    mapping_len: usize,
-    _valgrind: ValgrindStackRegistration,
+    mapping: Mapping,
 }
 
 /// The default size of a stack: 1 MiB.
 const DEFAULT_STACK_SIZE: usize = 1024 * 1024;
-
-/// The system's page size, read once.
-pub(crate) fn page_size() -> usize {
-    static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
-    let cached = PAGE_SIZE.load(Ordering::Relaxed);
-    if cached != 0 {
-        return cached;
-    }
-    // SAFETY: sysconf has no preconditions.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
-    PAGE_SIZE.store(size, Ordering::Relaxed);
-    size
-}
 
 impl DefaultStack {
     /// Allocates a stack with at least `size` usable bytes (rounded up to
@@ -45,69 +32,15 @@ impl DefaultStack {
     ///
     /// # Errors
     ///
-    /// `InvalidInput` if `size` is below [`MIN_STACK_SIZE`] or so large
-    /// that rounding overflows; the OS error if `mmap` or `mprotect` fails.
+    /// `InvalidInput` if `size` is below [`MIN_STACK_SIZE`](super::MIN_STACK_SIZE)
+    /// or so large that rounding overflows; the OS error if `mmap` or
+    /// `mprotect` fails.
     pub fn new(size: usize) -> io::Result<Self> {
-        if size < MIN_STACK_SIZE {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                std::format!(
-                    "switchback: stack size {size} is below MIN_STACK_SIZE ({MIN_STACK_SIZE} bytes)"
-                ),
-            ));
-        }
-        let page = page_size();
-        let mapping_len = size
-            .checked_add(page - 1)
-            .map(|s| s & !(page - 1))
-            .and_then(|s| s.checked_add(page))
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    std::format!("switchback: stack size {size} is too large"),
-                )
-            })?;
-        // SAFETY: an anonymous private mapping at an address of the kernel's
-        // choosing touches no existing memory.
-        let mapping = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                mapping_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANON | libc::MAP_NORESERVE | map_stack(),
-                -1,
-                0,
-            )
-        };
-        if mapping == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: the first page is part of the mapping we just made.
-        if unsafe { libc::mprotect(mapping, page, libc::PROT_NONE) } != 0 {
-            let error = io::Error::last_os_error();
-            // SAFETY: unmapping our own mapping.
-            unsafe { libc::munmap(mapping, mapping_len) };
-            return Err(error);
-        }
-        let limit = mapping as usize;
-        let base = limit + mapping_len;
+        let mapping_len = rounded_stack_size(size)? + page_size();
         Ok(Self {
-            // SAFETY: mmap never returns a mapping that ends at address 0.
-            base: unsafe { StackPointer::new_unchecked(base) },
-            mapping_len,
-            _valgrind: ValgrindStackRegistration::new(limit + page, base),
+            mapping: Mapping::new(mapping_len)?,
         })
     }
-}
-
-#[cfg(any(target_os = "linux", target_os = "freebsd", target_os = "openbsd"))]
-fn map_stack() -> libc::c_int {
-    libc::MAP_STACK
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "freebsd", target_os = "openbsd")))]
-fn map_stack() -> libc::c_int {
-    0
 }
 
 impl Default for DefaultStack {
@@ -123,31 +56,17 @@ impl Default for DefaultStack {
     }
 }
 
-impl Drop for DefaultStack {
-    fn drop(&mut self) {
-        // SAFETY: the mapping is ours and nothing runs on it any more: a
-        // coroutine that used it has finished or been unwound.
-        unsafe {
-            libc::munmap(
-                (self.base.get() - self.mapping_len) as *mut libc::c_void,
-                self.mapping_len,
-            );
-        }
-    }
-}
-
-// SAFETY: the mapping is owned by this object; the lowest page is PROT_NONE;
-// base and limit are page-aligned and fixed; at least MIN_STACK_SIZE bytes
-// are usable.
+// SAFETY: the mapping is owned by this object and unmapped when it drops;
+// its lowest page is PROT_NONE; base and limit are page-aligned and fixed;
+// at least MIN_STACK_SIZE bytes are usable.
 unsafe impl Stack for DefaultStack {
     #[inline]
     fn base(&self) -> StackPointer {
-        self.base
+        self.mapping.base
     }
 
     #[inline]
     fn limit(&self) -> StackPointer {
-        // SAFETY: the mapping starts above address 0.
-        unsafe { StackPointer::new_unchecked(self.base.get() - self.mapping_len) }
+        self.mapping.limit
     }
 }

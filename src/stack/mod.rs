@@ -1,9 +1,12 @@
-//! Stacks that coroutines run on: the [`Stack`] trait and [`DefaultStack`].
+//! Stacks that coroutines run on: the [`Stack`] trait, [`DefaultStack`] and
+//! [`StackPool`].
 
 use core::num::NonZeroUsize;
 
 #[cfg(all(feature = "default-stack", unix))]
 mod default_stack;
+#[cfg(all(feature = "default-stack", unix))]
+mod mapping;
 #[cfg(all(feature = "default-stack", unix))]
 mod pool;
 #[cfg(feature = "default-stack")]
@@ -100,7 +103,7 @@ pub(crate) fn stack_bounds(
 ) -> (StackPointer, StackPointer) {
     let (base, limit) = (stack.base(), stack.limit());
     let capacity = base.get().wrapping_sub(limit.get());
-    let misaligned = (base.get() | limit.get()) % STACK_ALIGNMENT != 0;
+    let misaligned = !(base.get() | limit.get()).is_multiple_of(STACK_ALIGNMENT);
     let too_small = capacity < MIN_STACK_SIZE.max(needed) || capacity > isize::MAX as usize;
     if misaligned | too_small {
         bad_stack(base.get(), limit.get(), closure_size);
@@ -112,7 +115,7 @@ pub(crate) fn stack_bounds(
 #[inline(never)]
 #[track_caller]
 fn bad_stack(base: usize, limit: usize, closure_size: usize) -> ! {
-    if (base | limit) % STACK_ALIGNMENT != 0 {
+    if !(base | limit).is_multiple_of(STACK_ALIGNMENT) {
         panic!(
             "switchback: stack base {base:#x} and limit {limit:#x} must be aligned to \
              {STACK_ALIGNMENT} bytes"

@@ -17,8 +17,8 @@ use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::vec::Vec;
 
-use super::default_stack::page_size;
-use super::{Stack, StackPointer, ValgrindStackRegistration, MIN_STACK_SIZE};
+use super::mapping::{page_size, rounded_stack_size, Mapping};
+use super::{Stack, StackPointer};
 use crate::{Coroutine, Yielder};
 
 /// The stack size of [`StackPool::default`] and [`StackPool::global`]: 1 MiB,
@@ -181,15 +181,6 @@ struct Shared {
     allocated: CacheAligned<AtomicUsize>,
     /// The shared list of idle stacks.
     idle: CacheAligned<Mutex<FreeList>>,
-}
-
-/// One stack's mapping, guard page included. Unmapped on drop.
-struct Mapping {
-    /// The lowest address of the mapping: the guard page.
-    limit: StackPointer,
-    /// The highest address of the mapping.
-    base: StackPointer,
-    _valgrind: ValgrindStackRegistration,
 }
 
 /// A stack of a pool, in use (in a `PooledStack`) or idle (in a free list).
@@ -427,26 +418,8 @@ impl StackPoolBuilder {
     /// `InvalidInput` if the stack size is below
     /// [`MIN_STACK_SIZE`](super::MIN_STACK_SIZE) or too large to round up.
     pub fn build(&self) -> io::Result<StackPool> {
-        let size = self.stack_size;
-        if size < MIN_STACK_SIZE {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                std::format!(
-                    "switchback: stack size {size} is below MIN_STACK_SIZE ({MIN_STACK_SIZE} bytes)"
-                ),
-            ));
-        }
+        let stack_size = rounded_stack_size(self.stack_size)?;
         let page = page_size();
-        let stack_size = size
-            .checked_add(page - 1)
-            .map(|s| s & !(page - 1))
-            .filter(|s| s.checked_add(page).is_some())
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    std::format!("switchback: stack size {size} is too large"),
-                )
-            })?;
         let shared = Arc::new(Shared {
             stack_size,
             mapping_len: stack_size + page,
@@ -655,114 +628,6 @@ impl Drop for ThreadCache {
             }
         }
     }
-}
-
-impl Mapping {
-    /// Maps `mapping_len` bytes (a whole number of pages, at least two) and
-    /// makes the lowest page a guard page.
-    fn new(mapping_len: usize) -> io::Result<Self> {
-        let page = page_size();
-        // SAFETY: an anonymous private mapping at an address of the kernel's
-        // choosing touches no existing memory.
-        let mapping = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                mapping_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANON | libc::MAP_NORESERVE | map_stack(),
-                -1,
-                0,
-            )
-        };
-        if mapping == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: the first page is part of the mapping we just made.
-        if unsafe { libc::mprotect(mapping, page, libc::PROT_NONE) } != 0 {
-            let error = io::Error::last_os_error();
-            // SAFETY: unmapping our own mapping, which nothing uses.
-            unsafe { libc::munmap(mapping, mapping_len) };
-            return Err(error);
-        }
-        let limit = mapping as usize;
-        let (Some(limit_ptr), Some(base_ptr)) = (
-            StackPointer::new(limit),
-            limit.checked_add(mapping_len).and_then(StackPointer::new),
-        ) else {
-            // A mapping at address 0 (possible only where mmap_min_addr is
-            // 0) or at the very top cannot be described; give it back.
-            // SAFETY: unmapping our own mapping, which nothing uses.
-            unsafe { libc::munmap(mapping, mapping_len) };
-            return Err(io::Error::other(
-                "switchback: mmap returned a stack at an unusable address",
-            ));
-        };
-        Ok(Self {
-            limit: limit_ptr,
-            base: base_ptr,
-            _valgrind: ValgrindStackRegistration::new(limit + page, base_ptr.get()),
-        })
-    }
-
-    /// Drops the contents of the usable pages (not the guard page), giving
-    /// the memory back to the OS; they read as zero afterwards. Returns
-    /// false if that failed, in which case the mapping must not be reused.
-    fn discard(&self) -> bool {
-        let start = self.limit.get() + page_size();
-        let len = self.base.get() - start;
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        {
-            // SAFETY: the range is the usable part of our own mapping, and
-            // nothing runs on it (the stack is being returned to the pool);
-            // for a private anonymous mapping MADV_DONTNEED makes its pages
-            // read as zero afterwards.
-            unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) == 0 }
-        }
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        {
-            // SAFETY: replaces the usable part of our own mapping, which
-            // nothing uses, with fresh zero pages; the guard page below is
-            // left alone.
-            let remapped = unsafe {
-                libc::mmap(
-                    start as *mut libc::c_void,
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE
-                        | libc::MAP_ANON
-                        | libc::MAP_NORESERVE
-                        | libc::MAP_FIXED
-                        | map_stack(),
-                    -1,
-                    0,
-                )
-            };
-            remapped == start as *mut libc::c_void
-        }
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: the mapping is ours and nothing runs on it any more: it
-        // is dropped only when idle or when its coroutine has finished.
-        unsafe {
-            libc::munmap(
-                self.limit.get() as *mut libc::c_void,
-                self.base.get() - self.limit.get(),
-            );
-        }
-    }
-}
-
-#[cfg(any(target_os = "linux", target_os = "freebsd", target_os = "openbsd"))]
-fn map_stack() -> libc::c_int {
-    libc::MAP_STACK
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "freebsd", target_os = "openbsd")))]
-fn map_stack() -> libc::c_int {
-    0
 }
 
 impl PooledStack {
