@@ -263,19 +263,33 @@ fn closure_of_4_kib_on_64_kib_stack_works() {
     assert_eq!(co.resume(()), CoroutineResult::Return(7 * 4 * 1024));
 }
 
-/// `closure_slot` accepts any closure up to half the stack, but the closure is
-/// then copied several more times on the coroutine stack by `coroutine_entry`
-/// (8 KiB is enough to overflow 64 KiB in debug, 30000 bytes in release), so
-/// the coroutine dies with SIGSEGV on its guard page instead of either
-/// running or panicking at creation.
+// `closure_slot` accepts any closure up to half the stack, but in debug
+// builds `coroutine_entry` (with the inlined `catch_unwind_at_root`) and
+// `std::panic::catch_unwind` copy the closure about ten times on the
+// coroutine stack, so an accepted closure of a tenth of the stack already
+// dies with SIGSEGV on the guard page instead of running (or panicking at
+// creation). Release builds are fine. These crash the test binary, hence
+// ignored.
+
 #[test]
-#[ignore = "bug: closure under half the stack is accepted but overflows the coroutine stack (SIGSEGV)"]
-fn closure_just_under_half_of_small_stack_works() {
+#[ignore = "bug: in debug builds a 16 KiB closure (accepted: < half) overflows a 64 KiB stack (SIGSEGV)"]
+fn closure_of_a_quarter_of_small_stack_works() {
     let stack = DefaultStack::new(64 * 1024).unwrap();
-    let big = [7u8; 30000];
+    let big = [7u8; 16 * 1024];
     let mut co: Coroutine<(), (), usize, _> =
         Coroutine::with_stack(stack, move |_, ()| big.iter().map(|&b| b as usize).sum());
-    assert_eq!(co.resume(()), CoroutineResult::Return(7 * 30000));
+    assert_eq!(co.resume(()), CoroutineResult::Return(7 * 16 * 1024));
+}
+
+#[test]
+#[ignore = "bug: in debug builds a 128 KiB closure (accepted: < half) overflows the 1 MiB default stack (SIGSEGV)"]
+fn closure_of_128_kib_on_default_stack_works() {
+    on_big_thread(|| {
+        let big = *Box::new([7u8; 128 * 1024]);
+        let mut co: Coroutine<(), (), usize> =
+            Coroutine::new(move |_, ()| big.iter().map(|&b| b as usize).sum());
+        assert_eq!(co.resume(()), CoroutineResult::Return(7 * 128 * 1024));
+    });
 }
 
 #[test]
