@@ -383,3 +383,52 @@ fn value_yielded_during_forced_unwind_is_dropped_once() {
     assert_eq!(drops.get(), 2);
     assert!(co.done());
 }
+
+#[test]
+#[cfg(feature = "unwind")]
+fn value_returned_after_catching_forced_unwind_is_dropped_once() {
+    let drops = counter();
+    let d = drops.clone();
+    let mut co: Coroutine<(), (), Counted> = Coroutine::new(move |y, ()| {
+        let r = catch_unwind(AssertUnwindSafe(|| y.suspend(())));
+        assert!(r.is_err());
+        Counted(d)
+    });
+    co.resume(());
+    co.force_unwind();
+    assert!(co.done());
+    assert_eq!(drops.get(), 1);
+}
+
+#[test]
+#[cfg(feature = "unwind")]
+fn destructors_see_panicking_during_forced_unwind_only() {
+    thread_local! {
+        static SEEN: Cell<Option<bool>> = const { Cell::new(None) };
+    }
+    struct Records;
+    impl Drop for Records {
+        fn drop(&mut self) {
+            SEEN.with(|s| s.set(Some(std::thread::panicking())));
+        }
+    }
+    // Normal completion: not panicking.
+    let mut co: Coroutine<(), (), ()> = Coroutine::new(|y, ()| {
+        let _r = Records;
+        y.suspend(());
+    });
+    co.resume(());
+    co.resume(());
+    assert_eq!(SEEN.with(Cell::get), Some(false));
+    // Forced unwind: the destructor runs as part of an unwind.
+    SEEN.with(|s| s.set(None));
+    let mut co: Coroutine<(), (), ()> = Coroutine::new(|y, ()| {
+        let _r = Records;
+        y.suspend(());
+    });
+    co.resume(());
+    drop(co);
+    assert_eq!(SEEN.with(Cell::get), Some(true));
+    // And the parent is not left panicking.
+    assert!(!std::thread::panicking());
+}

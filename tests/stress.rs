@@ -223,3 +223,35 @@ fn deep_recursion_repeatedly_across_suspends() {
     }
     assert_eq!(co.resume(()), CoroutineResult::Return(()));
 }
+
+#[test]
+fn coroutines_on_many_threads_at_once() {
+    let threads = if under_valgrind() { 2 } else { 8 };
+    let rounds: u64 = if under_valgrind() { 1_000 } else { 20_000 };
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let stack = DefaultStack::new(32 * 1024).unwrap();
+                let mut co: Coroutine<u64, u64, u64, _> =
+                    Coroutine::with_stack(stack, move |y: &Yielder<u64, u64>, mut x| {
+                        let mut acc = 0u64;
+                        while x != u64::MAX {
+                            acc = acc.wrapping_add(x * t);
+                            x = y.suspend(acc);
+                        }
+                        acc
+                    });
+                let mut last = 0;
+                for i in 0..rounds {
+                    last = co.resume(i).as_yield().unwrap();
+                }
+                assert_eq!(co.resume(u64::MAX).as_return(), Some(last));
+                last
+            })
+        })
+        .collect();
+    for (t, h) in handles.into_iter().enumerate() {
+        let expected = (0..rounds).sum::<u64>() * t as u64;
+        assert_eq!(h.join().unwrap(), expected);
+    }
+}
