@@ -29,6 +29,15 @@
 //! assert!(coroutine.done());
 //! ```
 //!
+//! # Stacks
+//!
+//! `Coroutine::new` maps a fresh 1 MiB `stack::DefaultStack` (a few
+//! microseconds of system calls). Code that creates many coroutines should
+//! take stacks from a `stack::StackPool` (`Coroutine::with_pool`,
+//! `Coroutine::pooled`), or reuse one with [`Coroutine::with_stack`] and
+//! [`Coroutine::into_stack`]. Closures that borrow run in a
+//! [`ScopedCoroutine`].
+//!
 //! # Cargo features
 //!
 //! - `default-stack` (default): [`stack::DefaultStack`], an `mmap`ed stack
