@@ -9,6 +9,19 @@ use switchback::{Coroutine, CoroutineResult, Yielder};
 
 type Nested = Coroutine<u64, u64, u64, DefaultStack>;
 
+thread_local! {
+    /// How many levels of `chain` have been dropped on this thread.
+    static LEVELS_DROPPED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+struct LevelGuard;
+
+impl Drop for LevelGuard {
+    fn drop(&mut self) {
+        LEVELS_DROPPED.with(|c| c.set(c.get() + 1));
+    }
+}
+
 /// A chain of `depth` coroutines, each running the next one: the innermost
 /// yields `input + 1` and returns `input * 2`; every level adds 1 to what it
 /// forwards upwards.
@@ -16,6 +29,7 @@ fn chain(depth: u32) -> Nested {
     Coroutine::with_stack(
         DefaultStack::new(64 * 1024).unwrap(),
         move |y: &Yielder<u64, u64>, input: u64| {
+            let _guard = LevelGuard;
             if depth == 0 {
                 let next = y.suspend(input + 1);
                 return next * 2;
@@ -34,20 +48,26 @@ fn chain(depth: u32) -> Nested {
 
 #[test]
 fn one_thousand_nested_coroutines() {
+    LEVELS_DROPPED.with(|c| c.set(0));
     let mut top = chain(1000);
     // The innermost yields 5 + 1, each of the 1000 outer levels adds 1.
     assert_eq!(top.resume(5), CoroutineResult::Yield(1006));
+    assert_eq!(LEVELS_DROPPED.with(|c| c.get()), 0);
     assert_eq!(top.resume(7), CoroutineResult::Return(14 + 1000));
     assert!(top.done());
+    assert_eq!(LEVELS_DROPPED.with(|c| c.get()), 1001);
 }
 
 #[test]
 #[cfg(feature = "unwind")]
 fn dropping_a_thousand_nested_suspended_coroutines() {
+    LEVELS_DROPPED.with(|c| c.set(0));
     let mut top = chain(1000);
     assert_eq!(top.resume(0), CoroutineResult::Yield(1001));
-    // Unwinds all 1001 stacks, innermost last (each level's child is a local).
+    assert_eq!(LEVELS_DROPPED.with(|c| c.get()), 0);
+    // Unwinds all 1001 stacks (each level's child is a local of its parent).
     drop(top);
+    assert_eq!(LEVELS_DROPPED.with(|c| c.get()), 1001);
 }
 
 #[test]
