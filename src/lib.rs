@@ -40,7 +40,7 @@
 //!
 //! # Cargo features
 //!
-//! - `default-stack` (default): [`stack::DefaultStack`], an `mmap`ed stack
+//! - `default-stack` (default): `stack::DefaultStack`, an `mmap`ed stack
 //!   with a guard page. Requires `std`.
 //! - `unwind` (default): a panic in a coroutine unwinds its stack and
 //!   continues in the caller of `resume`; dropping a suspended coroutine

@@ -1,5 +1,5 @@
-//! Stacks that coroutines run on: the [`Stack`] trait, [`DefaultStack`] and
-//! [`StackPool`].
+//! Stacks that coroutines run on: the [`Stack`] trait, `DefaultStack` and
+//! `StackPool`.
 
 use core::num::NonZeroUsize;
 
