@@ -1,10 +1,10 @@
-//! Criterion benchmarks of the three basic costs: a switch round trip, a
-//! whole coroutine call on a reused stack, and `on_stack`.
+//! Criterion benchmarks of the basic costs: a switch round trip, a whole
+//! coroutine call on a reused stack and on a pooled stack, and `on_stack`.
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use switchback::stack::DefaultStack;
+use switchback::stack::{DefaultStack, StackPool};
 use switchback::{on_stack, Coroutine, ScopedCoroutine, Yielder};
 
 /// resume + suspend of an identity coroutine.
@@ -31,6 +31,19 @@ fn coroutine_call(c: &mut Criterion) {
     });
 }
 
+/// The same as `coroutine_call`, with a stack taken from (and returned to) a
+/// `StackPool`.
+fn coroutine_call_pooled(c: &mut Criterion) {
+    let pool = StackPool::default();
+    c.bench_function("coroutine_call_pooled", |b| {
+        b.iter(|| {
+            let mut coroutine: Coroutine<usize, (), usize, _> =
+                Coroutine::with_pool(&pool, |_, input| input);
+            coroutine.resume(black_box(0))
+        })
+    });
+}
+
 /// `on_stack` with an empty closure.
 fn stack_call(c: &mut Criterion) {
     let mut stack = DefaultStack::default();
@@ -39,5 +52,11 @@ fn stack_call(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, coroutine_switch, coroutine_call, stack_call);
+criterion_group!(
+    benches,
+    coroutine_switch,
+    coroutine_call,
+    coroutine_call_pooled,
+    stack_call
+);
 criterion_main!(benches);
