@@ -160,9 +160,11 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
     ///
     /// Panics if `stack` is misaligned or smaller than
     /// [`MIN_STACK_SIZE`](crate::stack::MIN_STACK_SIZE), or if the closure
-    /// takes more than half of the stack (it is moved onto the stack, then
-    /// into the coroutine's first frame): box a closure that big, or use a
-    /// larger stack.
+    /// is too big for it: the closure is moved onto the stack and then into
+    /// the coroutine's first frame, so it needs twice its size, plus 4 KiB
+    /// and a sixteenth of the stack for frames (a 1 MiB stack takes closures
+    /// of up to about 480 KiB). Box a closure that big, or use a larger
+    /// stack.
     pub fn with_stack<F>(stack: Stack, f: F) -> Self
     where
         F: FnOnce(&Yielder<Input, Yield>, Input) -> Return + 'static,
@@ -193,7 +195,7 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
     where
         F: FnOnce(&Yielder<Input, Yield>, Input) -> Return,
     {
-        let (base, _) = stack_bounds(&stack, mem::size_of::<F>(), 2 * closure_footprint::<F>());
+        let (base, _) = stack_bounds(&stack, mem::size_of::<F>(), closure_footprint::<F>());
         let obj = closure_slot::<F>(base.get());
         // SAFETY: `closure_slot` checked that the object and the initial
         // frame below it fit in the stack, which the Stack contract says is
@@ -426,7 +428,9 @@ unsafe fn take_exit<Return>(output: Word, exit: usize) -> Return {
         // SAFETY: per the caller, the root encoded its Return value.
         unsafe { word::decode::<Return>(output) }
     } else {
-        // SAFETY: per the caller, the root encoded the caught panic.
+        // SAFETY: per the caller, the root encoded the caught panic. (Where
+        // no panic is caught, CaughtPanic is uninhabited.)
+        #[allow(unreachable_code)]
         unwind::resume_caught(unsafe { word::decode::<CaughtPanic>(output) })
     }
 }
@@ -467,20 +471,18 @@ unsafe extern "C-unwind" fn coroutine_entry<Input, Yield, Return, F>(
 where
     F: FnOnce(&Yielder<Input, Yield>, Input) -> Return,
 {
-    // SAFETY: with_stack_unchecked wrote the closure at `obj`; the parent
-    // encoded the first input; the link is the Yielder, which is
-    // repr(transparent) over it.
-    let (f, input, yielder) = unsafe {
-        (
-            ptr::read(obj as *mut F),
-            word::decode::<Input>(input),
-            &*(link as *const Yielder<Input, Yield>),
-        )
+    // SAFETY: the link is the Yielder, which is repr(transparent) over it.
+    let yielder = unsafe { &*(link as *const Yielder<Input, Yield>) };
+    // The closure is read out of its slot only at the call: the wrapper
+    // that `catch_unwind` moves around (several times in debug builds) is
+    // three words, whatever the size of the closure and the input.
+    let run = move || {
+        // SAFETY: with_stack_unchecked wrote the closure at `obj` and the
+        // parent encoded the first input; each is taken exactly once.
+        let input = unsafe { word::decode::<Input>(input) };
+        (unsafe { ptr::read(obj as *mut F) })(yielder, input)
     };
-    leave(
-        unwind::catch_unwind_at_root(move || f(yielder, input)),
-        link,
-    )
+    leave(unwind::catch_unwind_at_root(run), link)
 }
 
 /// Hands the coroutine's result (or the panic it caught) to its parent and
@@ -582,7 +584,8 @@ pub(crate) unsafe extern "C-unwind" fn trap_entry<F, Return>(
 where
     F: FnOnce() -> Return,
 {
-    // SAFETY: setup_trap_handler wrote the closure at `obj`.
-    let f = unsafe { ptr::read(obj as *mut F) };
-    leave(unwind::catch_unwind_at_root(f), link)
+    // SAFETY: setup_trap_handler wrote the closure at `obj`; it is taken
+    // once, at the call (see coroutine_entry).
+    let run = move || unsafe { ptr::read(obj as *mut F) }();
+    leave(unwind::catch_unwind_at_root(run), link)
 }

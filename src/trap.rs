@@ -85,15 +85,16 @@ impl<Return> CoroutineTrapHandler<Return> {
     ///
     /// # Panics
     ///
-    /// Panics (inside the signal handler) if `f` is larger than half the
-    /// stack.
+    /// Panics (inside the signal handler) if `f` is too big for the stack,
+    /// by the rule of [`Coroutine::with_stack`](crate::Coroutine::with_stack).
     pub unsafe fn setup_trap_handler<F>(&self, f: F) -> TrapHandlerRegs
     where
         F: FnOnce() -> Return + 'static,
     {
+        let capacity = self.base.get() - self.limit.get();
         assert!(
-            2 * closure_footprint::<F>() <= self.base.get() - self.limit.get(),
-            "switchback: the trap handler's closure takes more than half of the stack"
+            crate::stack::closure_room(closure_footprint::<F>(), capacity) <= capacity,
+            "switchback: the trap handler's closure is too big for the coroutine's stack"
         );
         let obj = closure_slot::<F>(self.base.get());
         // SAFETY: the slot lies in the coroutine's stack, whose contents the

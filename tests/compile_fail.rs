@@ -9,11 +9,3 @@ fn compile_fail() {
     let t = trybuild::TestCases::new();
     t.compile_fail("tests/compile-fail/*.rs");
 }
-
-/// `Yielder` is documented as "neither Send nor Sync"; this checks the
-/// `Send` half separately so that it does not hide the other cases.
-#[test]
-fn yielder_is_not_send() {
-    let t = trybuild::TestCases::new();
-    t.compile_fail("tests/compile-fail-yielder/*.rs");
-}

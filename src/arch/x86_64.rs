@@ -182,6 +182,7 @@ pub unsafe fn switch_and_link(arg: Word, sp: StackPointer, base: StackPointer) -
 /// # Safety
 /// As `switch_and_link`, and the coroutine must have started (it is
 /// suspended in `switch_yield`, not at its initial frame).
+#[cfg_attr(not(feature = "unwind"), allow(dead_code))]
 #[inline(never)]
 pub unsafe fn switch_and_unwind(sp: StackPointer, base: StackPointer) -> (Word, usize) {
     let (ret_arg, ret_sp): (Word, usize);
@@ -220,6 +221,7 @@ pub unsafe fn switch_and_unwind(sp: StackPointer, base: StackPointer) -> (Word, 
 
 /// Length of the resume point's prologue in `switch_yield` (`push rbp` and
 /// `mov [rsi - 16], rsp`, emitted as bytes so the length is exact).
+#[cfg_attr(not(feature = "unwind"), allow(dead_code))]
 const RESUME_PROLOGUE_LEN: usize = 5;
 const _: () = assert!(LINK_OFFSET == 16, "the resume prologue encodes [rsi - 16]");
 

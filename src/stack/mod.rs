@@ -92,23 +92,40 @@ unsafe impl<S: Stack + ?Sized> Stack for &mut S {
 }
 
 /// Reads a stack's bounds and checks what portable code can check of the
-/// [`Stack`] contract, plus that the stack has `needed` bytes (the closure
-/// placed on it, counted twice), panicking with a message that says what is
-/// wrong. One combined test on the fast path; the messages are built cold.
+/// [`Stack`] contract, panicking with a message that says what is wrong.
+///
+/// `footprint` is what a coroutine's closure takes at the top of the stack
+/// (0 for `on_stack`, which places nothing there). The closure is moved once
+/// more into the coroutine's first frame when it runs, so it needs twice its
+/// footprint, plus room for frames: [`MIN_STACK_SIZE`] (a guard page's worth)
+/// and a sixteenth of the stack. One combined test on the fast path; the
+/// messages are built cold.
 #[inline]
 pub(crate) fn stack_bounds(
     stack: &impl Stack,
     closure_size: usize,
-    needed: usize,
+    footprint: usize,
 ) -> (StackPointer, StackPointer) {
     let (base, limit) = (stack.base(), stack.limit());
     let capacity = base.get().wrapping_sub(limit.get());
+    let needed = if footprint == 0 {
+        MIN_STACK_SIZE
+    } else {
+        closure_room(footprint, capacity)
+    };
     let misaligned = !(base.get() | limit.get()).is_multiple_of(STACK_ALIGNMENT);
-    let too_small = capacity < MIN_STACK_SIZE.max(needed) || capacity > isize::MAX as usize;
+    let too_small = capacity < needed || capacity > isize::MAX as usize;
     if misaligned | too_small {
         bad_stack(base.get(), limit.get(), closure_size);
     }
     (base, limit)
+}
+
+/// The stack bytes a closure with this footprint needs on a stack of
+/// `capacity` bytes (see [`stack_bounds`]).
+#[inline(always)]
+pub(crate) const fn closure_room(footprint: usize, capacity: usize) -> usize {
+    2 * footprint + capacity / 16 + MIN_STACK_SIZE
 }
 
 #[cold]
@@ -128,8 +145,9 @@ fn bad_stack(base: usize, limit: usize, closure_size: usize) -> ! {
         );
     }
     panic!(
-        "switchback: the coroutine's closure takes {closure_size} bytes but this stack of {} \
-         bytes holds closures of at most half its size; box the closure or use a larger stack",
+        "switchback: the coroutine's closure takes {closure_size} bytes, too many for a stack of \
+         {} bytes (a closure needs twice its size, plus 4 KiB and a sixteenth of the stack); \
+         box the closure or use a larger stack",
         base - limit
     );
 }
