@@ -9,28 +9,8 @@ use switchback::stack::{DefaultStack, Stack};
 use switchback::Yielder;
 use switchback::{Coroutine, CoroutineResult};
 
-/// Counts its drops in a shared counter.
-struct Counted(Rc<Cell<u32>>);
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() + 1);
-    }
-}
-
-fn counter() -> Rc<Cell<u32>> {
-    Rc::new(Cell::new(0))
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "<non-string payload>".to_string()
-    }
-}
+mod common;
+use common::{counter, panic_message, Counted};
 
 #[cfg(feature = "unwind")]
 #[inline(never)]

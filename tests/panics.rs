@@ -8,22 +8,15 @@ use std::rc::Rc;
 use switchback::stack::DefaultStack;
 use switchback::{on_stack, Coroutine, CoroutineResult};
 
+mod common;
+use common::panic_message;
+
 /// Sets its flag when dropped.
 struct DropFlag(Rc<Cell<u32>>);
 
 impl Drop for DropFlag {
     fn drop(&mut self) {
         self.0.set(self.0.get() + 1);
-    }
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "<non-string payload>".to_string()
     }
 }
 

@@ -6,6 +6,7 @@
 use std::cell::Cell;
 use std::hint::black_box;
 use std::io::ErrorKind;
+#[cfg(feature = "unwind")]
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -13,14 +14,12 @@ use std::sync::Arc;
 use switchback::stack::{PooledStack, Stack, StackPool, StackPoolBuilder, MIN_STACK_SIZE};
 use switchback::{Coroutine, CoroutineResult, ScopedCoroutine};
 
+mod common;
+use common::under_valgrind;
+
 fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
     unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
-}
-
-/// Set by CI when it runs the test binaries under valgrind.
-fn under_valgrind() -> bool {
-    std::env::var_os("SWITCHBACK_UNDER_VALGRIND").is_some_and(|v| v == "1")
 }
 
 /// The permissions of the mapping containing `addr` in /proc/self/maps.

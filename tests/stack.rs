@@ -6,6 +6,9 @@ use std::num::NonZeroUsize;
 use switchback::stack::{DefaultStack, Stack, StackPointer, MIN_STACK_SIZE, STACK_ALIGNMENT};
 use switchback::{Coroutine, CoroutineResult, ScopedCoroutine, Yielder};
 
+mod common;
+use common::under_valgrind;
+
 fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
     unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
@@ -106,12 +109,6 @@ fn guard_page_is_mapped_without_access() {
     assert_eq!(perms, "rw-p");
     let (_, _, perms) = mapping_of(base - 1).unwrap();
     assert_eq!(perms, "rw-p");
-}
-
-/// Set by CI when it runs the test binaries under valgrind, which cannot map
-/// the huge address ranges used below.
-fn under_valgrind() -> bool {
-    std::env::var_os("SWITCHBACK_UNDER_VALGRIND").is_some_and(|v| v == "1")
 }
 
 #[test]

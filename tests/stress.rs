@@ -15,9 +15,8 @@ use proptest::prelude::*;
 use switchback::stack::DefaultStack;
 use switchback::{Coroutine, CoroutineResult, ScopedCoroutine, Yielder};
 
-fn under_valgrind() -> bool {
-    std::env::var_os("SWITCHBACK_UNDER_VALGRIND").is_some_and(|v| v == "1")
-}
+mod common;
+use common::under_valgrind;
 
 /// Counts creations and drops of guards in shared counters.
 #[cfg(feature = "unwind")]

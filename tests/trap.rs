@@ -19,9 +19,8 @@ use switchback::stack::{DefaultStack, Stack};
 use switchback::trap::{CoroutineTrapHandler, TrapHandlerRegs};
 use switchback::{Coroutine, CoroutineResult, ScopedCoroutine, Yielder};
 
-fn under_valgrind() -> bool {
-    std::env::var_os("SWITCHBACK_UNDER_VALGRIND").is_some_and(|v| v == "1")
-}
+mod common;
+use common::under_valgrind;
 
 /// How the handler makes the coroutine return.
 #[derive(Clone, Copy, PartialEq, Debug)]

@@ -1,0 +1,36 @@
+//! Fixtures shared by the integration tests.
+#![allow(dead_code)] // each test file uses some of them
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+/// Set by CI when it runs the test binaries under Valgrind: tests that make
+/// deliberate bad accesses, map huge ranges or run for minutes skip or shrink.
+pub fn under_valgrind() -> bool {
+    std::env::var_os("SWITCHBACK_UNDER_VALGRIND").is_some_and(|v| v == "1")
+}
+
+/// A shared count of drops.
+pub fn counter() -> Rc<Cell<u32>> {
+    Rc::new(Cell::new(0))
+}
+
+/// Adds one to its counter when dropped.
+pub struct Counted(pub Rc<Cell<u32>>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+/// The message of a panic payload from `panic!` with a literal or a format.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "<non-string payload>".to_string()
+    }
+}
