@@ -1,15 +1,14 @@
 //! corosensei 0.3, whose public API switchback reproduces.
 
-use std::hint::black_box;
 use std::time::Duration;
 
 use ::corosensei::stack::DefaultStack;
-use ::corosensei::{Coroutine, ScopedCoroutine};
 
-use super::{Op, Subject, Unsupported, INPUT};
-use crate::measure::time_batch;
+use super::corosensei_api::time_corosensei_api_op;
+use super::{Op, Subject, Unsupported};
 
-/// corosensei, with the same code as the switchback adapter.
+/// corosensei, measured by the same code as switchback
+/// ([`time_corosensei_api_op`]).
 pub struct Corosensei {
     /// The stack reused by [`Op::Call`].
     stack: DefaultStack,
@@ -34,29 +33,7 @@ impl Subject for Corosensei {
     }
 
     fn batch(&mut self, op: Op, iters: u64) -> Result<Duration, Unsupported> {
-        Ok(match op {
-            Op::Switch => {
-                let mut co = Coroutine::<usize, usize, ()>::new(|yielder, mut x| loop {
-                    x = yielder.suspend(x);
-                });
-                co.resume(0);
-                time_batch(iters, || {
-                    black_box(co.resume(black_box(INPUT)));
-                })
-            }
-            Op::Call => {
-                let stack = &mut self.stack;
-                time_batch(iters, || {
-                    let co =
-                        ScopedCoroutine::<usize, (), usize, _>::with_stack(&mut *stack, |_, x| x);
-                    black_box(co.scope(|mut co| co.resume(black_box(INPUT))));
-                })
-            }
-            Op::CallFresh => time_batch(iters, || {
-                let mut co = Coroutine::<usize, (), usize>::new(|_, x| x);
-                black_box(co.resume(black_box(INPUT)));
-            }),
-            Op::CallPooled => return Err(Unsupported("corosensei has no stack pool")),
-        })
+        time_corosensei_api_op!(corosensei, &mut self.stack, op, iters)
+            .ok_or(Unsupported("corosensei has no stack pool"))
     }
 }

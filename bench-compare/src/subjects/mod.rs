@@ -5,6 +5,7 @@ use std::time::Duration;
 
 mod context;
 mod corosensei;
+mod corosensei_api;
 mod generator;
 mod switchback;
 mod wasmtime_fiber;

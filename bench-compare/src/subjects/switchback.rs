@@ -4,8 +4,9 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use switchback::stack::{DefaultStack, StackPool};
-use switchback::{Coroutine, ScopedCoroutine};
+use switchback::Coroutine;
 
+use super::corosensei_api::time_corosensei_api_op;
 use super::{Op, Subject, Unsupported, INPUT};
 use crate::measure::time_batch;
 
@@ -37,35 +38,13 @@ impl Subject for Switchback {
     }
 
     fn batch(&mut self, op: Op, iters: u64) -> Result<Duration, Unsupported> {
-        Ok(match op {
-            Op::Switch => {
-                let mut co = Coroutine::<usize, usize, ()>::new(|yielder, mut x| loop {
-                    x = yielder.suspend(x);
-                });
-                co.resume(0);
-                time_batch(iters, || {
-                    black_box(co.resume(black_box(INPUT)));
-                })
-            }
-            Op::Call => {
-                let stack = &mut self.stack;
-                time_batch(iters, || {
-                    let co =
-                        ScopedCoroutine::<usize, (), usize, _>::with_stack(&mut *stack, |_, x| x);
-                    black_box(co.scope(|mut co| co.resume(black_box(INPUT))));
-                })
-            }
-            Op::CallFresh => time_batch(iters, || {
-                let mut co = Coroutine::<usize, (), usize>::new(|_, x| x);
-                black_box(co.resume(black_box(INPUT)));
-            }),
-            Op::CallPooled => {
-                let pool = &self.pool;
-                time_batch(iters, || {
-                    let mut co = Coroutine::<usize, (), usize, _>::with_pool(pool, |_, x| x);
-                    black_box(co.resume(black_box(INPUT)));
-                })
-            }
-        })
+        if let Some(elapsed) = time_corosensei_api_op!(switchback, &mut self.stack, op, iters) {
+            return Ok(elapsed);
+        }
+        let pool = &self.pool;
+        Ok(time_batch(iters, || {
+            let mut co = Coroutine::<usize, (), usize, _>::with_pool(pool, |_, x| x);
+            black_box(co.resume(black_box(INPUT)));
+        }))
     }
 }
