@@ -62,11 +62,15 @@ macro_rules! coroutine_struct {
         /// ```
         /// use switchback::{Coroutine, CoroutineResult};
         ///
-        /// let mut doubler = Coroutine::new(|yielder, mut x: i32| loop {
-        ///     x = yielder.suspend(x * 2);
+        /// let mut doubler = Coroutine::new(|yielder, mut x: i32| {
+        ///     while x != 0 {
+        ///         x = yielder.suspend(x * 2);
+        ///     }
+        ///     "done"
         /// });
         /// assert_eq!(doubler.resume(1), CoroutineResult::Yield(2));
         /// assert_eq!(doubler.resume(21), CoroutineResult::Yield(42));
+        /// assert_eq!(doubler.resume(0), CoroutineResult::Return("done"));
         /// ```
         ///
         /// # Dropping

@@ -3,6 +3,17 @@
 use switchback::stack::DefaultStack;
 use switchback::{on_stack, Coroutine, Yielder};
 
+/// Returns `value` after an opaque use, so that the caller's call that
+/// produced it is not compiled as a tail call (which would remove the
+/// caller's frame from the trace in release builds). `tag` (the caller's
+/// `line!()`) makes each caller's code different, so that the linker does
+/// not fold identical helpers into one symbol.
+#[inline(always)]
+fn not_a_tail_call<T>(value: T, tag: u32) -> T {
+    std::hint::black_box((&value, tag));
+    value
+}
+
 /// Symbol names of the frames of a resolved `backtrace::Backtrace`.
 fn frame_names(bt: &backtrace::Backtrace) -> Vec<String> {
     bt.frames()
@@ -66,6 +77,7 @@ fn second_resumer_zq7(co: &mut Coroutine<(), (), backtrace::Backtrace>) -> backt
 }
 
 #[test]
+#[inline(never)]
 fn backtrace_in_coroutine_reaches_resumer() {
     let mut co: Coroutine<(), (), backtrace::Backtrace> =
         Coroutine::new(|y, ()| inside_the_coroutine_zq7(y));
@@ -88,7 +100,7 @@ fn backtrace_in_coroutine_reaches_resumer() {
 #[inline(never)]
 fn capture_after_suspend_zq7(y: &Yielder<(), ()>) -> backtrace::Backtrace {
     y.suspend(());
-    backtrace::Backtrace::new()
+    not_a_tail_call(backtrace::Backtrace::new(), line!())
 }
 
 #[inline(never)]
@@ -97,6 +109,7 @@ fn resume_from_here_zq7(co: &mut Coroutine<(), (), backtrace::Backtrace>) -> bac
 }
 
 #[test]
+#[inline(never)]
 fn backtrace_follows_the_latest_resumer() {
     let mut co: Coroutine<(), (), backtrace::Backtrace> =
         Coroutine::new(|y, ()| capture_after_suspend_zq7(y));
@@ -111,7 +124,7 @@ fn backtrace_follows_the_latest_resumer() {
 
 #[inline(never)]
 fn inside_nested_zq7() -> backtrace::Backtrace {
-    backtrace::Backtrace::new()
+    not_a_tail_call(backtrace::Backtrace::new(), line!())
 }
 
 #[inline(never)]
@@ -129,6 +142,7 @@ fn run_outer_zq7() -> backtrace::Backtrace {
 }
 
 #[test]
+#[inline(never)]
 fn backtrace_through_nested_coroutines() {
     let names = frame_names(&run_outer_zq7());
     assert_linked(&names, "inside_nested_zq7", "outer_body_zq7");
@@ -137,7 +151,7 @@ fn backtrace_through_nested_coroutines() {
 
 #[inline(never)]
 fn inside_on_stack_zq7() -> backtrace::Backtrace {
-    backtrace::Backtrace::new()
+    not_a_tail_call(backtrace::Backtrace::new(), line!())
 }
 
 #[inline(never)]
@@ -146,6 +160,7 @@ fn calls_on_stack_zq7() -> backtrace::Backtrace {
 }
 
 #[test]
+#[inline(never)]
 fn backtrace_in_on_stack_reaches_caller() {
     let names = frame_names(&calls_on_stack_zq7());
     assert_linked(&names, "inside_on_stack_zq7", "calls_on_stack_zq7");
@@ -153,7 +168,7 @@ fn backtrace_in_on_stack_reaches_caller() {
 
 #[inline(never)]
 fn on_parent_body_zq7() -> backtrace::Backtrace {
-    backtrace::Backtrace::new()
+    not_a_tail_call(backtrace::Backtrace::new(), line!())
 }
 
 #[inline(never)]
@@ -169,6 +184,7 @@ fn resumes_for_parent_stack_zq7(
 }
 
 #[test]
+#[inline(never)]
 fn backtrace_in_on_parent_stack_reaches_coroutine_and_resumer() {
     let mut co: Coroutine<(), (), backtrace::Backtrace> =
         Coroutine::new(|y, ()| coroutine_calling_parent_zq7(y));
@@ -183,7 +199,10 @@ fn backtrace_in_on_parent_stack_reaches_coroutine_and_resumer() {
 
 #[inline(never)]
 fn std_inside_zq7() -> String {
-    std::backtrace::Backtrace::force_capture().to_string()
+    not_a_tail_call(
+        std::backtrace::Backtrace::force_capture().to_string(),
+        line!(),
+    )
 }
 
 #[inline(never)]
@@ -193,6 +212,7 @@ fn std_resumer_zq7() -> String {
 }
 
 #[test]
+#[inline(never)]
 fn std_backtrace_in_coroutine_reaches_resumer() {
     let text = std_resumer_zq7();
     let inner = text.find("std_inside_zq7");
@@ -209,7 +229,10 @@ fn std_backtrace_in_coroutine_reaches_resumer() {
 
 #[inline(never)]
 fn std_on_stack_inside_zq7() -> String {
-    std::backtrace::Backtrace::force_capture().to_string()
+    not_a_tail_call(
+        std::backtrace::Backtrace::force_capture().to_string(),
+        line!(),
+    )
 }
 
 #[inline(never)]
@@ -221,6 +244,7 @@ fn std_on_stack_caller_zq7() -> String {
 }
 
 #[test]
+#[inline(never)]
 fn std_backtrace_in_on_stack_reaches_caller() {
     let text = std_on_stack_caller_zq7();
     let inner = text.find("std_on_stack_inside_zq7");
@@ -239,6 +263,7 @@ fn unresolved_frames_zq7() -> usize {
 }
 
 #[test]
+#[inline(never)]
 fn unresolved_walk_terminates_and_crosses_root() {
     let mut co: Coroutine<(), (), usize> = Coroutine::new(|_, ()| unresolved_frames_zq7());
     let in_coroutine = co.resume(()).as_return().unwrap();

@@ -81,4 +81,4 @@ mod x86_64;
 pub use x86_64::*;
 
 #[cfg(not(all(target_arch = "x86_64", not(windows))))]
-compile_error!("switchback does not support this target yet; x86-64 ELF (Linux, BSD) is supported");
+compile_error!("switchback does not support this target yet; it supports x86-64 Linux");

@@ -387,7 +387,6 @@ pub fn parent_stack_top(link_value: usize) -> usize {
 ///
 /// # Safety
 /// `args` must be a valid request for Valgrind.
-#[cfg_attr(not(feature = "default-stack"), allow(dead_code))]
 #[inline(never)]
 pub unsafe fn valgrind_client_request(default: usize, args: &[usize; 6]) -> usize {
     let result;

@@ -100,7 +100,10 @@ impl Mapping {
         Ok(Self {
             limit: limit_ptr,
             base: base_ptr,
-            _valgrind: ValgrindStackRegistration::new(limit + page, base_ptr.get()),
+            _valgrind: ValgrindStackRegistration::new(
+                (limit + page) as *mut u8,
+                mapping_len - page,
+            ),
         })
     }
 

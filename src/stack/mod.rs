@@ -9,15 +9,14 @@ mod default_stack;
 mod mapping;
 #[cfg(all(feature = "default-stack", unix))]
 mod pool;
-#[cfg(feature = "default-stack")]
-mod valgrind;
+pub mod valgrind;
 
 #[cfg(all(feature = "default-stack", unix))]
 pub use self::default_stack::DefaultStack;
 #[cfg(all(feature = "default-stack", unix))]
 pub use self::pool::{PooledStack, StackPool, StackPoolBuilder};
-#[cfg(feature = "default-stack")]
-pub(crate) use self::valgrind::ValgrindStackRegistration;
+#[cfg(all(feature = "default-stack", unix))]
+use self::valgrind::ValgrindStackRegistration;
 
 /// A stack address: the value of a stack pointer.
 pub type StackPointer = NonZeroUsize;

@@ -1,24 +1,47 @@
-//! Telling Valgrind where coroutine stacks are, so memcheck follows switches.
+//! Telling Valgrind where a stack is, so that memcheck follows switches onto
+//! it instead of reporting them as wild stack-pointer changes.
 
 use crate::arch::valgrind_client_request;
 
 const VG_USERREQ_STACK_REGISTER: usize = 0x1501;
 const VG_USERREQ_STACK_DEREGISTER: usize = 0x1502;
 
-/// A stack registered with Valgrind for as long as this value lives. Outside
-/// Valgrind the client request is a few no-op instructions.
+/// Registers a region of memory as a stack with Valgrind for as long as this
+/// value lives. [`DefaultStack`](super::DefaultStack) and pooled stacks do this
+/// themselves; a custom [`Stack`](super::Stack) can keep one of these.
+///
+/// Outside Valgrind the request is a few instructions that change nothing.
+///
+/// ```
+/// use switchback::stack::valgrind::ValgrindStackRegistration;
+///
+/// let mut memory = vec![0u8; 64 * 1024];
+/// let registration = ValgrindStackRegistration::new(memory.as_mut_ptr(), memory.len());
+/// drop(registration); // deregisters
+/// ```
 #[derive(Debug)]
-pub(crate) struct ValgrindStackRegistration {
+pub struct ValgrindStackRegistration {
     id: usize,
 }
 
 impl ValgrindStackRegistration {
-    /// Registers the memory `[limit, base)` as a stack.
-    pub(crate) fn new(limit: usize, base: usize) -> Self {
+    /// Registers the `len` bytes starting at `addr` as a stack.
+    pub fn new(addr: *mut u8, len: usize) -> Self {
+        let start = addr as usize;
         // SAFETY: STACK_REGISTER takes a start and an end address and only
         // records them.
         let id = unsafe {
-            valgrind_client_request(0, &[VG_USERREQ_STACK_REGISTER, limit, base, 0, 0, 0])
+            valgrind_client_request(
+                0,
+                &[
+                    VG_USERREQ_STACK_REGISTER,
+                    start,
+                    start.wrapping_add(len),
+                    0,
+                    0,
+                    0,
+                ],
+            )
         };
         Self { id }
     }
