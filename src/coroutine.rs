@@ -5,6 +5,7 @@ use core::mem::{self, ManuallyDrop, MaybeUninit};
 use core::{fmt, ptr};
 
 use crate::arch;
+use crate::sanitizer::{self, SavedContext, StackExtent};
 #[cfg(feature = "default-stack")]
 use crate::stack::DefaultStack;
 use crate::stack::{self, stack_bounds, StackPointer};
@@ -199,7 +200,9 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
     where
         F: FnOnce(&Yielder<Input, Yield>, Input) -> Return,
     {
-        let (base, _) = stack_bounds(&stack, mem::size_of::<F>(), closure_footprint::<F>());
+        let (base, limit) = stack_bounds(&stack, mem::size_of::<F>(), closure_footprint::<F>());
+        // A reused stack may still be poisoned by frames abandoned there.
+        sanitizer::unpoison(limit.get(), base.get());
         let obj = closure_slot::<F>(base.get());
         // SAFETY: `closure_slot` checked that the object and the initial
         // frame below it fit in the stack, which the Stack contract says is
@@ -242,7 +245,12 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
         }
         // SAFETY: `sp` is this coroutine's suspended (or initial) state on
         // its own stack; it decodes `input` once, before we run again.
-        let (output, state) = unsafe { arch::switch_and_link(input, sp, self.base) };
+        let (output, state) = unsafe {
+            let saved = sanitizer::start_switch(self.extent());
+            let switched = arch::switch_and_link(input, sp, self.base);
+            sanitizer::finish_switch(saved);
+            switched
+        };
         if state > EXIT_PANICKED {
             // SAFETY: any other state is the suspended coroutine's stack
             // pointer, which is not null.
@@ -255,6 +263,12 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
             // SAFETY: the coroutine left with this exit code and word.
             CoroutineResult::Return(unsafe { take_exit::<Return>(output, state) })
         }
+    }
+
+    /// The coroutine's stack, for the sanitizer.
+    #[inline(always)]
+    fn extent(&self) -> StackExtent {
+        StackExtent::new(|| self.stack.limit().get(), self.base.get())
     }
 
     /// Whether the coroutine has been resumed at least once.
@@ -329,13 +343,21 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
             #[cfg(not(feature = "asm-unwind"))]
             // SAFETY: the coroutine started and is suspended in `suspend`,
             // which unwinds when it sees the request.
-            let (output, state) = unsafe { arch::switch_and_unwind(sp, self.base) };
+            let (output, state) = unsafe {
+                let saved = sanitizer::start_switch(self.extent());
+                let switched = arch::switch_and_unwind(sp, self.base);
+                sanitizer::finish_switch(saved);
+                switched
+            };
             #[cfg(feature = "asm-unwind")]
             let (output, state) = {
-                let base = self.base;
+                let (base, extent) = (self.base, self.extent());
                 // SAFETY: as above; the unwind comes back out of the switch.
                 match std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| unsafe {
-                    arch::switch_and_unwind(sp, base)
+                    let saved = sanitizer::start_switch(extent);
+                    let switched = arch::switch_and_unwind(sp, base);
+                    sanitizer::finish_switch(saved);
+                    switched
                 })) {
                     Ok(switched) => switched,
                     Err(payload) if unwind::is_forced_unwind_of(&*payload, link) => return,
@@ -448,7 +470,11 @@ pub(crate) const fn closure_footprint<F>() -> usize {
     } else {
         arch::STACK_ALIGNMENT
     };
-    arch::RESERVED_TOP + mem::size_of::<F>() + (align - 1) + arch::INIT_FRAME_SIZE
+    arch::RESERVED_TOP
+        + sanitizer::PARENT_EXTENT_RESERVE
+        + mem::size_of::<F>()
+        + (align - 1)
+        + arch::INIT_FRAME_SIZE
 }
 
 /// Where the closure of type `F` goes on a stack whose base is `base`:
@@ -457,7 +483,8 @@ pub(crate) const fn closure_footprint<F>() -> usize {
 #[inline(always)]
 pub(crate) fn closure_slot<F>(base: usize) -> usize {
     let align = mem::align_of::<F>().max(arch::STACK_ALIGNMENT);
-    (base - arch::RESERVED_TOP - mem::size_of::<F>()) & !(align - 1)
+    (base - arch::RESERVED_TOP - sanitizer::PARENT_EXTENT_RESERVE - mem::size_of::<F>())
+        & !(align - 1)
 }
 
 unsafe fn drop_closure<F>(obj: *mut u8) {
@@ -475,6 +502,11 @@ unsafe extern "C-unwind" fn coroutine_entry<Input, Yield, Return, F>(
 where
     F: FnOnce(&Yielder<Input, Yield>, Input) -> Return,
 {
+    // SAFETY: we just arrived on this stack for the first time; the slot
+    // below the link is reserved for the parent's extent.
+    unsafe {
+        *sanitizer::parent_extent_slot(link) = sanitizer::finish_switch(SavedContext::none())
+    };
     // SAFETY: the link is the Yielder, which is repr(transparent) over it.
     let yielder = unsafe { &*(link as *const Yielder<Input, Yield>) };
     // The closure is read out of its slot only at the call: the wrapper
@@ -506,7 +538,10 @@ fn leave_with<T>(value: T, exit: usize, link: *mut StackPointer) -> ! {
     let output = word::encode(value, &mut slot);
     // SAFETY: nothing left on this stack needs dropping; `slot` stays in
     // place (the stack is not freed) until the parent has decoded it.
-    unsafe { arch::switch_and_reset(output, exit, link) }
+    unsafe {
+        sanitizer::start_final_switch(*sanitizer::parent_extent_slot(link));
+        arch::switch_and_reset(output, exit, link)
+    }
 }
 
 /// The handle a running coroutine uses to suspend itself.
@@ -535,8 +570,16 @@ impl<Input, Yield> Yielder<Input, Yield> {
         let output = word::encode(value, &mut slot);
         let link = self.link.as_ptr();
         // SAFETY: we run on the coroutine whose link this is; the parent
-        // decodes `output` before resuming us.
-        match unsafe { arch::switch_yield(output, link) } {
+        // decodes `output` before resuming us. The parent's extent is kept
+        // below the link (and may change: another parent may resume us).
+        let resumed = unsafe {
+            let parent_extent = sanitizer::parent_extent_slot(link);
+            let saved = sanitizer::start_switch(*parent_extent);
+            let resumed = arch::switch_yield(output, link);
+            *parent_extent = sanitizer::finish_switch(saved);
+            resumed
+        };
+        match resumed {
             // SAFETY: the parent encoded the Input of `resume`.
             Some(input) => unsafe { word::decode::<Input>(input) },
             None => unwind::start_forced_unwind(link as usize),
@@ -569,7 +612,10 @@ impl<Input, Yield> Yielder<Input, Yield> {
         let top = arch::parent_stack_top(self.link.get().get());
         // SAFETY: while we run, the parent is blocked in switch_and_link and
         // its stack below the link value is unused.
-        unsafe { crate::on_stack::call_on_stack(top, f) }
+        unsafe {
+            let parent_extent = *sanitizer::parent_extent_slot(self.link.as_ptr());
+            crate::on_stack::call_on_stack(top, parent_extent, f)
+        }
     }
 }
 

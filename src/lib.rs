@@ -50,6 +50,9 @@
 //! - `asm-unwind` (nightly): panics unwind straight through the context
 //!   switch instead of being caught at the root of the coroutine and carried
 //!   across as a value.
+//! - `sanitizer`: tells AddressSanitizer about every stack switch, for
+//!   programs built with `-Zsanitizer=address`. Only enable it then: it
+//!   links against the sanitizer runtime.
 //!
 //! With no features the crate is `#![no_std]`.
 #![no_std]
@@ -62,6 +65,7 @@ extern crate std;
 mod arch;
 mod coroutine;
 mod on_stack;
+mod sanitizer;
 mod scoped;
 pub mod stack;
 pub mod trap;

@@ -3,6 +3,7 @@
 use core::mem::ManuallyDrop;
 
 use crate::arch;
+use crate::sanitizer::{self, SavedContext, StackExtent};
 use crate::stack::{stack_bounds, Stack};
 use crate::unwind::{self, CaughtPanic};
 
@@ -26,10 +27,11 @@ pub fn on_stack<F, R>(stack: impl Stack, f: F) -> R
 where
     F: FnOnce() -> R,
 {
-    let (base, _) = stack_bounds(&stack, 0, 0);
+    let (base, limit) = stack_bounds(&stack, 0, 0);
+    let extent = StackExtent::new(|| limit.get(), base.get());
     // SAFETY: the Stack contract makes the memory below `base` ours while
     // `stack` lives, which is until after the call.
-    unsafe { call_on_stack(base.get(), f) }
+    unsafe { call_on_stack(base.get(), extent, f) }
 }
 
 /// The closure going in, then its result coming out.
@@ -38,11 +40,12 @@ union CallSlot<F, R> {
     result: ManuallyDrop<Result<R, CaughtPanic>>,
 }
 
-/// Calls `f` with the stack pointer at `top`.
+/// Calls `f` with the stack pointer at `top`, on the stack whose extent (for
+/// the sanitizer) is `extent`.
 ///
 /// # Safety
 /// `top` must be 16-aligned with free stack below it for as long as `f` runs.
-pub(crate) unsafe fn call_on_stack<F, R>(top: usize, f: F) -> R
+pub(crate) unsafe fn call_on_stack<F, R>(top: usize, extent: StackExtent, f: F) -> R
 where
     F: FnOnce() -> R,
 {
@@ -53,11 +56,13 @@ where
     // result back before returning (a panic is caught into the result, or
     // with asm-unwind leaves through the switch after `f` was moved out).
     unsafe {
+        let saved = sanitizer::start_switch(extent);
         arch::on_stack(
             &mut slot as *mut CallSlot<F, R> as *mut u8,
             top,
             call_slot_trampoline::<F, R>,
         );
+        sanitizer::finish_switch(saved);
         match ManuallyDrop::into_inner(slot.result) {
             Ok(value) => value,
             #[allow(unreachable_patterns)]
@@ -70,10 +75,16 @@ unsafe extern "C-unwind" fn call_slot_trampoline<F, R>(slot: *mut u8)
 where
     F: FnOnce() -> R,
 {
+    // SAFETY: we just arrived on this stack; we leave it for good when we
+    // return, so the sanitizer's context for it ends there.
+    let caller = unsafe { sanitizer::finish_switch(SavedContext::none()) };
     let slot = slot as *mut CallSlot<F, R>;
     // SAFETY: call_on_stack passes a slot holding the closure.
     let f = unsafe { ManuallyDrop::take(&mut (*slot).f) };
     let result = unwind::catch_unwind_at_root(f);
     // SAFETY: the closure was moved out; the slot now takes the result.
-    unsafe { (*slot).result = ManuallyDrop::new(result) };
+    unsafe {
+        (*slot).result = ManuallyDrop::new(result);
+        sanitizer::start_final_switch(caller);
+    }
 }

@@ -96,6 +96,8 @@ impl<Return> CoroutineTrapHandler<Return> {
             crate::stack::closure_room(closure_footprint::<F>(), capacity) <= capacity,
             "switchback: the trap handler's closure is too big for the coroutine's stack"
         );
+        // The frames being discarded may have left the stack poisoned.
+        crate::sanitizer::unpoison(self.limit.get(), self.base.get());
         let obj = closure_slot::<F>(self.base.get());
         // SAFETY: the slot lies in the coroutine's stack, whose contents the
         // caller agreed to discard; the coroutine started (it trapped), so

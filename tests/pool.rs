@@ -15,7 +15,7 @@ use switchback::stack::{PooledStack, Stack, StackPool, StackPoolBuilder, MIN_STA
 use switchback::{Coroutine, CoroutineResult, ScopedCoroutine};
 
 mod common;
-use common::under_valgrind;
+use common::{under_sanitizer, under_valgrind};
 
 fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
@@ -558,8 +558,9 @@ fn zero_on_reuse_clears_the_stack() {
         let stack = pool.get().unwrap();
         let (low, high) = usable(&stack);
         assert!(low <= addr && addr + N <= high);
-        if under_valgrind() {
-            // Memcheck rightly calls these bytes dead stack memory.
+        if under_valgrind() || under_sanitizer() {
+            // Memcheck and AddressSanitizer rightly call these bytes dead
+            // stack memory.
             continue;
         }
         // SAFETY: the range is inside a stack we own and nothing runs on.
@@ -585,8 +586,9 @@ fn zero_on_reuse_clears_the_stack() {
 #[test]
 #[cfg(target_os = "linux")]
 fn dropping_the_pool_unmaps_idle_stacks() {
-    if under_valgrind() {
-        eprintln!("skipped under valgrind");
+    if under_valgrind() || under_sanitizer() {
+        // Both track every mapping: terabytes of them take hours.
+        eprintln!("skipped under valgrind or a sanitizer");
         return;
     }
     // 1000 rounds of 4 stacks of 64 GiB are 250 TiB of address space, more

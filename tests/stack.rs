@@ -7,7 +7,7 @@ use switchback::stack::{DefaultStack, Stack, StackPointer, MIN_STACK_SIZE, STACK
 use switchback::{Coroutine, CoroutineResult, ScopedCoroutine, Yielder};
 
 mod common;
-use common::under_valgrind;
+use common::{under_sanitizer, under_valgrind};
 
 fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
@@ -73,6 +73,9 @@ fn default_is_at_least_one_mib() {
 
 #[test]
 fn min_stack_size_stack_runs_a_coroutine() {
+    if under_sanitizer() {
+        return; // AddressSanitizer's frames do not fit in 4 KiB
+    }
     let stack = DefaultStack::new(MIN_STACK_SIZE).unwrap();
     let mut co: Coroutine<u32, u32, u32, _> =
         Coroutine::with_stack(stack, |y: &Yielder<u32, u32>, x| y.suspend(x + 1) + 1);
@@ -114,8 +117,9 @@ fn guard_page_is_mapped_without_access() {
 #[test]
 #[cfg(target_os = "linux")]
 fn dropping_default_stack_unmaps_it() {
-    if under_valgrind() {
-        eprintln!("skipped under valgrind");
+    if under_valgrind() || under_sanitizer() {
+        // Both track every mapping: terabytes of them take hours.
+        eprintln!("skipped under valgrind or a sanitizer");
         return;
     }
     // 1024 stacks of 256 GiB are 256 TiB of address space, more than the

@@ -10,6 +10,13 @@ pub fn under_valgrind() -> bool {
     std::env::var_os("SWITCHBACK_UNDER_VALGRIND").is_some_and(|v| v == "1")
 }
 
+/// Set by CI when it runs the tests built with AddressSanitizer, whose
+/// frames are larger and which also reports deliberate reads of dead stack
+/// memory.
+pub fn under_sanitizer() -> bool {
+    std::env::var_os("SWITCHBACK_UNDER_SANITIZER").is_some_and(|v| v == "1")
+}
+
 /// A shared count of drops.
 pub fn counter() -> Rc<Cell<u32>> {
     Rc::new(Cell::new(0))

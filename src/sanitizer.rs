@@ -1,0 +1,158 @@
+//! Telling AddressSanitizer about stack switches (feature `sanitizer`);
+//! without the feature every item here is a no-op that compiles away.
+//!
+//! The protocol: a context about to switch stacks calls [`start_switch`]
+//! with the extent of the stack it goes to (or [`start_final_switch`] when it
+//! will never be switched back to), and the context that arrives calls
+//! [`finish_switch`], which reports the extent of the stack it came from.
+
+#[cfg(feature = "sanitizer")]
+extern "C" {
+    fn __sanitizer_start_switch_fiber(
+        fake_stack_save: *mut *mut u8,
+        bottom: *const u8,
+        size: usize,
+    );
+    fn __sanitizer_finish_switch_fiber(
+        fake_stack_save: *mut u8,
+        bottom_old: *mut *const u8,
+        size_old: *mut usize,
+    );
+    fn __asan_unpoison_memory_region(addr: *const u8, size: usize);
+}
+
+/// The memory of a stack as the sanitizer sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct StackExtent {
+    #[cfg(feature = "sanitizer")]
+    bottom: *const u8,
+    #[cfg(feature = "sanitizer")]
+    size: usize,
+}
+
+/// What a context saves in [`start_switch`] and hands back to
+/// [`finish_switch`] when it is switched back to (the sanitizer's fake stack).
+#[derive(Clone, Copy, Debug)]
+pub struct SavedContext {
+    #[cfg(feature = "sanitizer")]
+    fake_stack: *mut u8,
+}
+
+/// Bytes reserved on a coroutine stack, just below the link, for the extent
+/// of the coroutine's parent (zero without the feature).
+pub const PARENT_EXTENT_RESERVE: usize = if cfg!(feature = "sanitizer") { 16 } else { 0 };
+const _: () = assert!(core::mem::size_of::<StackExtent>() == PARENT_EXTENT_RESERVE);
+
+impl StackExtent {
+    /// The stack between `limit` (lowest address) and `base`; `limit` is
+    /// only evaluated with the feature on.
+    #[inline(always)]
+    pub fn new(limit: impl FnOnce() -> usize, base: usize) -> Self {
+        #[cfg(feature = "sanitizer")]
+        {
+            let limit = limit();
+            Self {
+                bottom: limit as *const u8,
+                size: base - limit,
+            }
+        }
+        #[cfg(not(feature = "sanitizer"))]
+        {
+            let _ = (limit, base);
+            Self {}
+        }
+    }
+}
+
+impl SavedContext {
+    /// A context that has not been saved: a first entry onto a stack.
+    #[inline(always)]
+    pub fn none() -> Self {
+        Self {
+            #[cfg(feature = "sanitizer")]
+            fake_stack: core::ptr::null_mut(),
+        }
+    }
+}
+
+/// Where a coroutine keeps the extent of its parent, given its link.
+///
+/// # Safety
+/// `link` must be a coroutine's link, with the reserve below it.
+#[inline(always)]
+pub unsafe fn parent_extent_slot(link: *mut crate::stack::StackPointer) -> *mut StackExtent {
+    (link as usize - PARENT_EXTENT_RESERVE) as *mut StackExtent
+}
+
+/// Announces a switch to the stack `to`; the current context will be
+/// switched back to.
+///
+/// # Safety
+/// Must be followed by the switch, and the current context must call
+/// [`finish_switch`] with the result when it runs again.
+#[inline(always)]
+pub unsafe fn start_switch(to: StackExtent) -> SavedContext {
+    #[allow(unused_mut)]
+    let mut saved = SavedContext::none();
+    #[cfg(feature = "sanitizer")]
+    // SAFETY: the sanitizer runtime's documented fiber protocol.
+    unsafe {
+        __sanitizer_start_switch_fiber(&mut saved.fake_stack, to.bottom, to.size);
+    }
+    let _ = to;
+    saved
+}
+
+/// Announces a switch to the stack `to` after which the current context
+/// never runs again.
+///
+/// # Safety
+/// Must be followed by the switch.
+#[inline(always)]
+pub unsafe fn start_final_switch(to: StackExtent) {
+    #[cfg(feature = "sanitizer")]
+    // SAFETY: a null save slot tells the runtime this context ends.
+    unsafe {
+        __sanitizer_start_switch_fiber(core::ptr::null_mut(), to.bottom, to.size);
+    }
+    let _ = to;
+}
+
+/// Completes a switch on the stack just arrived on; returns the extent of
+/// the stack switched from.
+///
+/// # Safety
+/// Must be the first thing after arriving; `saved` is what this context's
+/// own `start_switch` returned, or [`SavedContext::none`] on first entry.
+#[inline(always)]
+pub unsafe fn finish_switch(saved: SavedContext) -> StackExtent {
+    #[cfg(feature = "sanitizer")]
+    {
+        let mut from = StackExtent {
+            bottom: core::ptr::null(),
+            size: 0,
+        };
+        // SAFETY: the sanitizer runtime's documented fiber protocol.
+        unsafe {
+            __sanitizer_finish_switch_fiber(saved.fake_stack, &mut from.bottom, &mut from.size)
+        };
+        from
+    }
+    #[cfg(not(feature = "sanitizer"))]
+    {
+        let _ = saved;
+        StackExtent {}
+    }
+}
+
+/// Clears the sanitizer's poisoning of a stack whose frames were abandoned
+/// (a reused stack, or one reset by a trap handler).
+#[inline(always)]
+pub fn unpoison(limit: usize, base: usize) {
+    #[cfg(feature = "sanitizer")]
+    // SAFETY: only the sanitizer's shadow memory for the range changes.
+    unsafe {
+        __asan_unpoison_memory_region(limit as *const u8, base - limit);
+    }
+    let _ = (limit, base);
+}
