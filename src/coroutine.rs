@@ -5,7 +5,7 @@ use core::mem::{self, ManuallyDrop, MaybeUninit};
 use core::{fmt, ptr};
 
 use crate::arch;
-use crate::sanitizer::{self, SavedContext, StackExtent};
+use crate::sanitizer::{self, CoroutineExtents, SavedContext, StackExtent};
 #[cfg(feature = "default-stack")]
 use crate::stack::DefaultStack;
 use crate::stack::{self, stack_bounds, StackPointer};
@@ -206,8 +206,16 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
         let obj = closure_slot::<F>(base.get());
         // SAFETY: `closure_slot` checked that the object and the initial
         // frame below it fit in the stack, which the Stack contract says is
-        // writable and ours alone.
+        // writable and ours alone; the extents go between it and the link.
         let initial_sp = unsafe {
+            let link = (base.get() - arch::LINK_OFFSET) as *mut StackPointer;
+            ptr::write(
+                sanitizer::extents_slot(link),
+                CoroutineExtents {
+                    parent: StackExtent::unknown(),
+                    resume: StackExtent::new(|| limit.get(), base.get()),
+                },
+            );
             ptr::write(obj as *mut F, f);
             arch::init_stack(base, obj, coroutine_entry::<Input, Yield, Return, F>)
         };
@@ -246,7 +254,7 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
         // SAFETY: `sp` is this coroutine's suspended (or initial) state on
         // its own stack; it decodes `input` once, before we run again.
         let (output, state) = unsafe {
-            let saved = sanitizer::start_switch(self.extent());
+            let saved = sanitizer::start_switch(self.resume_extent());
             let switched = arch::switch_and_link(input, sp, self.base);
             sanitizer::finish_switch(saved);
             switched
@@ -265,10 +273,13 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
         }
     }
 
-    /// The coroutine's stack, for the sanitizer.
+    /// The stack the coroutine continues on when resumed, for the sanitizer.
     #[inline(always)]
-    fn extent(&self) -> StackExtent {
-        StackExtent::new(|| self.stack.limit().get(), self.base.get())
+    fn resume_extent(&self) -> StackExtent {
+        let link = (self.base.get() - arch::LINK_OFFSET) as *mut StackPointer;
+        // SAFETY: the extents were written at creation and are updated by
+        // the coroutine only while it runs, not now.
+        unsafe { (*sanitizer::extents_slot(link)).resume }
     }
 
     /// Whether the coroutine has been resumed at least once.
@@ -344,14 +355,14 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
             // SAFETY: the coroutine started and is suspended in `suspend`,
             // which unwinds when it sees the request.
             let (output, state) = unsafe {
-                let saved = sanitizer::start_switch(self.extent());
+                let saved = sanitizer::start_switch(self.resume_extent());
                 let switched = arch::switch_and_unwind(sp, self.base);
                 sanitizer::finish_switch(saved);
                 switched
             };
             #[cfg(feature = "asm-unwind")]
             let (output, state) = {
-                let (base, extent) = (self.base, self.extent());
+                let (base, extent) = (self.base, self.resume_extent());
                 // SAFETY: as above; the unwind comes back out of the switch.
                 match std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| unsafe {
                     let saved = sanitizer::start_switch(extent);
@@ -471,7 +482,7 @@ pub(crate) const fn closure_footprint<F>() -> usize {
         arch::STACK_ALIGNMENT
     };
     arch::RESERVED_TOP
-        + sanitizer::PARENT_EXTENT_RESERVE
+        + sanitizer::EXTENTS_RESERVE
         + mem::size_of::<F>()
         + (align - 1)
         + arch::INIT_FRAME_SIZE
@@ -483,8 +494,7 @@ pub(crate) const fn closure_footprint<F>() -> usize {
 #[inline(always)]
 pub(crate) fn closure_slot<F>(base: usize) -> usize {
     let align = mem::align_of::<F>().max(arch::STACK_ALIGNMENT);
-    (base - arch::RESERVED_TOP - sanitizer::PARENT_EXTENT_RESERVE - mem::size_of::<F>())
-        & !(align - 1)
+    (base - arch::RESERVED_TOP - sanitizer::EXTENTS_RESERVE - mem::size_of::<F>()) & !(align - 1)
 }
 
 unsafe fn drop_closure<F>(obj: *mut u8) {
@@ -505,7 +515,7 @@ where
     // SAFETY: we just arrived on this stack for the first time; the slot
     // below the link is reserved for the parent's extent.
     unsafe {
-        *sanitizer::parent_extent_slot(link) = sanitizer::finish_switch(SavedContext::none())
+        (*sanitizer::extents_slot(link)).parent = sanitizer::finish_switch(SavedContext::none())
     };
     // SAFETY: the link is the Yielder, which is repr(transparent) over it.
     let yielder = unsafe { &*(link as *const Yielder<Input, Yield>) };
@@ -539,7 +549,7 @@ fn leave_with<T>(value: T, exit: usize, link: *mut StackPointer) -> ! {
     // SAFETY: nothing left on this stack needs dropping; `slot` stays in
     // place (the stack is not freed) until the parent has decoded it.
     unsafe {
-        sanitizer::start_final_switch(*sanitizer::parent_extent_slot(link));
+        sanitizer::start_final_switch((*sanitizer::extents_slot(link)).parent);
         arch::switch_and_reset(output, exit, link)
     }
 }
@@ -573,10 +583,11 @@ impl<Input, Yield> Yielder<Input, Yield> {
         // decodes `output` before resuming us. The parent's extent is kept
         // below the link (and may change: another parent may resume us).
         let resumed = unsafe {
-            let parent_extent = sanitizer::parent_extent_slot(link);
-            let saved = sanitizer::start_switch(*parent_extent);
+            let extents = sanitizer::extents_slot(link);
+            (*extents).resume = sanitizer::current();
+            let saved = sanitizer::start_switch((*extents).parent);
             let resumed = arch::switch_yield(output, link);
-            *parent_extent = sanitizer::finish_switch(saved);
+            (*extents).parent = sanitizer::finish_switch(saved);
             resumed
         };
         match resumed {
@@ -613,7 +624,7 @@ impl<Input, Yield> Yielder<Input, Yield> {
         // SAFETY: while we run, the parent is blocked in switch_and_link and
         // its stack below the link value is unused.
         unsafe {
-            let parent_extent = *sanitizer::parent_extent_slot(self.link.as_ptr());
+            let parent_extent = (*sanitizer::extents_slot(self.link.as_ptr())).parent;
             crate::on_stack::call_on_stack(top, parent_extent, f)
         }
     }

@@ -59,7 +59,12 @@
 #![cfg_attr(feature = "asm-unwind", feature(asm_unwind))]
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
-#[cfg(any(feature = "default-stack", feature = "unwind", test))]
+#[cfg(any(
+    feature = "default-stack",
+    feature = "unwind",
+    feature = "sanitizer",
+    test
+))]
 extern crate std;
 
 mod arch;

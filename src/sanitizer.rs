@@ -38,12 +38,42 @@ pub struct SavedContext {
     fake_stack: *mut u8,
 }
 
-/// Bytes reserved on a coroutine stack, just below the link, for the extent
-/// of the coroutine's parent (zero without the feature).
-pub const PARENT_EXTENT_RESERVE: usize = if cfg!(feature = "sanitizer") { 16 } else { 0 };
-const _: () = assert!(core::mem::size_of::<StackExtent>() == PARENT_EXTENT_RESERVE);
+/// What a coroutine keeps just below its link (nothing without the feature).
+#[derive(Clone, Copy, Debug)]
+pub struct CoroutineExtents {
+    /// The stack of whoever resumed it last, to switch back to.
+    pub parent: StackExtent,
+    /// The stack it was on when it last suspended (its own, or one it moved
+    /// to with `on_stack`), for the parent to announce on the next resume.
+    pub resume: StackExtent,
+}
+
+/// Bytes reserved on a coroutine stack just below the link for its
+/// [`CoroutineExtents`] (zero without the feature).
+pub const EXTENTS_RESERVE: usize = core::mem::size_of::<CoroutineExtents>();
+const _: () = assert!(EXTENTS_RESERVE.is_multiple_of(16));
+
+#[cfg(feature = "sanitizer")]
+std::thread_local! {
+    /// The stack this thread runs on, as last announced by a switch here
+    /// (unknown, null, until the first one).
+    static CURRENT: core::cell::Cell<StackExtent> = const {
+        core::cell::Cell::new(StackExtent { bottom: core::ptr::null(), size: 0 })
+    };
+}
 
 impl StackExtent {
+    /// A stack the sanitizer already knows (the thread's own).
+    #[inline(always)]
+    pub const fn unknown() -> Self {
+        Self {
+            #[cfg(feature = "sanitizer")]
+            bottom: core::ptr::null(),
+            #[cfg(feature = "sanitizer")]
+            size: 0,
+        }
+    }
+
     /// The stack between `limit` (lowest address) and `base`; `limit` is
     /// only evaluated with the feature on.
     #[inline(always)]
@@ -75,13 +105,26 @@ impl SavedContext {
     }
 }
 
-/// Where a coroutine keeps the extent of its parent, given its link.
+/// Where a coroutine keeps its [`CoroutineExtents`], given its link.
 ///
 /// # Safety
 /// `link` must be a coroutine's link, with the reserve below it.
 #[inline(always)]
-pub unsafe fn parent_extent_slot(link: *mut crate::stack::StackPointer) -> *mut StackExtent {
-    (link as usize - PARENT_EXTENT_RESERVE) as *mut StackExtent
+pub unsafe fn extents_slot(link: *mut crate::stack::StackPointer) -> *mut CoroutineExtents {
+    (link as usize - EXTENTS_RESERVE) as *mut CoroutineExtents
+}
+
+/// The stack this thread runs on now, as announced by the last switch.
+#[inline(always)]
+pub fn current() -> StackExtent {
+    #[cfg(feature = "sanitizer")]
+    {
+        CURRENT.with(|current| current.get())
+    }
+    #[cfg(not(feature = "sanitizer"))]
+    {
+        StackExtent {}
+    }
 }
 
 /// Announces a switch to the stack `to`; the current context will be
@@ -98,6 +141,7 @@ pub unsafe fn start_switch(to: StackExtent) -> SavedContext {
     // SAFETY: the sanitizer runtime's documented fiber protocol.
     unsafe {
         __sanitizer_start_switch_fiber(&mut saved.fake_stack, to.bottom, to.size);
+        CURRENT.with(|current| current.set(to));
     }
     let _ = to;
     saved
@@ -114,6 +158,7 @@ pub unsafe fn start_final_switch(to: StackExtent) {
     // SAFETY: a null save slot tells the runtime this context ends.
     unsafe {
         __sanitizer_start_switch_fiber(core::ptr::null_mut(), to.bottom, to.size);
+        CURRENT.with(|current| current.set(to));
     }
     let _ = to;
 }
