@@ -389,14 +389,16 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
                 drop(unsafe { word::decode::<Return>(output) });
                 continue;
             }
-            // SAFETY: as in `resume`.
-            let payload = unsafe { word::decode::<CaughtPanic>(output) };
+            // It panicked. With asm-unwind a panic leaves through the switch
+            // instead (caught above), so this is only reached without it.
             #[cfg(not(feature = "asm-unwind"))]
-            if unwind::is_forced_unwind_of(&*payload, link) {
-                continue;
+            {
+                // SAFETY: as in `resume`.
+                let payload = unsafe { word::decode::<CaughtPanic>(output) };
+                if !unwind::is_forced_unwind_of(&*payload, link) {
+                    unwind::resume_caught(payload);
+                }
             }
-            #[allow(unreachable_code)]
-            unwind::resume_caught(payload);
         }
     }
 

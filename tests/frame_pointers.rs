@@ -14,7 +14,15 @@ use switchback::{on_stack, stack::DefaultStack, Coroutine};
 fn frame_pointer_walk() -> Vec<usize> {
     let mut rbp: usize;
     // SAFETY: reads the frame pointer register; no memory is touched.
-    unsafe { core::arch::asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack)) };
+    unsafe {
+        core::arch::asm!(
+            // Out: the register = rbp (this function's frame record). No
+            // stack use, no memory access, nothing else changed.
+            "mov {}, rbp",
+            out(reg) rbp,
+            options(nomem, nostack)
+        )
+    };
     let mut addresses = Vec::new();
     while rbp != 0 && addresses.len() < 256 {
         // SAFETY: with frame pointers forced, every rbp in the chain points

@@ -58,6 +58,20 @@ macro_rules! switch_asm {
     ($($body:tt)*) => { asm!($($body)*, options(may_unwind)) };
 }
 
+/// `switch_asm!` for a switch to another context: besides the operands
+/// given, every register that the ABI lets a callee keep (r12-r15) and every
+/// caller-saved one is clobbered, so the compiler spills only what is live.
+/// rbx and rbp, which LLVM reserves, are saved by the asm itself.
+macro_rules! context_switch_asm {
+    ($($body:tt)*) => {
+        switch_asm!(
+            $($body)*
+            lateout("r12") _, lateout("r13") _, lateout("r14") _, lateout("r15") _,
+            clobber_abi("sysv64")
+        )
+    };
+}
+
 /// The root frame of every coroutine.
 ///
 /// Entered by `call [rdx]` in `switch_and_link` on the first resume with:
@@ -158,7 +172,7 @@ pub unsafe fn switch_and_link(arg: Word, sp: StackPointer, base: StackPointer) -
     // SAFETY: the caller guarantees that `sp` is a coroutine waiting to be
     // resumed; it returns here through the `ret` matching this `call`.
     unsafe {
-        switch_asm!(
+        context_switch_asm!(
             // In: rdi = word, rsi = stack base, rdx = coroutine sp.
             // Out: rdi = word, rsi = new coroutine sp or exit code.
             // Saves rbx here and rbp on the other side (to build the frame
@@ -169,8 +183,6 @@ pub unsafe fn switch_and_link(arg: Word, sp: StackPointer, base: StackPointer) -
             inlateout("rdi") arg => ret_arg,
             inlateout("rsi") base.get() => ret_sp,
             inlateout("rdx") sp.get() => _,
-            lateout("r12") _, lateout("r13") _, lateout("r14") _, lateout("r15") _,
-            clobber_abi("sysv64")
         );
     }
     (ret_arg, ret_sp)
@@ -190,7 +202,7 @@ pub unsafe fn switch_and_unwind(sp: StackPointer, base: StackPointer) -> (Word, 
     // coroutine just past the link-storing prologue of its resume point
     // (RESUME_PROLOGUE_LEN bytes, fixed by `.byte` encoding there).
     unsafe {
-        switch_asm!(
+        context_switch_asm!(
             // In: rsi = stack base, rdx = coroutine sp.
             // Out: rdi = word, rsi = new coroutine sp or exit code.
             // Does what the resume point's prologue would, then enters it
@@ -212,8 +224,6 @@ pub unsafe fn switch_and_unwind(sp: StackPointer, base: StackPointer) -> (Word, 
             lateout("rdi") ret_arg,
             inlateout("rsi") base.get() => ret_sp,
             inlateout("rdx") sp.get() => _,
-            lateout("r12") _, lateout("r13") _, lateout("r14") _, lateout("r15") _,
-            clobber_abi("sysv64")
         );
     }
     (ret_arg, ret_sp)
@@ -238,7 +248,7 @@ pub unsafe fn switch_yield(arg: Word, link: *mut StackPointer) -> Option<Word> {
     // record `switch_and_link` left there; we resume at label 2 when the
     // parent's next `call [rdx]` lands there.
     unsafe {
-        switch_asm!(
+        context_switch_asm!(
             // In: rdi = word, rdx = link.
             // Out: rdi = word from the parent, rsi = 0 if asked to unwind.
             // Pushes [rbp, rbx, resume address], hands its sp to the parent
@@ -263,8 +273,6 @@ pub unsafe fn switch_yield(arg: Word, link: *mut StackPointer) -> Option<Word> {
             inlateout("rdi") arg => ret_arg,
             lateout("rsi") unwind_flag,
             inlateout("rdx") link => _,
-            lateout("r12") _, lateout("r13") _, lateout("r14") _, lateout("r15") _,
-            clobber_abi("sysv64")
         );
     }
     if unwind_flag == 0 {
