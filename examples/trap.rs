@@ -6,18 +6,24 @@
 //! of the running coroutine and uses its `CoroutineTrapHandler` to make it
 //! return -1 to `main`. The stack is then reused for a second overflow.
 //!
-//! x86-64 Linux only.
+//! Linux only (the registers of the interrupted context are written by
+//! `support/interrupted_context.rs`, per architecture).
 
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[cfg(target_os = "linux")]
+#[path = "support/interrupted_context.rs"]
+mod interrupted_context;
+
+#[cfg(target_os = "linux")]
 mod imp {
+    use super::interrupted_context;
     use std::cell::Cell;
     use std::hint::black_box;
     use std::{io, mem, ptr};
 
     use switchback::stack::DefaultStack;
-    use switchback::trap::{CoroutineTrapHandler, TrapHandlerRegs};
+    use switchback::trap::CoroutineTrapHandler;
     use switchback::Coroutine;
 
     /// Size of the coroutine's stack.
@@ -54,28 +60,18 @@ mod imp {
         // SAFETY: with SA_SIGINFO the kernel passes a pointer to the
         // interrupted context as the third argument; nothing else uses it
         // while the handler runs.
-        let ctx = unsafe { &mut *(ctx as *mut libc::ucontext_t) };
-        let gregs = &mut ctx.uc_mcontext.gregs;
-        let rsp = gregs[libc::REG_RSP as usize] as usize;
+        let sp = unsafe { interrupted_context::stack_pointer(ctx) };
 
         match RUNNING.with(Cell::get) {
-            Some(handler) if handler.stack_ptr_in_bounds(rsp) => {
+            Some(handler) if handler.stack_ptr_in_bounds(sp) => {
                 // SAFETY: the coroutine is running (RUNNING is only set
                 // around `resume`) and it faulted on its own stack, as just
-                // checked. All five registers are written into the context
-                // below. The recursion owns nothing that needs dropping.
-                let TrapHandlerRegs {
-                    rip,
-                    rsp,
-                    rbp,
-                    rdi,
-                    rsi,
-                } = unsafe { handler.setup_trap_handler(|| -1) };
-                gregs[libc::REG_RIP as usize] = rip as i64;
-                gregs[libc::REG_RSP as usize] = rsp as i64;
-                gregs[libc::REG_RBP as usize] = rbp as i64;
-                gregs[libc::REG_RDI as usize] = rdi as i64;
-                gregs[libc::REG_RSI as usize] = rsi as i64;
+                // checked. `redirect` writes every register into the
+                // context. The recursion owns nothing that needs dropping.
+                unsafe {
+                    let regs = handler.setup_trap_handler(|| -1);
+                    interrupted_context::redirect(ctx, regs);
+                }
             }
             _ => {
                 // Not ours: restore the default action and return, so that
@@ -162,12 +158,12 @@ mod imp {
     }
 }
 
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[cfg(target_os = "linux")]
 fn main() {
     imp::main();
 }
 
-#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+#[cfg(not(target_os = "linux"))]
 fn main() {
-    println!("the trap example only supports x86-64 Linux");
+    println!("the trap example only supports Linux");
 }

@@ -1,6 +1,7 @@
 //! Trap recovery: a SIGSEGV/SIGBUS handler makes a faulting coroutine (stack overflow, bad address) return a value.
 //!
-//! x86-64 Linux only. Signal handlers are process-wide, so the tests take a
+//! Linux only; the registers of the interrupted context are read and
+//! written per architecture by `examples/support/interrupted_context.rs`. Signal handlers are process-wide, so the tests take a
 //! lock, install the handlers (with an alternate signal stack set up on the
 //! test's own thread) and restore the previous ones afterwards.
 //!
@@ -8,7 +9,7 @@
 //! `SWITCHBACK_UNDER_VALGRIND=1` (set by CI when it runs the test binaries
 //! under valgrind): the recovery works there too, but memcheck reports each
 //! deliberate invalid access as an error, failing `--error-exitcode=1`.
-#![cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#![cfg(target_os = "linux")]
 
 use std::cell::Cell;
 use std::hint::black_box;
@@ -16,10 +17,12 @@ use std::sync::Mutex;
 use std::{mem, ptr};
 
 use switchback::stack::{DefaultStack, Stack};
-use switchback::trap::{CoroutineTrapHandler, TrapHandlerRegs};
+use switchback::trap::CoroutineTrapHandler;
 use switchback::{Coroutine, CoroutineResult, ScopedCoroutine, Yielder};
 
 mod common;
+#[path = "../examples/support/interrupted_context.rs"]
+mod interrupted_context;
 use common::under_valgrind;
 
 /// How the handler makes the coroutine return.
@@ -45,43 +48,30 @@ thread_local! {
 extern "C" fn on_trap(signal: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: with SA_SIGINFO the kernel passes the siginfo and the
     // interrupted context, which only this handler uses while it runs.
-    let (ctx, addr) = unsafe {
+    let (sp, addr) = unsafe {
         (
-            &mut *(ctx as *mut libc::ucontext_t),
+            interrupted_context::stack_pointer(ctx),
             (*info).si_addr() as usize,
         )
     };
-    let gregs = &mut ctx.uc_mcontext.gregs;
-    let rsp = gregs[libc::REG_RSP as usize] as usize;
     match RUNNING.with(Cell::get) {
-        Some(handler) if handler.stack_ptr_in_bounds(rsp) => {
+        Some(handler) if handler.stack_ptr_in_bounds(sp) => {
             FAULT_ADDR.with(|f| f.set(addr));
             RECOVERED.with(|r| r.set(r.get() + 1));
             let value = if signal == libc::SIGBUS { -2 } else { -1 };
             // SAFETY: RUNNING is only set while the coroutine runs and it
-            // trapped on its own stack (checked above); all five registers
-            // are written below; the faulting code owns nothing that needs
+            // trapped on its own stack (checked above); `redirect` writes
+            // every register; the faulting code owns nothing that needs
             // dropping.
-            let regs = unsafe {
-                match RECOVERY.with(Cell::get) {
+            unsafe {
+                let regs = match RECOVERY.with(Cell::get) {
                     Recovery::Value => handler.setup_trap_handler(move || value),
                     Recovery::Panic => handler.setup_trap_handler(move || -> i32 {
                         panic!("recovered from signal {signal} by panicking")
                     }),
-                }
-            };
-            let TrapHandlerRegs {
-                rip,
-                rsp,
-                rbp,
-                rdi,
-                rsi,
-            } = regs;
-            gregs[libc::REG_RIP as usize] = rip as i64;
-            gregs[libc::REG_RSP as usize] = rsp as i64;
-            gregs[libc::REG_RBP as usize] = rbp as i64;
-            gregs[libc::REG_RDI as usize] = rdi as i64;
-            gregs[libc::REG_RSI as usize] = rsi as i64;
+                };
+                interrupted_context::redirect(ctx, regs);
+            }
         }
         _ => {
             // Not a coroutine trap: die with the signal as usual.

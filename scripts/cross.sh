@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Cross-target builds and test runs under qemu-user.
+#
+#   scripts/cross.sh --install TRIPLE...     install what the targets need
+#   scripts/cross.sh TRIPLE CARGO-ARGS...    run `cargo CARGO-ARGS --target TRIPLE`
+#                                            with the target's linker and qemu runner
+#
+# Example: scripts/cross.sh aarch64-unknown-linux-gnu test --test values
+#
+# Each Linux target row says which Debian cross gcc links it, which qemu-user
+# binary runs it and where its sysroot is. Targets whose std rustup does not
+# ship here are built with nightly's -Zbuild-std (the row's toolchain column).
+# Installing is idempotent: apt packages and rustup targets that are already
+# there are skipped.
+set -euo pipefail
+
+# triple | gnu prefix | qemu binary | debian libc package | toolchain
+TARGETS="
+aarch64-unknown-linux-gnu           aarch64-linux-gnu     qemu-aarch64-static  libc6-dev-arm64-cross   stable
+armv7-unknown-linux-gnueabihf       arm-linux-gnueabihf   qemu-arm-static      libc6-dev-armhf-cross   stable
+thumbv7neon-unknown-linux-gnueabihf arm-linux-gnueabihf   qemu-arm-static      libc6-dev-armhf-cross   stable
+arm-unknown-linux-gnueabihf         arm-linux-gnueabihf   qemu-arm-static      libc6-dev-armhf-cross   nightly
+i686-unknown-linux-gnu              i686-linux-gnu        qemu-i386-static     libc6-dev-i386-cross    stable
+riscv64gc-unknown-linux-gnu         riscv64-linux-gnu     qemu-riscv64-static  libc6-dev-riscv64-cross stable
+s390x-unknown-linux-gnu             s390x-linux-gnu       qemu-s390x-static    libc6-dev-s390x-cross   stable
+powerpc64le-unknown-linux-gnu       powerpc64le-linux-gnu qemu-ppc64le-static  libc6-dev-ppc64el-cross stable
+"
+
+row() {
+    awk -v t="$1" '$1 == t { print; found = 1 } END { exit !found }' <<<"$TARGETS"
+}
+
+sudo_cmd=()
+if [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null; then
+    sudo_cmd=(sudo)
+fi
+
+install() {
+    local packages=() triple prefix qemu libc toolchain
+    local rustup_targets=() need_src=0
+    for triple in "$@"; do
+        if ! read -r _ prefix qemu libc toolchain < <(row "$triple"); then
+            echo "cross.sh: unknown target $triple" >&2
+            exit 2
+        fi
+        command -v "$prefix-gcc" >/dev/null || packages+=("gcc-$prefix")
+        [[ -d /usr/$prefix/lib ]] || packages+=("$libc")
+        command -v "$qemu" >/dev/null || packages+=(qemu-user-static)
+        if [[ $toolchain == stable ]]; then
+            rustup_targets+=("$triple")
+        else
+            need_src=1
+        fi
+    done
+    if ((${#packages[@]})); then
+        mapfile -t packages < <(printf '%s\n' "${packages[@]}" | sort -u)
+        "${sudo_cmd[@]}" apt-get update
+        "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y --no-install-recommends "${packages[@]}"
+    fi
+    local installed
+    installed=$(rustup target list --installed)
+    for triple in "${rustup_targets[@]}"; do
+        grep -qx "$triple" <<<"$installed" || rustup target add "$triple"
+    done
+    if ((need_src)); then
+        rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+        rustup component list --installed --toolchain nightly | grep -q '^rust-src' ||
+            rustup component add rust-src --toolchain nightly
+    fi
+}
+
+if [[ ${1:-} == --install ]]; then
+    shift
+    install "$@"
+    exit 0
+fi
+
+if (($# < 2)); then
+    sed -n '2,14p' "$0" >&2
+    exit 2
+fi
+
+triple=$1
+shift
+if ! read -r _ prefix qemu _ toolchain < <(row "$triple"); then
+    echo "cross.sh: unknown target $triple" >&2
+    exit 2
+fi
+env_triple=$(tr 'a-z-' 'A-Z_' <<<"$triple")
+export "CARGO_TARGET_${env_triple}_LINKER=$prefix-gcc"
+export "CARGO_TARGET_${env_triple}_RUNNER=$qemu -L /usr/$prefix"
+# The C compiler for build scripts that compile C (backtrace's tests do not,
+# but cc-based crates may).
+export "CC_${triple//-/_}=$prefix-gcc"
+
+subcommand=$1
+shift
+if [[ $toolchain == nightly ]]; then
+    exec cargo +nightly "$subcommand" -Zbuild-std=std,panic_unwind --target "$triple" "$@"
+else
+    exec cargo "$subcommand" --target "$triple" "$@"
+fi
