@@ -59,6 +59,14 @@
 #![cfg_attr(feature = "asm-unwind", feature(asm_unwind))]
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
+#[cfg(all(feature = "sanitizer", feature = "asm-unwind"))]
+compile_error!(
+    "switchback: the `sanitizer` and `asm-unwind` features cannot be combined: with \
+     `asm-unwind` a panic crosses from a coroutine's stack to its parent's inside the \
+     unwinder, where the switch cannot be announced to AddressSanitizer (which then \
+     reports false stack-buffer-overflows); use `sanitizer` without `asm-unwind`"
+);
+
 #[cfg(any(
     feature = "default-stack",
     feature = "unwind",
@@ -80,3 +88,5 @@ mod word;
 pub use coroutine::{Coroutine, CoroutineResult, Yielder};
 pub use on_stack::on_stack;
 pub use scoped::{ScopedCoroutine, ScopedCoroutineRef};
+#[cfg(feature = "unwind")]
+pub use unwind::ForcedUnwind;

@@ -2,11 +2,12 @@
 //! signal handler: [`CoroutineTrapHandler`].
 
 use core::marker::PhantomData;
-use core::ptr;
+use core::{mem, ptr};
 
 pub use crate::arch::TrapHandlerRegs;
-use crate::coroutine::{closure_footprint, closure_slot, trap_entry};
+use crate::coroutine::{closure_slot, trap_entry};
 use crate::stack::StackPointer;
+use crate::stack::{closure_stack_bytes, stack_bytes_needed, MIN_GUARD_SIZE};
 
 /// What a signal handler needs to make a trapping coroutine return to its
 /// parent with a value.
@@ -48,8 +49,9 @@ impl<Return> CoroutineTrapHandler<Return> {
     }
 
     /// Whether `stack_ptr` (the stack pointer of the interrupted context)
-    /// lies in this coroutine's stack, guard pages included, so that a stack
-    /// overflow counts as inside.
+    /// lies in this coroutine's stack or in the
+    /// [`MIN_GUARD_SIZE`](crate::stack::MIN_GUARD_SIZE) bytes of guard
+    /// below it, so that a stack overflow counts as inside.
     ///
     /// ```
     /// use switchback::Coroutine;
@@ -60,7 +62,7 @@ impl<Return> CoroutineTrapHandler<Return> {
     /// assert!(!handler.stack_ptr_in_bounds(&local as *const u8 as usize));
     /// ```
     pub fn stack_ptr_in_bounds(&self, stack_ptr: usize) -> bool {
-        stack_ptr >= self.limit.get() && stack_ptr < self.base.get()
+        stack_ptr >= self.limit.get().saturating_sub(MIN_GUARD_SIZE) && stack_ptr < self.base.get()
     }
 
     /// Rewrites the coroutine's stack so that, once the signal handler
@@ -93,8 +95,13 @@ impl<Return> CoroutineTrapHandler<Return> {
     {
         let capacity = self.base.get() - self.limit.get();
         assert!(
-            crate::stack::closure_room(closure_footprint::<F>(), capacity) <= capacity,
-            "switchback: the trap handler's closure is too big for the coroutine's stack"
+            stack_bytes_needed(closure_stack_bytes(
+                mem::size_of::<F>(),
+                mem::align_of::<F>()
+            )) <= capacity,
+            "switchback: the trap handler's closure ({} bytes) is too big for the \
+             coroutine's stack of {capacity} bytes",
+            mem::size_of::<F>()
         );
         // The frames being discarded may have left the stack poisoned.
         crate::sanitizer::unpoison(self.limit.get(), self.base.get());

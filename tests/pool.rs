@@ -54,9 +54,9 @@ fn resident_pages(start: usize, end: usize) -> usize {
     vec.iter().filter(|&&b| b & 1 != 0).count()
 }
 
-/// The usable range of a stack: above its guard page.
+/// The usable range of a stack: from its limit (the guard page is below).
 fn usable(stack: &impl Stack) -> (usize, usize) {
-    (stack.limit().get() + page_size(), stack.base().get())
+    (stack.limit().get(), stack.base().get())
 }
 
 /// Fills `bytes` bytes of the coroutine's stack with `fill` and returns the
@@ -78,7 +78,7 @@ fn stacks_are_reused() {
         assert_eq!(pool.allocated_count(), 0);
         let stack = pool.get().unwrap();
         let (base, limit) = (stack.base(), stack.limit());
-        assert!(base.get() - limit.get() >= 64 * 1024 + page_size());
+        assert!(base.get() - limit.get() >= 64 * 1024);
         assert_eq!(pool.idle_count(), 0);
         drop(stack);
         assert_eq!(pool.idle_count(), 1);
@@ -103,23 +103,21 @@ fn stack_size_is_rounded_to_pages() {
     assert_eq!(pool.stack_size() % page, 0);
     assert!(pool.stack_size() > MIN_STACK_SIZE);
     let stack = pool.get().unwrap();
-    assert_eq!(
-        stack.base().get() - stack.limit().get(),
-        pool.stack_size() + page
-    );
+    assert_eq!(stack.base().get() - stack.limit().get(), pool.stack_size());
     assert_eq!(stack.base().get() % page, 0);
 }
 
 #[test]
-fn invalid_sizes_are_rejected() {
-    assert_eq!(
-        StackPool::new(0).unwrap_err().kind(),
-        ErrorKind::InvalidInput
-    );
-    assert_eq!(
-        StackPool::new(MIN_STACK_SIZE - 1).unwrap_err().kind(),
-        ErrorKind::InvalidInput
-    );
+fn small_sizes_round_up_and_huge_ones_are_rejected() {
+    for size in [0, 1, 4095, MIN_STACK_SIZE - 1] {
+        let pool = StackPool::new(size).unwrap();
+        assert_eq!(
+            pool.stack_size(),
+            MIN_STACK_SIZE.next_multiple_of(page_size())
+        );
+        let stack = pool.get().unwrap();
+        assert_eq!(stack.base().get() - stack.limit().get(), pool.stack_size());
+    }
     assert_eq!(
         StackPool::new(usize::MAX).unwrap_err().kind(),
         ErrorKind::InvalidInput
@@ -129,7 +127,7 @@ fn invalid_sizes_are_rejected() {
         ErrorKind::InvalidInput
     );
     // Too big to map is an error from `get`, not a crash.
-    let pool = StackPool::new(usize::MAX / 2).unwrap();
+    let pool = StackPool::new(usize::MAX / 4).unwrap();
     assert!(pool.get().is_err());
     assert!(Coroutine::<(), (), (), _>::try_with_pool(&pool, |_, ()| ()).is_err());
     assert_eq!(pool.allocated_count(), 0);
@@ -267,11 +265,11 @@ fn guard_page_survives_reuse() {
                 "{builder:?}: not reused"
             );
             assert_eq!(
-                perms_at(limit).as_deref(),
+                perms_at(limit - page).as_deref(),
                 Some("---p"),
-                "{builder:?}: guard page at {limit:#x} lost its protection"
+                "{builder:?}: guard page below {limit:#x} lost its protection"
             );
-            assert_eq!(perms_at(limit + page).as_deref(), Some("rw-p"));
+            assert_eq!(perms_at(limit).as_deref(), Some("rw-p"));
             assert_eq!(perms_at(stack.base().get() - 1).as_deref(), Some("rw-p"));
         }
     }
@@ -364,8 +362,8 @@ fn overflow_on_reused_stack_hits_the_guard_page() {
         drop(first);
         let stack = pool.get().unwrap();
         assert_eq!(stack.limit().get(), limit, "the stack should be reused");
-        GUARD[0].store(limit, Relaxed);
-        GUARD[1].store(limit + page_size(), Relaxed);
+        GUARD[0].store(limit - page_size(), Relaxed);
+        GUARD[1].store(limit, Relaxed);
         install_fault_handler();
         let mut co: Coroutine<(), (), u64, _> = Coroutine::with_stack(stack, |_, ()| recurse(0));
         co.resume(());
