@@ -76,6 +76,8 @@ compile_error!(
 extern crate std;
 
 mod arch;
+#[cfg(doctest)]
+mod compile_fail_doctests;
 mod coroutine;
 mod on_stack;
 mod sanitizer;

@@ -15,7 +15,7 @@ use switchback::stack::{PooledStack, Stack, StackPool, StackPoolBuilder, MIN_STA
 use switchback::{Coroutine, CoroutineResult, ScopedCoroutine};
 
 mod common;
-use common::{under_sanitizer, under_valgrind};
+use common::{run_child, under_sanitizer, under_valgrind};
 
 fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
@@ -275,17 +275,6 @@ fn guard_page_survives_reuse() {
     }
 }
 
-/// Runs the named test of this binary in a child process with `var` set.
-fn run_child(test: &str, var: &str) -> std::process::ExitStatus {
-    std::process::Command::new(std::env::current_exe().unwrap())
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(var, "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap()
-}
-
 #[inline(never)]
 #[allow(unconditional_recursion)]
 fn recurse(depth: u64) -> u64 {
@@ -374,7 +363,7 @@ fn overflow_on_reused_stack_hits_the_guard_page() {
         eprintln!("skipped under valgrind");
         return;
     }
-    let status = run_child("overflow_on_reused_stack_hits_the_guard_page", CHILD);
+    let (status, _) = run_child("overflow_on_reused_stack_hits_the_guard_page", CHILD);
     assert_eq!(
         status.code(),
         Some(FAULT_IN_GUARD),

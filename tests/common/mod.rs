@@ -41,3 +41,20 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         "<non-string payload>".to_string()
     }
 }
+
+/// Runs the named test of the current test binary in a child process with
+/// the environment variable `var` set to 1, and returns how it ended and
+/// what it wrote to stderr.
+pub fn run_child(test: &str, var: &str) -> (std::process::ExitStatus, String) {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(var, "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
