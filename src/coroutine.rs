@@ -517,9 +517,12 @@ impl<Input, Yield, Return, Stack: stack::Stack> Drop
 }
 
 impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, Stack> {
-    /// Unwinds a suspended coroutine that is being dropped, or aborts where
-    /// that is impossible.
-    fn unwind_for_drop(&mut self) {
+    /// Unwinds a coroutine that is being dropped if it is suspended, or
+    /// aborts with a message where that is impossible.
+    pub(crate) fn unwind_for_drop(&mut self) {
+        if self.done() {
+            return;
+        }
         if self.started() {
             #[cfg(not(feature = "unwind"))]
             unwind::abort_with_message(

@@ -61,7 +61,7 @@ impl<Input, Yield, Return, Stack: stack::Stack> Drop
 {
     fn drop(&mut self) {
         let guard = AbortUnlessDone(&mut self.inner);
-        guard.0.force_unwind();
+        guard.0.unwind_for_drop();
     }
 }
 
