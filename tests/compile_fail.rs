@@ -11,6 +11,8 @@
 //! so `cargo test` still checks that each fails to compile; CI runs this
 //! test too, to check the exact messages.
 
+#![cfg(all(target_arch = "x86_64", target_os = "linux"))] // trybuild is a host-only dev-dependency
+
 #[test]
 #[ignore = "slow (builds a separate project); CI runs it with --ignored"]
 fn compile_fail() {
