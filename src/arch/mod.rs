@@ -80,5 +80,16 @@ mod x86_64;
 #[cfg(all(target_arch = "x86_64", not(windows)))]
 pub use x86_64::*;
 
-#[cfg(not(all(target_arch = "x86_64", not(windows))))]
-compile_error!("switchback does not support this target yet; it supports x86-64 Linux");
+#[cfg(any(target_arch = "riscv64", target_arch = "riscv32"))]
+mod riscv;
+#[cfg(any(target_arch = "riscv64", target_arch = "riscv32"))]
+pub use riscv::*;
+
+#[cfg(not(any(
+    all(target_arch = "x86_64", not(windows)),
+    target_arch = "riscv64",
+    target_arch = "riscv32",
+)))]
+compile_error!(
+    "switchback does not support this target yet; it supports x86-64 Linux and RISC-V (RV64, RV32)"
+);
