@@ -85,11 +85,18 @@ mod riscv;
 #[cfg(any(target_arch = "riscv64", target_arch = "riscv32"))]
 pub use riscv::*;
 
+#[cfg(target_arch = "loongarch64")]
+mod loongarch64;
+#[cfg(target_arch = "loongarch64")]
+pub use loongarch64::*;
+
 #[cfg(not(any(
     all(target_arch = "x86_64", not(windows)),
     target_arch = "riscv64",
     target_arch = "riscv32",
+    target_arch = "loongarch64",
 )))]
 compile_error!(
-    "switchback does not support this target yet; it supports x86-64 Linux and RISC-V (RV64, RV32)"
+    "switchback does not support this target yet; it supports x86-64 Linux, \
+     RISC-V (RV64, RV32) and LoongArch64"
 );

@@ -7,17 +7,15 @@
 //!
 //! ```text
 //! coroutine stack                          parent stack while it runs
-//! +--------------------+ <- base = root s0 +--------------------+ <- link value
-//! | return label       |  base - W         | return address ra  |  lv - W   a frame record
-//! +--------------------+                   | saved s0           |  lv - 2W  {s0, ra} below lv
-//! | parent link  ------+------------------>| saved s1           |  lv - 3W
-//! +--------------------+  base - 2W        | (unused)           |
-//! | (unused)           |                   +--------------------+ <- parent sp (lv - 4W)
-//! +--------------------+ base - 16
-//! | closure object     |
+//! +--------------------+ <- base = root s0 +--------------------+ <- link value (lv)
+//! | return label       |  base - W         | return address ra  |  lv - W    {s0, ra}: a
+//! | parent link  ------+------------------>| saved s0           |  lv - 2W   frame record
+//! | (RV32: unused)     |                   | saved s1           |  lv - 3W
+//! +--------------------+ <- base - 16      | (unused)           |
+//! | closure object     |                   +--------------------+ <- parent sp (lv - 4W)
 //! ~        ...         ~
 //! +--------------------+ <- obj (16-aligned)
-//! | (unused)           |
+//! | (RV32: unused)     |
 //! | entry fn           |  only until the first resume
 //! | coroutine_root     |
 //! +--------------------+ <- initial sp (obj - 16)
