@@ -231,8 +231,7 @@ fn floats() {
     });
     let mut parent = [1.0f64, 2.0, 3.0, 4.0];
     let mut input = 8.0;
-    let mut result = 0.0;
-    loop {
+    let result = loop {
         match co.resume(input) {
             CoroutineResult::Yield(v) => {
                 for p in parent.iter_mut() {
@@ -240,12 +239,9 @@ fn floats() {
                 }
                 input = 2.0;
             }
-            CoroutineResult::Return(r) => {
-                result = r;
-                break;
-            }
+            CoroutineResult::Return(r) => break r,
         }
-    }
+    };
     // The same arithmetic without switches.
     let mut acc = [8.0f64, 4.0, 2.0, 9.5];
     let mut expect_parent = [1.0f64, 2.0, 3.0, 4.0];
