@@ -109,7 +109,9 @@ fn print(text: &str) {
 fn exit(code: usize) -> ! {
     // SAFETY: exit(2) does not return.
     unsafe { syscall2(SYS_EXIT, code, 0, 0) };
-    loop {}
+    loop {
+        core::hint::spin_loop();
+    }
 }
 
 fn check(ok: bool, what: &str) {
@@ -187,8 +189,14 @@ fn nested() {
             CoroutineResult::Yield(_) => 0,
         }
     });
-    check(outer.resume(5) == CoroutineResult::Yield(15), "nested yield");
-    check(outer.resume(40) == CoroutineResult::Return(41), "nested return");
+    check(
+        outer.resume(5) == CoroutineResult::Yield(15),
+        "nested yield",
+    );
+    check(
+        outer.resume(40) == CoroutineResult::Return(41),
+        "nested return",
+    );
 }
 
 fn parent_stack() {
@@ -199,8 +207,14 @@ fn parent_stack() {
         });
         yielder.suspend(y) + 1
     });
-    check(co.resume(2) == CoroutineResult::Yield(128), "on_parent_stack");
-    check(co.resume(9) == CoroutineResult::Return(10), "after on_parent_stack");
+    check(
+        co.resume(2) == CoroutineResult::Yield(128),
+        "on_parent_stack",
+    );
+    check(
+        co.resume(9) == CoroutineResult::Return(10),
+        "after on_parent_stack",
+    );
 }
 
 fn other_stack() {
@@ -263,7 +277,10 @@ fn reset() {
         yielder.suspend(1u8);
         2u8
     });
-    check(co.resume(()) == CoroutineResult::Yield(1), "yield before reset");
+    check(
+        co.resume(()) == CoroutineResult::Yield(1),
+        "yield before reset",
+    );
     // SAFETY: nothing on the coroutine's stack needs dropping.
     unsafe { co.force_reset() };
     check(co.done(), "done after force_reset");
