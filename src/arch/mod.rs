@@ -8,9 +8,10 @@
 //! - `STACK_ALIGNMENT`: the alignment of a stack pointer at a call boundary.
 //! - `LINK_OFFSET`: the parent link lives in the word at `base - LINK_OFFSET`
 //!   of every coroutine stack. While the coroutine runs it holds the stack
-//!   pointer of its parent (the context that last resumed it), pointing at a
-//!   record from which the parent is restored. The `Yielder` is a pointer to
-//!   this word.
+//!   pointer of its parent (the context that last resumed it), locating a
+//!   record from which the parent is restored: at it, or just below it where
+//!   frame records sit below the frame pointer (RISC-V, LoongArch). The
+//!   `Yielder` is a pointer to this word.
 //! - `RESERVED_TOP`: bytes at the top of a coroutine stack that belong to the
 //!   architecture (the link and anything beside it). Portable code places the
 //!   closure object below `base - RESERVED_TOP`.
