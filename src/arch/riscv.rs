@@ -41,7 +41,9 @@
 //! only what is live across the switch. The word passed across is in `a0`;
 //! the coroutine's new stack pointer (or exit code) comes back in `a1`.
 //! The parent's `jalr` (a call) is matched by the coroutine's `ret`, so the
-//! return-address stack stays in step. The parent stores the link itself,
+//! return-address stack stays in step; the target of every `jalr` is in a
+//! register other than `ra` and `t0` (x1, x5), which the ISA's hints would
+//! take for a return or a coroutine swap. The parent stores the link itself,
 //! so the resume point needs nothing from it but `a1`: an ordinary resume
 //! passes the stack base there, `switch_and_unwind` passes 0, which
 //! `switch_yield` reports as the unwind request.
@@ -280,8 +282,8 @@ pub unsafe fn switch_and_link(arg: Word, sp: StackPointer, base: StackPointer) -
             concat!("addi sp, sp, -4*", w!()),
             store!("s0", 2, "sp"),
             store!("s1", 1, "sp"),
-            load!("t0", 0, "a2"),
-            "jalr t0",
+            load!("t1", 0, "a2"),
+            "jalr t1",
             load!("s0", 2, "sp"),
             load!("s1", 1, "sp"),
             concat!("addi sp, sp, 4*", w!()),
@@ -316,8 +318,8 @@ pub unsafe fn switch_and_unwind(sp: StackPointer, base: StackPointer) -> (Word, 
             concat!("addi sp, sp, -4*", w!()),
             store!("s0", 2, "sp"),
             store!("s1", 1, "sp"),
-            load!("t0", 0, "a2"),
-            "jalr t0",
+            load!("t1", 0, "a2"),
+            "jalr t1",
             load!("s0", 2, "sp"),
             load!("s1", 1, "sp"),
             concat!("addi sp, sp, 4*", w!()),
