@@ -18,8 +18,8 @@
 #      runs, but unwinding, backtraces and traps (which need std) do not.
 #
 # --install installs what it needs first: nightly with rust-src (rustup) and
-# qemu-user-static (apt). Respects CARGO_TARGET_DIR (default: target/la in
-# the repository, no-std-check builds in target/la-nostd).
+# qemu-user-static (apt). Builds in the subdirectories la/ and la-nostd/ of
+# CARGO_TARGET_DIR (default: the repository's target/).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
