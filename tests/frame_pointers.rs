@@ -4,15 +4,24 @@
 //! exists when built with
 //! `RUSTFLAGS="-C force-frame-pointers=yes --cfg switchback_frame_pointers"`,
 //! as `.ci/run` does.
-#![cfg(all(switchback_frame_pointers, target_arch = "x86_64"))]
+#![cfg(all(
+    switchback_frame_pointers,
+    any(
+        target_arch = "x86_64",
+        target_arch = "riscv64",
+        target_arch = "riscv32",
+        target_arch = "loongarch64"
+    )
+))]
 
 use switchback::{on_stack, stack::DefaultStack, Coroutine};
 
 /// Return addresses found by following `rbp` from the caller's frame, as a
 /// profiler that walks frame records would.
+#[cfg(target_arch = "x86_64")]
 #[inline(never)]
 fn frame_pointer_walk() -> Vec<usize> {
-    let mut rbp: usize;
+    let rbp: usize;
     // SAFETY: reads the frame pointer register; no memory is touched.
     unsafe {
         core::arch::asm!(
@@ -23,17 +32,70 @@ fn frame_pointer_walk() -> Vec<usize> {
             options(nomem, nostack)
         )
     };
+    // A record {previous rbp, return address} lies at rbp.
+    walk(rbp, 0, 8)
+}
+
+/// Return addresses found by following the frame pointer from the caller's
+/// frame, as a profiler that walks frame records would.
+#[cfg(any(target_arch = "riscv64", target_arch = "riscv32"))]
+#[inline(never)]
+fn frame_pointer_walk() -> Vec<usize> {
+    let fp: usize;
+    // SAFETY: reads the frame pointer register; no memory is touched.
+    unsafe {
+        core::arch::asm!(
+            // Out: the register = s0 (this function's frame pointer). No
+            // stack use, no memory access, nothing else changed.
+            "mv {}, s0",
+            out(reg) fp,
+            options(nomem, nostack)
+        )
+    };
+    // The psABI's record {previous s0, return address} lies just below s0.
+    let w = core::mem::size_of::<usize>() as isize;
+    walk(fp, -2 * w, -w)
+}
+
+/// Return addresses found by following the frame pointer from the caller's
+/// frame, as a profiler that walks frame records would.
+#[cfg(target_arch = "loongarch64")]
+#[inline(never)]
+fn frame_pointer_walk() -> Vec<usize> {
+    let fp: usize;
+    // SAFETY: reads the frame pointer register; no memory is touched.
+    unsafe {
+        core::arch::asm!(
+            // Out: the register = $fp (this function's frame pointer). No
+            // stack use, no memory access, nothing else changed.
+            "move {}, $fp",
+            out(reg) fp,
+            options(nomem, nostack)
+        )
+    };
+    // The record {previous fp, return address} lies just below fp.
+    walk(fp, -16, -8)
+}
+
+/// Follows frame records from `fp`: the previous frame pointer is at
+/// `fp + next_at`, the return address at `fp + ret_at`.
+fn walk(mut fp: usize, next_at: isize, ret_at: isize) -> Vec<usize> {
     let mut addresses = Vec::new();
-    while rbp != 0 && addresses.len() < 256 {
-        // SAFETY: with frame pointers forced, every rbp in the chain points
-        // at a frame record {previous rbp, return address}; a broken chain
-        // faults here, which fails the test.
-        let (next, ret) = unsafe { (*(rbp as *const usize), *((rbp + 8) as *const usize)) };
+    while fp != 0 && addresses.len() < 256 {
+        // SAFETY: with frame pointers forced, every frame pointer in the
+        // chain locates a frame record {previous fp, return address}; a
+        // broken chain faults here, which fails the test.
+        let (next, ret) = unsafe {
+            (
+                *(fp.wrapping_add_signed(next_at) as *const usize),
+                *(fp.wrapping_add_signed(ret_at) as *const usize),
+            )
+        };
         if ret == 0 {
             break;
         }
         addresses.push(ret);
-        rbp = next;
+        fp = next;
     }
     addresses
 }

@@ -55,3 +55,76 @@ mod imp {
         gregs[libc::REG_RSI as usize] = rsi as i64;
     }
 }
+
+#[cfg(target_arch = "riscv64")]
+mod imp {
+    use super::TrapHandlerRegs;
+
+    // `__gregs[0]` is the pc; `__gregs[n]` is register xn for n >= 1.
+    const PC: usize = 0;
+    const RA: usize = 1;
+    const SP: usize = 2;
+    const S0: usize = 8;
+    const A0: usize = 10;
+    const A1: usize = 11;
+
+    pub fn stack_pointer(ctx: &libc::ucontext_t) -> usize {
+        ctx.uc_mcontext.__gregs[SP] as usize
+    }
+
+    pub fn redirect(ctx: &mut libc::ucontext_t, regs: TrapHandlerRegs) {
+        // Destructured so that a field added to TrapHandlerRegs is a compile
+        // error here until it is written too.
+        let TrapHandlerRegs {
+            pc,
+            ra,
+            sp,
+            a0,
+            a1,
+            s0,
+        } = regs;
+        let gregs = &mut ctx.uc_mcontext.__gregs;
+        gregs[PC] = pc as libc::c_ulong;
+        gregs[RA] = ra as libc::c_ulong;
+        gregs[SP] = sp as libc::c_ulong;
+        gregs[A0] = a0 as libc::c_ulong;
+        gregs[A1] = a1 as libc::c_ulong;
+        gregs[S0] = s0 as libc::c_ulong;
+    }
+}
+
+#[cfg(target_arch = "loongarch64")]
+mod imp {
+    use super::TrapHandlerRegs;
+
+    // The pc is `__pc`; `__gregs[n]` is register rn.
+    const RA: usize = 1;
+    const SP: usize = 3;
+    const A0: usize = 4;
+    const A1: usize = 5;
+    const FP: usize = 22;
+
+    pub fn stack_pointer(ctx: &libc::ucontext_t) -> usize {
+        ctx.uc_mcontext.__gregs[SP] as usize
+    }
+
+    pub fn redirect(ctx: &mut libc::ucontext_t, regs: TrapHandlerRegs) {
+        // Destructured so that a field added to TrapHandlerRegs is a compile
+        // error here until it is written too.
+        let TrapHandlerRegs {
+            pc,
+            sp,
+            a0,
+            a1,
+            fp,
+            ra,
+        } = regs;
+        let mcontext = &mut ctx.uc_mcontext;
+        mcontext.__pc = pc as libc::c_ulonglong;
+        mcontext.__gregs[SP] = sp as libc::c_ulonglong;
+        mcontext.__gregs[A0] = a0 as libc::c_ulonglong;
+        mcontext.__gregs[A1] = a1 as libc::c_ulonglong;
+        mcontext.__gregs[FP] = fp as libc::c_ulonglong;
+        mcontext.__gregs[RA] = ra as libc::c_ulonglong;
+    }
+}

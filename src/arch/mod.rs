@@ -8,9 +8,10 @@
 //! - `STACK_ALIGNMENT`: the alignment of a stack pointer at a call boundary.
 //! - `LINK_OFFSET`: the parent link lives in the word at `base - LINK_OFFSET`
 //!   of every coroutine stack. While the coroutine runs it holds the stack
-//!   pointer of its parent (the context that last resumed it), pointing at a
-//!   record from which the parent is restored. The `Yielder` is a pointer to
-//!   this word.
+//!   pointer of its parent (the context that last resumed it), locating a
+//!   record from which the parent is restored: at it, or just below it where
+//!   frame records sit below the frame pointer (RISC-V, LoongArch). The
+//!   `Yielder` is a pointer to this word.
 //! - `RESERVED_TOP`: bytes at the top of a coroutine stack that belong to the
 //!   architecture (the link and anything beside it). Portable code places the
 //!   closure object below `base - RESERVED_TOP`.
@@ -80,5 +81,23 @@ mod x86_64;
 #[cfg(all(target_arch = "x86_64", not(windows)))]
 pub use x86_64::*;
 
-#[cfg(not(all(target_arch = "x86_64", not(windows))))]
-compile_error!("switchback does not support this target yet; it supports x86-64 Linux");
+#[cfg(any(target_arch = "riscv64", target_arch = "riscv32"))]
+mod riscv;
+#[cfg(any(target_arch = "riscv64", target_arch = "riscv32"))]
+pub use riscv::*;
+
+#[cfg(target_arch = "loongarch64")]
+mod loongarch64;
+#[cfg(target_arch = "loongarch64")]
+pub use loongarch64::*;
+
+#[cfg(not(any(
+    all(target_arch = "x86_64", not(windows)),
+    target_arch = "riscv64",
+    target_arch = "riscv32",
+    target_arch = "loongarch64",
+)))]
+compile_error!(
+    "switchback does not support this target yet; it supports x86-64 Linux, \
+     RISC-V (RV64, RV32) and LoongArch64"
+);
