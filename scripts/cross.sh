@@ -90,6 +90,9 @@ fi
 env_triple=$(tr 'a-z-' 'A-Z_' <<<"$triple")
 export "CARGO_TARGET_${env_triple}_LINKER=$prefix-gcc"
 export "CARGO_TARGET_${env_triple}_RUNNER=$qemu -L /usr/$prefix"
+# The tests that re-run their own binary as a child process need the same
+# emulator command (tests/common/mod.rs).
+export SWITCHBACK_QEMU_RUNNER="$qemu -L /usr/$prefix"
 # The C compiler for build scripts that compile C (backtrace's tests do not,
 # but cc-based crates may).
 export "CC_${triple//-/_}=$prefix-gcc"

@@ -6,7 +6,7 @@ use switchback::stack::{DefaultStack, Stack, StackPointer, MIN_STACK_SIZE, STACK
 use switchback::{Coroutine, CoroutineResult, ScopedCoroutine, Yielder};
 
 mod common;
-use common::{under_sanitizer, under_valgrind};
+use common::{under_qemu, under_sanitizer, under_valgrind};
 
 fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
@@ -120,9 +120,11 @@ fn guard_page_is_mapped_without_access() {
 #[test]
 #[cfg(target_os = "linux")]
 fn dropping_default_stack_unmaps_it() {
-    if under_valgrind() || under_sanitizer() {
-        // Both track every mapping: terabytes of them take hours.
-        eprintln!("skipped under valgrind or a sanitizer");
+    if under_valgrind() || under_sanitizer() || under_qemu() {
+        // Each tracks every mapping: terabytes of them take hours (and
+        // qemu-user backs them with host memory until the OOM killer
+        // ends it).
+        eprintln!("skipped under valgrind, a sanitizer or qemu");
         return;
     }
     // 1024 stacks of 256 GiB are 256 TiB of address space, more than the
