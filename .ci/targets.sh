@@ -22,17 +22,25 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 # Linux targets whose whole suite runs under qemu-user (scripts/cross.sh has
 # the linker, runner and sysroot of each).
 RUN_TARGETS=(
+    riscv64gc-unknown-linux-gnu
 )
 
 # Targets without std: the crate with no features, instantiated by
 # no-std-check/.
 NO_STD_TARGETS=(
     x86_64-unknown-none
+    riscv32imac-unknown-none-elf
+    riscv64imac-unknown-none-elf
 )
 
 # Targets compiled but not run here: "triple toolchain" (nightly builds std
 # or core from source where rustup ships none).
 OBJECT_TARGETS=(
+)
+
+# Targets with a script of their own (what each checks is in its header).
+SCRIPTED_TARGETS=(
+    "loongarch64-unknown-linux-gnu scripts/loongarch64-build.sh"
 )
 
 run() {
@@ -109,7 +117,11 @@ no_std_targets() {
 }
 
 object_targets() {
-    local entry target toolchain
+    local entry target toolchain script
+    for entry in "${SCRIPTED_TARGETS[@]}"; do
+        read -r target script <<<"$entry"
+        run bash "$script" --install
+    done
     for entry in "${OBJECT_TARGETS[@]}"; do
         read -r target toolchain <<<"$entry"
         if [[ $toolchain == nightly ]]; then
@@ -136,6 +148,7 @@ list)
     printf 'run under qemu: %s\n' "${RUN_TARGETS[@]}"
     printf 'no_std build:   %s\n' "${NO_STD_TARGETS[@]}"
     printf 'compiled:       %s\n' "${OBJECT_TARGETS[@]}"
+    printf 'scripted:       %s\n' "${SCRIPTED_TARGETS[@]}"
     ;;
 *)
     sed -n '2,16p' "$0" >&2
