@@ -80,5 +80,22 @@ mod x86_64;
 #[cfg(all(target_arch = "x86_64", not(windows)))]
 pub use x86_64::*;
 
-#[cfg(not(all(target_arch = "x86_64", not(windows))))]
-compile_error!("switchback does not support this target yet; it supports x86-64 Linux");
+#[cfg(all(target_arch = "powerpc64", any(target_abi = "elfv1", target_abi = "elfv2")))]
+mod powerpc64;
+#[cfg(all(target_arch = "powerpc64", any(target_abi = "elfv1", target_abi = "elfv2")))]
+pub use powerpc64::*;
+
+#[cfg(target_arch = "s390x")]
+mod s390x;
+#[cfg(target_arch = "s390x")]
+pub use s390x::*;
+
+#[cfg(not(any(
+    all(target_arch = "x86_64", not(windows)),
+    all(target_arch = "powerpc64", any(target_abi = "elfv1", target_abi = "elfv2")),
+    target_arch = "s390x",
+)))]
+compile_error!(
+    "switchback does not support this target yet; it supports x86-64 Linux, \
+     PowerPC64 (ELFv1, ELFv2) and s390x"
+);
