@@ -40,7 +40,9 @@
 //!   `MIN_STACK_SIZE`, so it cannot be mistaken for a stack pointer);
 //!   nothing may be left on its stack that needs dropping.
 //! - `on_stack(arg, top, f)`: calls `f(arg)` with the stack pointer set to
-//!   `top` and returns on the original stack, with unwind info linking the two.
+//!   `top` (or, where every frame starts with a header that callees write,
+//!   as on PowerPC64 and s390x, to a root frame just below `top`) and
+//!   returns on the original stack, with unwind info linking the two.
 //! - `TrapHandlerRegs` and `trap_handler_regs(base, obj, entry)`: the register
 //!   values with which a signal handler makes the interrupted coroutine call
 //!   `entry(obj, link)` at the top of its stack (below the link), as if that
