@@ -82,9 +82,9 @@ mod x86_64;
 #[cfg(all(target_arch = "x86_64", not(windows)))]
 pub use x86_64::*;
 
-#[cfg(all(target_arch = "powerpc64", any(target_abi = "elfv1", target_abi = "elfv2")))]
+#[cfg(all(target_arch = "powerpc64", not(target_os = "aix")))]
 mod powerpc64;
-#[cfg(all(target_arch = "powerpc64", any(target_abi = "elfv1", target_abi = "elfv2")))]
+#[cfg(all(target_arch = "powerpc64", not(target_os = "aix")))]
 pub use powerpc64::*;
 
 #[cfg(target_arch = "s390x")]
@@ -94,7 +94,7 @@ pub use s390x::*;
 
 #[cfg(not(any(
     all(target_arch = "x86_64", not(windows)),
-    all(target_arch = "powerpc64", any(target_abi = "elfv1", target_abi = "elfv2")),
+    all(target_arch = "powerpc64", not(target_os = "aix")),
     target_arch = "s390x",
 )))]
 compile_error!(
