@@ -4,13 +4,19 @@
 //! exists when built with
 //! `RUSTFLAGS="-C force-frame-pointers=yes --cfg switchback_frame_pointers"`,
 //! as `.ci/run` does.
+//!
+//! PowerPC64 and s390x walk the back chain instead of frame records; on
+//! s390x it exists only with `-C target-feature=+backchain` added to those
+//! flags.
 #![cfg(all(
     switchback_frame_pointers,
     any(
         target_arch = "x86_64",
         target_arch = "riscv64",
         target_arch = "riscv32",
-        target_arch = "loongarch64"
+        target_arch = "loongarch64",
+        target_arch = "powerpc64",
+        target_arch = "s390x"
     )
 ))]
 
@@ -98,6 +104,78 @@ fn walk(mut fp: usize, next_at: isize, ret_at: isize) -> Vec<usize> {
         fp = next;
     }
     addresses
+}
+
+/// Return addresses found by following the back chain from the caller's
+/// frame, as a profiler would: the word at a frame's stack pointer is the
+/// stack pointer of its caller's frame, and the return address into the
+/// caller is where its callee saved it in the caller's frame (the LR save
+/// doubleword at 16 on PowerPC64, the r14 slot at 112 on s390x).
+#[cfg(any(target_arch = "powerpc64", target_arch = "s390x"))]
+#[inline(never)]
+fn frame_pointer_walk() -> Vec<usize> {
+    #[cfg(target_arch = "powerpc64")]
+    const RETURN_ADDRESS_OFFSET: usize = 16;
+    #[cfg(target_arch = "s390x")]
+    const RETURN_ADDRESS_OFFSET: usize = 112;
+    let mut sp: usize;
+    // SAFETY: reads the stack pointer register; no memory is touched.
+    unsafe {
+        #[cfg(target_arch = "powerpc64")]
+        core::arch::asm!(
+            // Out: the register = r1. No stack use, no memory access,
+            // nothing else changed.
+            "mr {}, 1",
+            out(reg) sp,
+            options(nomem, nostack)
+        );
+        #[cfg(target_arch = "s390x")]
+        core::arch::asm!(
+            // Out: the register = r15. No stack use, no memory access,
+            // nothing else changed.
+            "lgr {}, %r15",
+            out(reg) sp,
+            options(nomem, nostack)
+        );
+    }
+    let mut addresses = Vec::new();
+    while addresses.len() < 256 {
+        // SAFETY: every frame up to the test's own holds a back chain (on
+        // s390x, frames built with the backchain feature; the walk stops at
+        // the test function, before the test harness's frames, which do
+        // not); a broken chain faults here, which fails the test.
+        let next = unsafe { *(sp as *const usize) };
+        if next == 0 {
+            break;
+        }
+        // SAFETY: as above; `next` is a frame, whose save area holds the
+        // return address.
+        let ret = unsafe { *((next + RETURN_ADDRESS_OFFSET) as *const usize) };
+        if ret == 0 {
+            break;
+        }
+        addresses.push(ret);
+        #[cfg(target_arch = "s390x")]
+        if is_test_function(ret) {
+            break;
+        }
+        sp = next;
+    }
+    addresses
+}
+
+/// Whether `address` is in one of the test functions (not their closures).
+#[cfg(target_arch = "s390x")]
+fn is_test_function(address: usize) -> bool {
+    let mut found = false;
+    backtrace::resolve((address - 1) as *mut std::ffi::c_void, |symbol| {
+        if let Some(name) = symbol.name() {
+            let name = format!("{name:#}");
+            found |= name.ends_with("chain_continues_from_coroutine_into_resumer")
+                || name.ends_with("caller_of_on_stack");
+        }
+    });
+    found
 }
 
 fn symbol_names(addresses: &[usize]) -> Vec<String> {

@@ -128,3 +128,69 @@ mod imp {
         mcontext.__gregs[RA] = ra as libc::c_ulonglong;
     }
 }
+
+#[cfg(target_arch = "powerpc64")]
+mod imp {
+    use super::TrapHandlerRegs;
+
+    /// Indices into `gp_regs` (Linux's `asm/ptrace.h`): r0-r31 are 0-31.
+    const PT_R1: usize = 1;
+    const PT_R3: usize = 3;
+    const PT_R4: usize = 4;
+    const PT_R12: usize = 12;
+    const PT_NIP: usize = 32;
+    const PT_LNK: usize = 36;
+
+    pub fn stack_pointer(ctx: &libc::ucontext_t) -> usize {
+        ctx.uc_mcontext.gp_regs[PT_R1] as usize
+    }
+
+    pub fn redirect(ctx: &mut libc::ucontext_t, regs: TrapHandlerRegs) {
+        // Destructured so that a field added to TrapHandlerRegs is a compile
+        // error here until it is written too.
+        let TrapHandlerRegs {
+            pc,
+            sp,
+            r3,
+            r4,
+            r12,
+            lr,
+        } = regs;
+        let gp_regs = &mut ctx.uc_mcontext.gp_regs;
+        gp_regs[PT_NIP] = pc as libc::c_ulong;
+        gp_regs[PT_R1] = sp as libc::c_ulong;
+        gp_regs[PT_R3] = r3 as libc::c_ulong;
+        gp_regs[PT_R4] = r4 as libc::c_ulong;
+        gp_regs[PT_R12] = r12 as libc::c_ulong;
+        gp_regs[PT_LNK] = lr as libc::c_ulong;
+    }
+}
+
+#[cfg(target_arch = "s390x")]
+mod imp {
+    use super::TrapHandlerRegs;
+
+    pub fn stack_pointer(ctx: &libc::ucontext_t) -> usize {
+        ctx.uc_mcontext.gregs[15] as usize
+    }
+
+    pub fn redirect(ctx: &mut libc::ucontext_t, regs: TrapHandlerRegs) {
+        // Destructured so that a field added to TrapHandlerRegs is a compile
+        // error here until it is written too.
+        let TrapHandlerRegs {
+            pc,
+            sp,
+            r2,
+            r3,
+            r11,
+            r14,
+        } = regs;
+        let mcontext = &mut ctx.uc_mcontext;
+        mcontext.psw.addr = pc;
+        mcontext.gregs[15] = sp;
+        mcontext.gregs[2] = r2;
+        mcontext.gregs[3] = r3;
+        mcontext.gregs[11] = r11;
+        mcontext.gregs[14] = r14;
+    }
+}

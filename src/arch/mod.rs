@@ -41,7 +41,9 @@
 //!   `MIN_STACK_SIZE`, so it cannot be mistaken for a stack pointer);
 //!   nothing may be left on its stack that needs dropping.
 //! - `on_stack(arg, top, f)`: calls `f(arg)` with the stack pointer set to
-//!   `top` and returns on the original stack, with unwind info linking the two.
+//!   `top` (or, where every frame starts with a header that callees write,
+//!   as on PowerPC64 and s390x, to a root frame just below `top`) and
+//!   returns on the original stack, with unwind info linking the two.
 //! - `TrapHandlerRegs` and `trap_handler_regs(base, obj, entry)`: the register
 //!   values with which a signal handler makes the interrupted coroutine call
 //!   `entry(obj, link)` at the top of its stack (below the link), as if that
@@ -76,28 +78,70 @@ pub type TrapEntryFn = unsafe extern "C-unwind" fn(obj: *mut u8, link: *mut Stac
 /// The function `on_stack` calls on the other stack: `f(arg)`.
 pub type StackCallFn = unsafe extern "C-unwind" fn(arg: *mut u8);
 
-#[cfg(all(target_arch = "x86_64", not(windows)))]
-mod x86_64;
-#[cfg(all(target_arch = "x86_64", not(windows)))]
-pub use x86_64::*;
+/// Declares an architecture file and re-exports its items where `$cfg`
+/// holds.
+macro_rules! architecture {
+    ($cfg:meta, $file:ident) => {
+        #[cfg($cfg)]
+        mod $file;
+        #[cfg($cfg)]
+        pub use $file::*;
+    };
+}
 
-#[cfg(any(target_arch = "riscv64", target_arch = "riscv32"))]
-mod riscv;
-#[cfg(any(target_arch = "riscv64", target_arch = "riscv32"))]
-pub use riscv::*;
+// Each file is written for the ELF targets of its architecture: Linux and
+// bare metal (no OS). Other operating systems have their own ABI details
+// (calling conventions, unwind formats, reserved registers) and stop at the
+// compile error below until a file is written for them.
+architecture!(
+    all(
+        target_arch = "x86_64",
+        any(target_os = "linux", target_os = "none")
+    ),
+    x86_64
+);
+architecture!(
+    all(
+        any(target_arch = "riscv64", target_arch = "riscv32"),
+        any(target_os = "linux", target_os = "none")
+    ),
+    riscv
+);
+architecture!(
+    all(
+        target_arch = "loongarch64",
+        any(target_os = "linux", target_os = "none")
+    ),
+    loongarch64
+);
+architecture!(
+    all(
+        target_arch = "powerpc64",
+        any(target_os = "linux", target_os = "none")
+    ),
+    powerpc64
+);
+architecture!(
+    all(
+        target_arch = "s390x",
+        any(target_os = "linux", target_os = "none")
+    ),
+    s390x
+);
 
-#[cfg(target_arch = "loongarch64")]
-mod loongarch64;
-#[cfg(target_arch = "loongarch64")]
-pub use loongarch64::*;
-
-#[cfg(not(any(
-    all(target_arch = "x86_64", not(windows)),
-    target_arch = "riscv64",
-    target_arch = "riscv32",
-    target_arch = "loongarch64",
+#[cfg(not(all(
+    any(
+        target_arch = "x86_64",
+        target_arch = "riscv64",
+        target_arch = "riscv32",
+        target_arch = "loongarch64",
+        target_arch = "powerpc64",
+        target_arch = "s390x",
+    ),
+    any(target_os = "linux", target_os = "none")
 )))]
 compile_error!(
-    "switchback does not support this target yet; it supports x86-64 Linux, \
-     RISC-V (RV64, RV32) and LoongArch64"
+    "switchback does not support this target yet. Supported: Linux and bare-metal (no OS) \
+     targets of x86-64, RISC-V (RV64, RV32), LoongArch64, PowerPC64 (ELFv1, ELFv2) and \
+     s390x; see the README's target table for how each is tested"
 );
