@@ -80,5 +80,12 @@ mod x86_64;
 #[cfg(all(target_arch = "x86_64", not(windows)))]
 pub use x86_64::*;
 
-#[cfg(not(all(target_arch = "x86_64", not(windows))))]
-compile_error!("switchback does not support this target yet; it supports x86-64 Linux");
+#[cfg(target_arch = "arm")]
+mod arm;
+#[cfg(target_arch = "arm")]
+pub use arm::*;
+
+#[cfg(not(any(all(target_arch = "x86_64", not(windows)), target_arch = "arm")))]
+compile_error!(
+    "switchback does not support this target yet; it supports x86-64 Linux and 32-bit ARM"
+);
