@@ -4,12 +4,24 @@
 //! exists when built with
 //! `RUSTFLAGS="-C force-frame-pointers=yes --cfg switchback_frame_pointers"`,
 //! as `.ci/run` does.
-#![cfg(all(switchback_frame_pointers, target_arch = "x86_64"))]
+//!
+//! On 32-bit ARM, LLVM's frame record is `{previous frame pointer, return
+//! address}` in both instruction sets, but the frame pointer is r7 in Thumb
+//! state and r11 in ARM state; the walk follows the one of the state this
+//! test was compiled for. Code that is not built with LLVM's frame pointers
+//! (glibc, GCC's ARM-state records, which point at the saved lr instead)
+//! breaks the chain beyond the test's own frames, so the walk stops at the
+//! first record outside readable memory.
+#![cfg(all(
+    switchback_frame_pointers,
+    any(target_arch = "x86_64", target_arch = "arm")
+))]
 
 use switchback::{on_stack, stack::DefaultStack, Coroutine};
 
 /// Return addresses found by following `rbp` from the caller's frame, as a
 /// profiler that walks frame records would.
+#[cfg(target_arch = "x86_64")]
 #[inline(never)]
 fn frame_pointer_walk() -> Vec<usize> {
     let mut rbp: usize;
@@ -36,6 +48,65 @@ fn frame_pointer_walk() -> Vec<usize> {
         rbp = next;
     }
     addresses
+}
+
+/// Return addresses found by following r7 (Thumb state) or r11 (ARM
+/// state) from the caller's frame, as a profiler that walks frame records
+/// would, checking that each record lies in readable memory.
+#[cfg(target_arch = "arm")]
+#[inline(never)]
+fn frame_pointer_walk() -> Vec<usize> {
+    let (r7, r11): (usize, usize);
+    // SAFETY: reads two registers; no memory is touched.
+    unsafe {
+        core::arch::asm!(
+            // Out: the registers = r7 and r11 (one of them this function's
+            // frame record). No stack use, no memory access.
+            "mov {}, r7",
+            "mov {}, r11",
+            out(reg) r7,
+            out(reg) r11,
+            options(nomem, nostack)
+        )
+    };
+    let thumb = frame_pointer_walk as *const () as usize & 1 != 0;
+    let mut fp = if thumb { r7 } else { r11 };
+    let readable = readable_ranges();
+    let mut addresses = Vec::new();
+    while fp != 0 && fp % 4 == 0 && addresses.len() < 256 {
+        if !readable
+            .iter()
+            .any(|&(start, end)| start <= fp && fp + 8 <= end)
+        {
+            break;
+        }
+        // SAFETY: the record lies in readable memory (checked above).
+        let (next, ret) = unsafe { (*(fp as *const usize), *((fp + 4) as *const usize)) };
+        if ret == 0 {
+            break;
+        }
+        addresses.push(ret);
+        fp = next;
+    }
+    addresses
+}
+
+/// The readable mappings of this process, from /proc/self/maps.
+#[cfg(target_arch = "arm")]
+fn readable_ranges() -> Vec<(usize, usize)> {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.split_whitespace();
+            let (start, end) = parts.next()?.split_once('-')?;
+            parts.next()?.starts_with('r').then_some(())?;
+            Some((
+                usize::from_str_radix(start, 16).ok()?,
+                usize::from_str_radix(end, 16).ok()?,
+            ))
+        })
+        .collect()
 }
 
 fn symbol_names(addresses: &[usize]) -> Vec<String> {

@@ -282,7 +282,6 @@ unsafe extern "C" fn stack_call_root() {
     )
 }
 
-
 /// The address to jump to with `mov pc`: a function's address without the
 /// Thumb bit.
 #[inline(always)]
