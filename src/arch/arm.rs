@@ -213,8 +213,16 @@ macro_rules! root_unwind {
 /// r0 = input word, r2 = the link's address, r4 = r11 = entry fn, r6 = r7 =
 /// 0, sp = obj (16-aligned), the parent record at the link value. Writes the
 /// return label into both root records, points r11 at record A and r7 at
-/// record B, stores the link's address at the new sp and calls
-/// `entry(input, link, obj)`, which never returns.
+/// record B, stores the link's address at the new sp and jumps to
+/// `entry(input, link, obj)` with lr = the return label, as if called from
+/// it; `entry` never returns.
+///
+/// Naked functions use only ARMv4 instructions (no `blx`, `bx` or `bkpt`):
+/// in release builds their assembly is also parsed for the triple's generic
+/// subtarget (to list its symbols for LTO), which for `arm-*` is ARMv4.
+/// `entry` is in the same instruction set as this crate, so `mov pc`, which
+/// stays in the current state, reaches it. The return label's `b 3b` is
+/// never executed.
 #[unsafe(naked)]
 unsafe extern "C" fn coroutine_root() {
     naked_asm!(
@@ -231,10 +239,12 @@ unsafe extern "C" fn coroutine_root() {
         "adds r7, #8",
         "mov r1, r2",
         "mov r2, r3",
-        "blx r4",
+        "adr r3, 3f",
+        "mov lr, r3",
+        "mov pc, r4",
         ".balign 4",
         "3:",
-        "bkpt #0",
+        "b 3b",
         ".fnend",
     )
 }
@@ -259,7 +269,8 @@ macro_rules! stack_call_unwind {
 /// Entered by `bl` with r0 = argument, r1 = new stack top (16-aligned), r2 =
 /// function. Pushes `[r11, lr, r6, r7, lr]` (the same two frame records as a
 /// parent record), points r11 at the first and r7 at the second, switches
-/// sp, calls `r2(r0)` and switches back; clobbers r0-r4 and r12. The
+/// sp, calls `r2(r0)` (`bl` to a `mov pc, r2`: see `coroutine_root` for
+/// why not `blx`; `f` is in this crate's instruction set) and switches back; clobbers r0-r4 and r12. The
 /// unwinding instructions start from r11 (`.setfp`), which `f` preserves, so
 /// unwinding from the new stack lands back on the old one.
 #[unsafe(naked)]
@@ -273,11 +284,13 @@ unsafe extern "C" fn stack_call_root() {
         "mov r11, sp",
         "add r7, sp, #12",
         "mov sp, r1",
-        "blx r2",
+        "bl 1f",
         "mov sp, r11",
         "pop {{r3, r4, r6, r7}}",
         "mov r11, r3",
         "pop {{pc}}",
+        "1:",
+        "mov pc, r2",
         ".fnend",
     )
 }
