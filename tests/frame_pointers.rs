@@ -131,7 +131,10 @@ fn chain_continues_from_coroutine_into_resumer() {
     let mut coroutine = Coroutine::new(|_, ()| frame_pointer_walk());
     let names = symbol_names(&resumer_of_coroutine(&mut coroutine));
     let position = |needle: &str| names.iter().position(|name| name.contains(needle));
+    // Legacy mangling demangles closures as `{{closure}}`, v0 mangling
+    // (nightly's default, as in -Zbuild-std builds) as `{closure#0}`.
     let closure = position("chain_continues_from_coroutine_into_resumer::{{closure}}")
+        .or_else(|| position("chain_continues_from_coroutine_into_resumer::{closure#0}"))
         .unwrap_or_else(|| panic!("coroutine frame missing from {names:#?}"));
     let resumer = position("resumer_of_coroutine")
         .unwrap_or_else(|| panic!("resumer frame missing from {names:#?}"));
