@@ -88,20 +88,21 @@ mod imp {
             cpsr_endian,
         } = regs;
         let mcontext = &mut ctx.uc_mcontext;
-        mcontext.arm_pc = pc.into();
-        mcontext.arm_r0 = r0.into();
-        mcontext.arm_r1 = r1.into();
-        mcontext.arm_r7 = r7.into();
-        mcontext.arm_fp = r11.into();
-        mcontext.arm_sp = r13.into();
-        mcontext.arm_lr = r14.into();
-        let mut cpsr = mcontext.arm_cpsr as u32 & !(CPSR_T | CPSR_E | CPSR_IT);
+        mcontext.arm_pc = pc;
+        mcontext.arm_r0 = r0;
+        mcontext.arm_r1 = r1;
+        mcontext.arm_r7 = r7;
+        mcontext.arm_fp = r11;
+        mcontext.arm_sp = r13;
+        mcontext.arm_lr = r14;
+        // c_ulong is u32 on 32-bit ARM Linux, like the fields.
+        let mut cpsr = mcontext.arm_cpsr & !(CPSR_T | CPSR_E | CPSR_IT);
         if cpsr_thumb {
             cpsr |= CPSR_T;
         }
         if cpsr_endian {
             cpsr |= CPSR_E;
         }
-        mcontext.arm_cpsr = cpsr.into();
+        mcontext.arm_cpsr = cpsr;
     }
 }

@@ -19,7 +19,7 @@
 //!   `obj` (aligned to `STACK_ALIGNMENT`) so that the first `switch_and_link`
 //!   to `sp` calls `entry(input, link, obj)` on the coroutine stack. The
 //!   frame that calls `entry` is the root of the coroutine: its unwind info
-//!   (DWARF CFI) and frame record continue into the parent through the link,
+//!   (DWARF CFI; EHABI tables on 32-bit ARM) and frame record continue into the parent through the link,
 //!   so backtraces, debuggers and profilers walk from the coroutine into
 //!   whoever resumed it.
 //! - `switch_and_link(arg, sp, base) -> (arg, state)`: resumes the
