@@ -164,6 +164,9 @@ macro_rules! resume_body {
 #[unsafe(naked)]
 unsafe extern "C" fn resume_trampoline() {
     naked_asm!(
+        // In: r0 = word, r1 = coroutine sp, r2 = link address, lr = return.
+        // Out (at the resume address): r0, r1 = coroutine sp, r2 unchanged.
+        // Pushes the parent record; clobbers r3, r4.
         ".fnstart",
         ".cantunwind",
         resume_body!(),
@@ -178,6 +181,7 @@ unsafe extern "C" fn resume_trampoline() {
 #[unsafe(naked)]
 unsafe extern "C" fn unwind_trampoline() {
     naked_asm!(
+        // As resume_trampoline, but arrives with r1 = 0.
         ".fnstart",
         ".cantunwind",
         resume_body!(),
@@ -226,6 +230,9 @@ macro_rules! root_unwind {
 #[unsafe(naked)]
 unsafe extern "C" fn coroutine_root() {
     naked_asm!(
+        // In: r0 = input, r2 = link address, r4 = entry fn, sp = obj.
+        // Writes both root records' labels and [sp - 8] = link address;
+        // never returns.
         ".fnstart",
         root_unwind!(),
         "adr r3, 3f",
@@ -270,12 +277,15 @@ macro_rules! stack_call_unwind {
 /// function. Pushes `[r11, lr, r6, r7, lr]` (the same two frame records as a
 /// parent record), points r11 at the first and r7 at the second, switches
 /// sp, calls `r2(r0)` (`bl` to a `mov pc, r2`: see `coroutine_root` for
-/// why not `blx`; `f` is in this crate's instruction set) and switches back; clobbers r0-r4 and r12. The
+/// why not `blx`; `f` is in this crate's instruction set) and switches
+/// back; clobbers r0-r4 and r12. The
 /// unwinding instructions start from r11 (`.setfp`), which `f` preserves, so
 /// unwinding from the new stack lands back on the old one.
 #[unsafe(naked)]
 unsafe extern "C" fn stack_call_root() {
     naked_asm!(
+        // In: r0 = argument, r1 = new stack top, r2 = function.
+        // Pushes [r11, lr, r6, r7, lr] on the old stack; clobbers r0-r4, r12.
         ".fnstart",
         stack_call_unwind!(),
         "mov r3, r11",
