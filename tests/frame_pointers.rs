@@ -8,6 +8,14 @@
 //! PowerPC64 and s390x walk the back chain instead of frame records; on
 //! s390x it exists only with `-C target-feature=+backchain` added to those
 //! flags.
+//!
+//! On 32-bit ARM, LLVM's frame record is `{previous frame pointer, return
+//! address}` in both instruction sets, but the frame pointer is r7 in Thumb
+//! state and r11 in ARM state; the walk follows the one of the state this
+//! test was compiled for. Code that is not built with LLVM's frame pointers
+//! (glibc, GCC's ARM-state records, which point at the saved lr instead)
+//! breaks the chain beyond the test's own frames, so the walk stops at the
+//! first record outside readable memory.
 #![cfg(all(
     switchback_frame_pointers,
     any(
@@ -16,7 +24,8 @@
         target_arch = "riscv32",
         target_arch = "loongarch64",
         target_arch = "powerpc64",
-        target_arch = "s390x"
+        target_arch = "s390x",
+        target_arch = "arm"
     )
 ))]
 
@@ -178,6 +187,65 @@ fn is_test_function(address: usize) -> bool {
     found
 }
 
+/// Return addresses found by following r7 (Thumb state) or r11 (ARM
+/// state) from the caller's frame, as a profiler that walks frame records
+/// would, checking that each record lies in readable memory.
+#[cfg(target_arch = "arm")]
+#[inline(never)]
+fn frame_pointer_walk() -> Vec<usize> {
+    let (r7, r11): (usize, usize);
+    // SAFETY: reads two registers; no memory is touched.
+    unsafe {
+        core::arch::asm!(
+            // Out: the registers = r7 and r11 (one of them this function's
+            // frame record). No stack use, no memory access.
+            "mov {}, r7",
+            "mov {}, r11",
+            out(reg) r7,
+            out(reg) r11,
+            options(nomem, nostack)
+        )
+    };
+    let thumb = frame_pointer_walk as *const () as usize & 1 != 0;
+    let mut fp = if thumb { r7 } else { r11 };
+    let readable = readable_ranges();
+    let mut addresses = Vec::new();
+    while fp != 0 && fp % 4 == 0 && addresses.len() < 256 {
+        if !readable
+            .iter()
+            .any(|&(start, end)| start <= fp && fp + 8 <= end)
+        {
+            break;
+        }
+        // SAFETY: the record lies in readable memory (checked above).
+        let (next, ret) = unsafe { (*(fp as *const usize), *((fp + 4) as *const usize)) };
+        if ret == 0 {
+            break;
+        }
+        addresses.push(ret);
+        fp = next;
+    }
+    addresses
+}
+
+/// The readable mappings of this process, from /proc/self/maps.
+#[cfg(target_arch = "arm")]
+fn readable_ranges() -> Vec<(usize, usize)> {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.split_whitespace();
+            let (start, end) = parts.next()?.split_once('-')?;
+            parts.next()?.starts_with('r').then_some(())?;
+            Some((
+                usize::from_str_radix(start, 16).ok()?,
+                usize::from_str_radix(end, 16).ok()?,
+            ))
+        })
+        .collect()
+}
+
 fn symbol_names(addresses: &[usize]) -> Vec<String> {
     let mut names = Vec::new();
     for &address in addresses {
@@ -200,7 +268,10 @@ fn chain_continues_from_coroutine_into_resumer() {
     let mut coroutine = Coroutine::new(|_, ()| frame_pointer_walk());
     let names = symbol_names(&resumer_of_coroutine(&mut coroutine));
     let position = |needle: &str| names.iter().position(|name| name.contains(needle));
+    // Legacy mangling demangles closures as `{{closure}}`, v0 mangling
+    // (nightly's default, as in -Zbuild-std builds) as `{closure#0}`.
     let closure = position("chain_continues_from_coroutine_into_resumer::{{closure}}")
+        .or_else(|| position("chain_continues_from_coroutine_into_resumer::{closure#0}"))
         .unwrap_or_else(|| panic!("coroutine frame missing from {names:#?}"));
     let resumer = position("resumer_of_coroutine")
         .unwrap_or_else(|| panic!("resumer frame missing from {names:#?}"));

@@ -194,3 +194,54 @@ mod imp {
         mcontext.gregs[14] = r14;
     }
 }
+
+#[cfg(target_arch = "arm")]
+mod imp {
+    use super::TrapHandlerRegs;
+
+    /// CPSR's T bit: Thumb state.
+    const CPSR_T: u32 = 1 << 5;
+    /// CPSR's E bit: big-endian data.
+    const CPSR_E: u32 = 1 << 9;
+    /// CPSR's IT bits (IT[7:2] in 15:10, IT[1:0] in 26:25): the fault may
+    /// have happened inside an IT block, whose condition must not apply to
+    /// the code the handler redirects to.
+    const CPSR_IT: u32 = 0x0600_fc00;
+
+    pub fn stack_pointer(ctx: &libc::ucontext_t) -> usize {
+        ctx.uc_mcontext.arm_sp as usize
+    }
+
+    pub fn redirect(ctx: &mut libc::ucontext_t, regs: TrapHandlerRegs) {
+        // Destructured so that a field added to TrapHandlerRegs is a compile
+        // error here until it is written too.
+        let TrapHandlerRegs {
+            pc,
+            r0,
+            r1,
+            r7,
+            r11,
+            r13,
+            r14,
+            cpsr_thumb,
+            cpsr_endian,
+        } = regs;
+        let mcontext = &mut ctx.uc_mcontext;
+        mcontext.arm_pc = pc;
+        mcontext.arm_r0 = r0;
+        mcontext.arm_r1 = r1;
+        mcontext.arm_r7 = r7;
+        mcontext.arm_fp = r11;
+        mcontext.arm_sp = r13;
+        mcontext.arm_lr = r14;
+        // c_ulong is u32 on 32-bit ARM Linux, like the fields.
+        let mut cpsr = mcontext.arm_cpsr & !(CPSR_T | CPSR_E | CPSR_IT);
+        if cpsr_thumb {
+            cpsr |= CPSR_T;
+        }
+        if cpsr_endian {
+            cpsr |= CPSR_E;
+        }
+        mcontext.arm_cpsr = cpsr;
+    }
+}

@@ -20,7 +20,7 @@
 //!   `obj` (aligned to `STACK_ALIGNMENT`) so that the first `switch_and_link`
 //!   to `sp` calls `entry(input, link, obj)` on the coroutine stack. The
 //!   frame that calls `entry` is the root of the coroutine: its unwind info
-//!   (DWARF CFI) and frame record continue into the parent through the link,
+//!   (DWARF CFI; EHABI tables on 32-bit ARM) and frame record continue into the parent through the link,
 //!   so backtraces, debuggers and profilers walk from the coroutine into
 //!   whoever resumed it.
 //! - `switch_and_link(arg, sp, base) -> (arg, state)`: resumes the
@@ -137,11 +137,12 @@ architecture!(
         target_arch = "loongarch64",
         target_arch = "powerpc64",
         target_arch = "s390x",
+        target_arch = "arm",
     ),
     any(target_os = "linux", target_os = "none")
 )))]
 compile_error!(
     "switchback does not support this target yet. Supported: Linux and bare-metal (no OS) \
-     targets of x86-64, RISC-V (RV64, RV32), LoongArch64, PowerPC64 (ELFv1, ELFv2) and \
-     s390x; see the README's target table for how each is tested"
+     targets of x86-64, 32-bit ARM (ARM and Thumb), RISC-V (RV64, RV32), LoongArch64, \
+     PowerPC64 (ELFv1, ELFv2) and s390x; see the README's target table for how each is tested"
 );
