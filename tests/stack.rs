@@ -103,6 +103,12 @@ fn mapping_of(addr: usize) -> Option<(usize, usize, String)> {
 #[test]
 #[cfg(target_os = "linux")]
 fn guard_page_is_mapped_without_access() {
+    if under_qemu() {
+        // qemu-user's /proc/self/maps leaves out PROT_NONE pages; the trap
+        // tests show that the guard pages fault there too.
+        eprintln!("skipped under qemu");
+        return;
+    }
     let page = page_size();
     let stack = DefaultStack::new(64 * 1024).unwrap();
     let (base, limit) = (stack.base().get(), stack.limit().get());
@@ -128,9 +134,15 @@ fn dropping_default_stack_unmaps_it() {
         return;
     }
     // 1024 stacks of 256 GiB are 256 TiB of address space, more than the
-    // 128 TiB a process has: this only works if each drop unmaps its stack.
+    // 128 TiB a process has (1024 of 1 GiB are more than a 32-bit process
+    // has): this only works if each drop unmaps its stack.
     for i in 0..1024 {
-        let s = DefaultStack::new(256 << 30)
+        let size = if cfg!(target_pointer_width = "64") {
+            256 << 30
+        } else {
+            1 << 30
+        };
+        let s = DefaultStack::new(size)
             .unwrap_or_else(|e| panic!("allocation {i} failed (stacks leaked?): {e}"));
         drop(s);
     }

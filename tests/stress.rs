@@ -116,7 +116,7 @@ fn spawn_live(id: usize, created: &Rc<Cell<usize>>, dropped: &Rc<Cell<usize>>) -
             let mut resumes = 0usize;
             loop {
                 resumes += 1;
-                y.suspend(id * 1_000_000 + resumes);
+                y.suspend(id * 100_000 + resumes);
             }
         },
     )
@@ -141,7 +141,7 @@ fn run_random_order(count: usize, order: &[usize]) {
             resumes[i] += 1;
             assert_eq!(
                 co.resume(()),
-                CoroutineResult::Yield(i * 1_000_000 + resumes[i])
+                CoroutineResult::Yield(i * 100_000 + resumes[i])
             );
         }
     }
