@@ -20,9 +20,9 @@
 //!   `obj` (aligned to `STACK_ALIGNMENT`) so that the first `switch_and_link`
 //!   to `sp` calls `entry(input, link, obj)` on the coroutine stack. The
 //!   frame that calls `entry` is the root of the coroutine: its unwind info
-//!   (DWARF CFI; EHABI tables on 32-bit ARM) and frame record continue into the parent through the link,
-//!   so backtraces, debuggers and profilers walk from the coroutine into
-//!   whoever resumed it.
+//!   (DWARF CFI; EHABI tables on 32-bit ARM) and frame record continue
+//!   into the parent through the link, so backtraces, debuggers and
+//!   profilers walk from the coroutine into whoever resumed it.
 //! - `switch_and_link(arg, sp, base) -> (arg, state)`: resumes the
 //!   coroutine whose saved stack pointer is `sp` and whose stack base is
 //!   `base`, passing `arg`. It first stores the parent's stack pointer in the
@@ -127,6 +127,13 @@ architecture!(
         any(target_os = "linux", target_os = "none")
     ),
     s390x
+);
+architecture!(
+    all(
+        target_arch = "arm",
+        any(target_os = "linux", target_os = "none")
+    ),
+    arm
 );
 
 #[cfg(not(all(
