@@ -94,7 +94,7 @@ fn a_million_create_resume_drop_cycles() {
         })
         .sum();
     assert_eq!(total, expected);
-    eprintln!("{CYCLES} cycles in {:?}", start.elapsed());
+    eprintln!("{cycles} cycles in {:?}", start.elapsed());
 }
 
 #[test]
