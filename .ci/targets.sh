@@ -22,7 +22,13 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 # Linux targets whose whole suite runs under qemu-user (scripts/cross.sh has
 # the linker, runner and sysroot of each).
 RUN_TARGETS=(
+    armv7-unknown-linux-gnueabihf
+    thumbv7neon-unknown-linux-gnueabihf
+    arm-unknown-linux-gnueabihf
     riscv64gc-unknown-linux-gnu
+    s390x-unknown-linux-gnu
+    powerpc64le-unknown-linux-gnu
+    powerpc64-unknown-linux-gnu
 )
 
 # Targets without std: the crate with no features, instantiated by
@@ -31,6 +37,8 @@ NO_STD_TARGETS=(
     x86_64-unknown-none
     riscv32imac-unknown-none-elf
     riscv64imac-unknown-none-elf
+    thumbv7em-none-eabihf
+    thumbv6m-none-eabi
 )
 
 # Targets compiled but not run here: "triple toolchain" (nightly builds std
@@ -95,6 +103,21 @@ run_targets() {
             failed+=("$target (example backtrace)")
         fi
         echo "$target: examples print their expected output"
+        # The frame-pointer chain (tests/frame_pointers.rs exists only with
+        # this cfg); s390x keeps a back chain only with +backchain. Skipped
+        # for targets whose std is built from source (it would be built
+        # again with these flags).
+        if awk -v t="$target" '$1 == t && $5 == "nightly" { found = 1 } END { exit !found }' \
+            scripts/cross.sh; then
+            continue
+        fi
+        local flags="-C force-frame-pointers=yes --cfg switchback_frame_pointers"
+        [[ $target == s390x-* ]] && flags+=" -C target-feature=+backchain"
+        if ! RUSTFLAGS="$flags" CARGO_TARGET_DIR="$TARGET_DIR/frame-pointers" \
+            bash scripts/cross.sh "$target" test --test frame_pointers 2>&1 | tee "$log" ||
+            ! require_tests_ran "$log" "$target frame pointers"; then
+            failed+=("$target (frame pointers)")
+        fi
     done
     rm -rf "$log" "$out"
     if ((${#failed[@]})); then
