@@ -4,7 +4,10 @@
 //! exists when built with
 //! `RUSTFLAGS="-C force-frame-pointers=yes --cfg switchback_frame_pointers"`,
 //! as `.ci/run` does.
-#![cfg(all(switchback_frame_pointers, target_arch = "x86_64"))]
+#![cfg(all(
+    switchback_frame_pointers,
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 
 use switchback::{on_stack, stack::DefaultStack, Coroutine};
 
@@ -12,30 +15,66 @@ use switchback::{on_stack, stack::DefaultStack, Coroutine};
 /// profiler that walks frame records would.
 #[inline(never)]
 fn frame_pointer_walk() -> Vec<usize> {
-    let mut rbp: usize;
+    let mut fp: usize;
     // SAFETY: reads the frame pointer register; no memory is touched.
+    #[cfg(target_arch = "x86_64")]
     unsafe {
         core::arch::asm!(
             // Out: the register = rbp (this function's frame record). No
             // stack use, no memory access, nothing else changed.
             "mov {}, rbp",
-            out(reg) rbp,
+            out(reg) fp,
+            options(nomem, nostack)
+        )
+    };
+    // SAFETY: as above.
+    #[cfg(target_arch = "aarch64")]
+    unsafe {
+        core::arch::asm!(
+            // Out: the register = x29 (this function's frame record). No
+            // stack use, no memory access, nothing else changed.
+            "mov {}, x29",
+            out(reg) fp,
             options(nomem, nostack)
         )
     };
     let mut addresses = Vec::new();
-    while rbp != 0 && addresses.len() < 256 {
-        // SAFETY: with frame pointers forced, every rbp in the chain points
-        // at a frame record {previous rbp, return address}; a broken chain
-        // faults here, which fails the test.
-        let (next, ret) = unsafe { (*(rbp as *const usize), *((rbp + 8) as *const usize)) };
+    // Both architectures' frame records are {previous frame pointer,
+    // return address}, pointed at by the frame pointer (rbp, x29).
+    while fp != 0 && addresses.len() < 256 {
+        // SAFETY: with frame pointers forced, every frame pointer in the
+        // chain points at a frame record; a broken chain faults here, which
+        // fails the test.
+        let (next, ret) = unsafe { (*(fp as *const usize), *((fp + 8) as *const usize)) };
         if ret == 0 {
             break;
         }
-        addresses.push(ret);
-        rbp = next;
+        addresses.push(strip_pointer_authentication(ret));
+        fp = next;
     }
     addresses
+}
+
+/// The return address without a pointer-authentication code, which functions
+/// built with `-Zbranch-protection=pac-ret` sign before saving it.
+#[cfg(target_arch = "aarch64")]
+fn strip_pointer_authentication(mut address: usize) -> usize {
+    // SAFETY: `xpaclri` (hint #7) only rewrites x30; a no-op without PAuth.
+    unsafe {
+        core::arch::asm!(
+            // In/out: x30 = the address, without its PAC bits on return.
+            // No stack use, no memory access, nothing else changed.
+            "hint #7",
+            inout("x30") address,
+            options(nomem, nostack, pure)
+        )
+    };
+    address
+}
+
+#[cfg(not(target_arch = "aarch64"))]
+fn strip_pointer_authentication(address: usize) -> usize {
+    address
 }
 
 fn symbol_names(addresses: &[usize]) -> Vec<String> {

@@ -80,5 +80,16 @@ mod x86_64;
 #[cfg(all(target_arch = "x86_64", not(windows)))]
 pub use x86_64::*;
 
-#[cfg(not(all(target_arch = "x86_64", not(windows))))]
-compile_error!("switchback does not support this target yet; it supports x86-64 Linux");
+#[cfg(all(target_arch = "aarch64", not(windows)))]
+mod aarch64;
+#[cfg(all(target_arch = "aarch64", not(windows)))]
+pub use aarch64::*;
+
+#[cfg(not(any(
+    all(target_arch = "x86_64", not(windows)),
+    all(target_arch = "aarch64", not(windows)),
+)))]
+compile_error!(
+    "switchback does not support this target yet; it supports x86-64 Linux and AArch64 \
+     (Linux and bare metal)"
+);
