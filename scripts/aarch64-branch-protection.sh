@@ -39,7 +39,10 @@ ROOT=$PWD
 TRIPLE=aarch64-unknown-linux-gnu
 PREFIX=aarch64-linux-gnu
 SYSROOT=/usr/$PREFIX
-QEMU="qemu-aarch64-static -cpu max -L $SYSROOT"
+# `-cpu max` has FEAT_PAuth and FEAT_BTI. pauth-impdef=on makes qemu sign
+# and authenticate with its own (fast) algorithm instead of emulating QARMA,
+# which runs the tests about ten times slower; authentication is as strict.
+QEMU="qemu-aarch64-static -cpu max,pauth-impdef=on -L $SYSROOT"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/branch-protection"
 SUPPORT="$TARGET_DIR/bti-support"
 TESTS=(--lib --test backtrace --test drop_unwind --test nesting --test on_stack --test panics
@@ -110,7 +113,7 @@ __dso_handle:
 EOF
 run "$PREFIX-gcc" -c "$SUPPORT/start.S" -o "$SUPPORT/start.o"
 
-cat >"$SUPPORT/link.sh" <<EOF
+cat >"$SUPPORT/aarch64-bti-gcc" <<EOF
 #!/usr/bin/env bash
 # Links the ordinary way to OUT.ordinary, then with the BTI-marked start file
 # instead of the crt objects to OUT.
@@ -126,22 +129,39 @@ for ((i = 0; i < \${#args[@]} - 1; i++)); do
 done
 exec $PREFIX-gcc "\$@" -nostartfiles "$SUPPORT/start.o"
 EOF
-chmod +x "$SUPPORT/link.sh"
+chmod +x "$SUPPORT/aarch64-bti-gcc"
 
 # --- the probes: does qemu enforce BTI? -------------------------------------
 cat >"$SUPPORT/probe.c" <<'EOF'
-/* With an argument, calls code that has no BTI landing pad indirectly: on
-   a page that BTI guards this raises SIGILL; elsewhere it returns. */
+/* `probe bti` calls code that has no BTI landing pad indirectly: on a page
+   that BTI guards this raises SIGILL; elsewhere it returns.
+   `probe pac` returns through a return address signed with one stack
+   pointer and authenticated with another: with PAuth this faults. */
 #include <stdio.h>
-__asm__(".text\n.p2align 2\n.type no_landing_pad, %function\n"
-        "no_landing_pad:\n\tret\n.size no_landing_pad, . - no_landing_pad\n");
+__asm__(".text\n.p2align 2\n"
+        ".type no_landing_pad, %function\n"
+        "no_landing_pad:\n\tret\n"
+        ".size no_landing_pad, . - no_landing_pad\n"
+        ".type wrong_modifier, %function\n"
+        "wrong_modifier:\n"
+        "\thint #25\n"          /* paciasp: sign x30 with sp */
+        "\tsub sp, sp, #16\n"
+        "\thint #29\n"          /* autiasp: authenticate with sp - 16 */
+        "\tadd sp, sp, #16\n"
+        "\tret\n"
+        ".size wrong_modifier, . - wrong_modifier\n");
 extern void no_landing_pad(void);
+extern void wrong_modifier(void);
 int main(int argc, char **argv) {
-    (void)argv;
-    void (*volatile target)(void) = no_landing_pad;
-    if (argc > 1) {
-        target();
+    void (*volatile bti)(void) = no_landing_pad;
+    void (*volatile pac)(void) = wrong_modifier;
+    if (argc > 1 && argv[1][0] == 'b') {
+        bti();
         puts("returned from a target without landing pad");
+    }
+    if (argc > 1 && argv[1][0] == 'p') {
+        pac();
+        puts("returned through a wrongly authenticated address");
     }
     return 0;
 }
@@ -162,7 +182,7 @@ if has_bti "$SUPPORT/probe.ordinary"; then
     exit 1
 fi
 echo "probe.ordinary is not BTI-marked"
-$QEMU "$SUPPORT/probe.ordinary" x
+$QEMU "$SUPPORT/probe.ordinary" bti
 echo "probe.ordinary: the call without landing pad returned (BTI not enforced)"
 has_bti "$SUPPORT/probe.marked" || {
     echo "probe.marked is not BTI-marked" >&2
@@ -173,22 +193,33 @@ $QEMU "$SUPPORT/probe.marked" || {
     echo "probe.marked fails without the bad call" >&2
     exit 1
 }
-set +e
-$QEMU "$SUPPORT/probe.marked" x 2>/dev/null
-status=$?
-set -e
+# Exit status of `$QEMU probe.marked ARG`, without the shell's report of
+# the signal.
+probe_status() {
+    bash -c '"$@" 2>/dev/null; echo "status $?"' probe $QEMU "$SUPPORT/probe.marked" "$1" 2>/dev/null |
+        sed -n 's/^status //p'
+}
+status=$(probe_status bti)
 if [[ $status -ne 132 ]]; then
     echo "probe.marked: the call without landing pad gave exit status $status, not SIGILL (132):" \
         "qemu does not enforce BTI, so the test run below would prove nothing" >&2
     exit 1
 fi
 echo "probe.marked: the call without landing pad raised SIGILL (BTI enforced)"
+status=$(probe_status pac)
+if [[ $status -ne 132 && $status -ne 139 ]]; then
+    echo "probe.marked: returning through a wrongly authenticated address gave exit" \
+        "status $status, not SIGILL or SIGSEGV: qemu does not authenticate" >&2
+    exit 1
+fi
+echo "probe.marked: returning through a wrongly authenticated address faulted (exit" \
+    "status $status: PAC enforced)"
 
 # --- the tests --------------------------------------------------------------
 export CARGO_TARGET_DIR="$TARGET_DIR"
 export CARGO_INCREMENTAL=0
 export RUSTFLAGS="-Zbranch-protection=bti,pac-ret"
-export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER="$SUPPORT/link.sh"
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER="$SUPPORT/aarch64-bti-gcc"
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="$QEMU"
 export CC_aarch64_unknown_linux_gnu="$PREFIX-gcc"
 export RUST_BACKTRACE=0

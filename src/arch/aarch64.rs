@@ -1,4 +1,4 @@
-//! The context switch for AArch64 (AAPCS64): Linux, bare metal, and anything else that follows the standard procedure call standard.
+//! The context switch for AArch64 (AAPCS64): Linux and bare metal.
 //!
 //! # Stack layout
 //!
@@ -7,13 +7,13 @@
 //! +--------------------+ <- base           |        ...         |
 //! | return label       |  base - 8         +--------------------+ <- parent sp outside
 //! +--------------------+                   | (padding)          |    its asm! block
-//! | parent link  ------+------------------>| saved x19          |
-//! +--------------------+  base - 16        +--------------------+
+//! | parent link        |  base - 16        | saved x19          |
+//! +--------------------+                   +--------------------+
 //! | closure object     |                   | return address     |  a frame record:
 //! ~        ...         ~                   | saved x29          |  {x29, x30}
-//! +--------------------+ <- obj (16-aligned)+-------------------+ <- link value
-//! | entry fn           |  only until the first resume
-//! | coroutine_root     |
+//! +--------------------+ <- obj            +--------------------+ <- link value
+//! | entry fn           |  only until          (the parent link holds it)
+//! | coroutine_root     |  the first resume
 //! +--------------------+ <- initial sp
 //! ```
 //!
@@ -32,12 +32,16 @@
 //! so those are saved by hand; x20-x28 are declared clobbered and
 //! `clobber_abi("C")` covers the rest (all of v0-v31, x0-x17, x30), so the
 //! compiler spills only what is live across the switch. x18, the platform
-//! register (reserved on Apple and Windows targets), is never touched. The
+//! register (reserved on Apple and Windows targets), is never read or
+//! written here (on Linux `clobber_abi("C")` lists it as a temporary, which
+//! only keeps the compiler from holding values in it across a switch). The
 //! word passed across is in `x0`; the coroutine's new stack pointer (or its
 //! exit code) comes back in `x1`.
 //!
 //! Every resume is a `blr` that the coroutine's `ret` returns from, so the
-//! return-address predictor stays in step.
+//! return-address predictor stays in step. A round trip (resume and
+//! suspend) executes 18 instructions: 4 in `switch_and_link`, 6 at the
+//! resume point and 8 in `switch_yield`.
 //!
 //! # Branch protection
 //!
