@@ -116,7 +116,10 @@ run "$PREFIX-gcc" -c "$SUPPORT/start.S" -o "$SUPPORT/start.o"
 cat >"$SUPPORT/aarch64-bti-gcc" <<EOF
 #!/usr/bin/env bash
 # Links the ordinary way to OUT.ordinary, then with the BTI-marked start file
-# instead of the crt objects to OUT.
+# instead of the crt objects to OUT. The start file goes first: GNU ld gives
+# the output's .note.gnu.property the flags of the first input that has one,
+# and rustc's symbols.o (otherwise first) has one without SHF_ALLOC, which
+# would leave the note out of the loaded image, so that no loader sees it.
 set -euo pipefail
 args=("\$@")
 for ((i = 0; i < \${#args[@]} - 1; i++)); do
@@ -127,7 +130,7 @@ for ((i = 0; i < \${#args[@]} - 1; i++)); do
         break
     fi
 done
-exec $PREFIX-gcc "\$@" -nostartfiles "$SUPPORT/start.o"
+exec $PREFIX-gcc "$SUPPORT/start.o" "\$@" -nostartfiles
 EOF
 chmod +x "$SUPPORT/aarch64-bti-gcc"
 
@@ -170,9 +173,16 @@ run "$PREFIX-gcc" -O1 -mbranch-protection=standard "$SUPPORT/probe.c" -o "$SUPPO
 run "$PREFIX-gcc" -O1 -mbranch-protection=standard -nostartfiles "$SUPPORT/probe.c" \
     "$SUPPORT/start.o" -o "$SUPPORT/probe.marked"
 
-# (No `grep -q`: with pipefail, readelf dying of SIGPIPE would read as "no".)
+# Whether the object or binary $1 has a GNU property note that says BTI,
+# and for a binary whether the note is loaded (a PT_GNU_PROPERTY segment
+# with a size in memory), since loaders only look there. (No `grep -q`:
+# with pipefail, readelf dying of SIGPIPE would read as "no".)
 has_bti() {
-    "$PREFIX-readelf" -n "$1" | grep 'AArch64 feature: .*BTI' >/dev/null
+    "$PREFIX-readelf" -n "$1" | grep 'AArch64 feature: .*BTI' >/dev/null || return 1
+    if "$PREFIX-readelf" -h "$1" | grep 'Type:.*\(EXEC\|DYN\)' >/dev/null; then
+        "$PREFIX-readelf" -lW "$1" | awk '$1 == "GNU_PROPERTY" && $6 != "0x000000" { found = 1 }
+            END { exit !found }'
+    fi
 }
 
 echo
@@ -252,6 +262,7 @@ else
 fi
 echo "+ readelf -n ${values#"$ROOT"/} (linked with the BTI-marked start file)"
 "$PREFIX-readelf" -n "$values" | grep -A3 'gnu.property'
+"$PREFIX-readelf" -lW "$values" | grep GNU_PROPERTY
 for ordinary in "$deps"/*.ordinary; do
     binary=${ordinary%.ordinary}
     has_bti "$binary" || {
