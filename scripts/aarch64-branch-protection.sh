@@ -73,6 +73,9 @@ cat >"$SUPPORT/start.S" <<'EOF'
 // A minimal, BTI-marked replacement for glibc's Scrt1.o and GCC's
 // crtbeginS.o: the entry point, which hands over to __libc_start_main, and
 // __dso_handle. The .note.gnu.property says BTI and PAC.
+// The `main` that rustc generates has no landing pad (no `bti c`), so libc's
+// indirect call to it would fault: libc is handed main_landing_pad instead,
+// which branches to main directly (BTI checks only indirect branches).
 	.text
 	.globl	_start
 	.type	_start, %function
@@ -84,13 +87,18 @@ _start:
 	ldr	x1, [sp]		// argc
 	add	x2, sp, #8		// argv
 	mov	x6, sp			// stack end
-	adrp	x0, :got:main
-	ldr	x0, [x0, :got_lo12:main]
+	adr	x0, main_landing_pad
 	mov	x3, #0			// init and fini: unused since glibc 2.34
 	mov	x4, #0
 	bl	__libc_start_main
 	brk	#1
 	.size	_start, . - _start
+
+	.type	main_landing_pad, %function
+main_landing_pad:
+	hint	#34			// bti c: __libc_start_main calls it with blr
+	b	main
+	.size	main_landing_pad, . - main_landing_pad
 
 	.data
 	.p2align 3
@@ -236,6 +244,11 @@ export RUST_BACKTRACE=0
 
 echo
 echo "== build"
+# Binaries linked before (perhaps with another start file) are removed, so
+# that cargo links them again.
+for ordinary in "$TARGET_DIR/$TRIPLE/debug/deps"/*.ordinary; do
+    [[ -e $ordinary ]] && rm -f "$ordinary" "${ordinary%.ordinary}"
+done
 run cargo +nightly test -Zbuild-std=std,panic_unwind --target "$TRIPLE" "${TESTS[@]}" --no-run
 
 echo
