@@ -20,6 +20,7 @@
     switchback_frame_pointers,
     any(
         target_arch = "x86_64",
+        target_arch = "aarch64",
         target_arch = "riscv64",
         target_arch = "riscv32",
         target_arch = "loongarch64",
@@ -49,6 +50,47 @@ fn frame_pointer_walk() -> Vec<usize> {
     };
     // A record {previous rbp, return address} lies at rbp.
     walk(rbp, 0, 8)
+}
+
+/// Return addresses found by following x29 from the caller's frame, as a
+/// profiler that walks frame records would, without the pointer
+/// authentication codes that `-Zbranch-protection=pac-ret` signs them with.
+#[cfg(target_arch = "aarch64")]
+#[inline(never)]
+fn frame_pointer_walk() -> Vec<usize> {
+    let fp: usize;
+    // SAFETY: reads the frame pointer register; no memory is touched.
+    unsafe {
+        core::arch::asm!(
+            // Out: the register = x29 (this function's frame record). No
+            // stack use, no memory access, nothing else changed.
+            "mov {}, x29",
+            out(reg) fp,
+            options(nomem, nostack)
+        )
+    };
+    // A record {previous x29, return address} lies at x29.
+    walk(fp, 0, 8)
+        .into_iter()
+        .map(strip_pointer_authentication)
+        .collect()
+}
+
+/// The return address without a pointer-authentication code, which functions
+/// built with `-Zbranch-protection=pac-ret` sign before saving it.
+#[cfg(target_arch = "aarch64")]
+fn strip_pointer_authentication(mut address: usize) -> usize {
+    // SAFETY: `xpaclri` (hint #7) only rewrites x30; a no-op without PAuth.
+    unsafe {
+        core::arch::asm!(
+            // In/out: x30 = the address, without its PAC bits on return.
+            // No stack use, no memory access, nothing else changed.
+            "hint #7",
+            inout("x30") address,
+            options(nomem, nostack, pure)
+        )
+    };
+    address
 }
 
 /// Return addresses found by following the frame pointer from the caller's

@@ -245,3 +245,32 @@ mod imp {
         mcontext.arm_cpsr = cpsr;
     }
 }
+
+#[cfg(target_arch = "aarch64")]
+mod imp {
+    use super::TrapHandlerRegs;
+
+    pub fn stack_pointer(ctx: &libc::ucontext_t) -> usize {
+        ctx.uc_mcontext.sp as usize
+    }
+
+    pub fn redirect(ctx: &mut libc::ucontext_t, regs: TrapHandlerRegs) {
+        // Destructured so that a field added to TrapHandlerRegs is a compile
+        // error here until it is written too.
+        let TrapHandlerRegs {
+            pc,
+            sp,
+            x0,
+            x1,
+            x29,
+            lr,
+        } = regs;
+        let mcontext = &mut ctx.uc_mcontext;
+        mcontext.pc = pc;
+        mcontext.sp = sp;
+        mcontext.regs[0] = x0;
+        mcontext.regs[1] = x1;
+        mcontext.regs[29] = x29;
+        mcontext.regs[30] = lr;
+    }
+}

@@ -135,6 +135,13 @@ architecture!(
     ),
     arm
 );
+architecture!(
+    all(
+        target_arch = "aarch64",
+        any(target_os = "linux", target_os = "none")
+    ),
+    aarch64
+);
 
 #[cfg(not(all(
     any(
@@ -145,11 +152,12 @@ architecture!(
         target_arch = "powerpc64",
         target_arch = "s390x",
         target_arch = "arm",
+        target_arch = "aarch64",
     ),
     any(target_os = "linux", target_os = "none")
 )))]
 compile_error!(
     "switchback does not support this target yet. Supported: Linux and bare-metal (no OS) \
-     targets of x86-64, 32-bit ARM (ARM and Thumb), RISC-V (RV64, RV32), LoongArch64, \
+     targets of x86-64, AArch64, 32-bit ARM (ARM and Thumb), RISC-V (RV64, RV32), LoongArch64, \
      PowerPC64 (ELFv1, ELFv2) and s390x; see the README's target table for how each is tested"
 );
