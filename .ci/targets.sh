@@ -22,6 +22,7 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 # Linux targets whose whole suite runs under qemu-user (scripts/cross.sh has
 # the linker, runner and sysroot of each).
 RUN_TARGETS=(
+    aarch64-unknown-linux-gnu
     armv7-unknown-linux-gnueabihf
     thumbv7neon-unknown-linux-gnueabihf
     arm-unknown-linux-gnueabihf
@@ -39,6 +40,7 @@ NO_STD_TARGETS=(
     riscv64imac-unknown-none-elf
     thumbv7em-none-eabihf
     thumbv6m-none-eabi
+    aarch64-unknown-none
 )
 
 # Targets compiled but not run here: "triple toolchain" (nightly builds std
@@ -49,6 +51,7 @@ OBJECT_TARGETS=(
 # Targets with a script of their own (what each checks is in its header).
 SCRIPTED_TARGETS=(
     "loongarch64-unknown-linux-gnu scripts/loongarch64-build.sh"
+    "aarch64-unknown-linux-gnu scripts/aarch64-branch-protection.sh"
 )
 
 run() {
