@@ -4,15 +4,18 @@
 //! exists when built with
 //! `RUSTFLAGS="-C force-frame-pointers=yes --cfg switchback_frame_pointers"`,
 //! as `.ci/run` does.
-#![cfg(all(switchback_frame_pointers, target_arch = "x86_64"))]
+#![cfg(all(
+    switchback_frame_pointers,
+    any(target_arch = "x86_64", target_arch = "x86")
+))]
 
 use switchback::{on_stack, stack::DefaultStack, Coroutine};
 
-/// Return addresses found by following `rbp` from the caller's frame, as a
-/// profiler that walks frame records would.
-#[inline(never)]
-fn frame_pointer_walk() -> Vec<usize> {
-    let mut rbp: usize;
+/// This function's frame pointer: the address of its frame record.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn frame_pointer() -> usize {
+    let rbp: usize;
     // SAFETY: reads the frame pointer register; no memory is touched.
     unsafe {
         core::arch::asm!(
@@ -23,17 +26,45 @@ fn frame_pointer_walk() -> Vec<usize> {
             options(nomem, nostack)
         )
     };
+    rbp
+}
+
+/// This function's frame pointer: the address of its frame record.
+#[cfg(target_arch = "x86")]
+#[inline(always)]
+fn frame_pointer() -> usize {
+    let ebp: usize;
+    // SAFETY: reads the frame pointer register; no memory is touched.
+    unsafe {
+        core::arch::asm!(
+            // Out: the register = ebp (this function's frame record). No
+            // stack use, no memory access, nothing else changed.
+            "mov {}, ebp",
+            out(reg) ebp,
+            options(nomem, nostack)
+        )
+    };
+    ebp
+}
+
+/// Return addresses found by following the frame pointer from the caller's
+/// frame, as a profiler that walks frame records would. On x86 and x86-64 a
+/// frame record is {previous frame pointer, return address}.
+#[inline(never)]
+fn frame_pointer_walk() -> Vec<usize> {
+    let mut fp = frame_pointer();
+    let word = core::mem::size_of::<usize>();
     let mut addresses = Vec::new();
-    while rbp != 0 && addresses.len() < 256 {
-        // SAFETY: with frame pointers forced, every rbp in the chain points
-        // at a frame record {previous rbp, return address}; a broken chain
-        // faults here, which fails the test.
-        let (next, ret) = unsafe { (*(rbp as *const usize), *((rbp + 8) as *const usize)) };
+    while fp != 0 && addresses.len() < 256 {
+        // SAFETY: with frame pointers forced, every frame pointer in the
+        // chain points at a frame record {previous frame pointer, return
+        // address}; a broken chain faults here, which fails the test.
+        let (next, ret) = unsafe { (*(fp as *const usize), *((fp + word) as *const usize)) };
         if ret == 0 {
             break;
         }
         addresses.push(ret);
-        rbp = next;
+        fp = next;
     }
     addresses
 }

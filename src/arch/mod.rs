@@ -26,8 +26,11 @@
 //!   coroutine whose saved stack pointer is `sp` and whose stack base is
 //!   `base`, passing `arg`. It first stores the parent's stack pointer in the
 //!   link. It returns when the coroutine suspends (`state` = its new stack
-//!   pointer) or leaves (`state` = the exit code it gave `switch_and_reset`),
-//!   with the word the coroutine passed.
+//!   pointer, or on x86 and x86-64, which keep that pointer in the reserved
+//!   top, the address of the link: either way a nonzero word above
+//!   `MIN_STACK_SIZE` that differs from the initial `sp` and is passed back
+//!   as `sp` on the next resume) or leaves (`state` = the exit code it gave
+//!   `switch_and_reset`), with the word the coroutine passed.
 //! - `switch_yield(arg, link) -> Option<arg>`: suspends the running coroutine,
 //!   passing `arg` to the parent; returns the word passed by the next resume,
 //!   or `None` when the parent resumed it with `switch_and_unwind`.
@@ -80,5 +83,15 @@ mod x86_64;
 #[cfg(all(target_arch = "x86_64", not(windows)))]
 pub use x86_64::*;
 
-#[cfg(not(all(target_arch = "x86_64", not(windows))))]
-compile_error!("switchback does not support this target yet; it supports x86-64 Linux");
+#[cfg(all(target_arch = "x86", not(windows)))]
+mod x86;
+#[cfg(all(target_arch = "x86", not(windows)))]
+pub use x86::*;
+
+#[cfg(not(any(
+    all(target_arch = "x86_64", not(windows)),
+    all(target_arch = "x86", not(windows)),
+)))]
+compile_error!(
+    "switchback does not support this target yet; it supports x86-64 and x86 (i686) Linux"
+);
