@@ -26,11 +26,12 @@
 //!   coroutine whose saved stack pointer is `sp` and whose stack base is
 //!   `base`, passing `arg`. It first stores the parent's stack pointer in the
 //!   link. It returns when the coroutine suspends (`state` = its new stack
-//!   pointer, or on x86 and x86-64, which keep that pointer in the reserved
-//!   top, the address of the link: either way a nonzero word above
-//!   `MIN_STACK_SIZE` that differs from the initial `sp` and is passed back
-//!   as `sp` on the next resume) or leaves (`state` = the exit code it gave
-//!   `switch_and_reset`), with the word the coroutine passed.
+//!   pointer; on x86 and x86-64, which keep that pointer in the reserved
+//!   top, another word that is at least `MIN_STACK_SIZE` and never equals
+//!   the initial `sp`: the link's address on x86, the resume address on
+//!   x86-64; either way it is passed back as `sp` on the next resume) or
+//!   leaves (`state` = the exit code it gave `switch_and_reset`), with the
+//!   word the coroutine passed.
 //! - `switch_yield(arg, link) -> Option<arg>`: suspends the running coroutine,
 //!   passing `arg` to the parent; returns the word passed by the next resume,
 //!   or `None` when the parent resumed it with `switch_and_unwind`.

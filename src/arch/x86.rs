@@ -1,9 +1,9 @@
 //! The context switch for 32-bit x86 (i386 System V psABI, as on Linux).
 //!
 //! The same design as `x86_64.rs`, register for register: `edi`/`rdi` carry
-//! the word, `ecx`/`rsi` the stack base, `edx`/`rdx` the control word; `esi`
-//! plays the part of `rbx` (the register LLVM reserves besides the frame
-//! pointer, saved by hand). Functions the trampolines call (`entry`, the
+//! the word, `ecx`/`rsi` the stack base, `edx`/`rdx` the control word going
+//! in and `eax`/`rax` the state coming out; `esi` plays the part of `rbx`
+//! (the register LLVM reserves besides the frame pointer, saved by hand). Functions the trampolines call (`entry`, the
 //! trap entry, `on_stack`'s function) use cdecl: arguments on the stack,
 //! whose pointer is 16-aligned at the call.
 //!
@@ -62,8 +62,12 @@
 //! value unchanged and reports zero as the unwind request. Ordinary resumes
 //! pay nothing for this: the portable code passes the state anyway.
 //!
-//! Coming out, `edx` is the state: the address of the link (the coroutine's
-//! context) after a suspension, or the exit code of `switch_and_reset`.
+//! Coming out, `eax` is the state: the address of the link (the coroutine's
+//! context, which `switch_yield` receives in `eax`) after a suspension, or
+//! the exit code of `switch_and_reset`. It never equals an initial stack
+//! pointer, which lies below the closure object and so at least 16 bytes
+//! below the link. (On x86-64, where nothing lies below the object, the
+//! state is the resume address instead; both are free where they are.)
 //!
 //! # Registers LLVM reserves
 //!
@@ -143,8 +147,9 @@ macro_rules! switch_asm {
 /// and jumps to `entry` with the label as return address. `entry` never
 /// returns.
 ///
-/// CFI from the label on: CFA = `[ebp] + 12`, the parent's stack pointer
-/// outside its switch; `ebp`, return address and `esi` at CFA - 12, -8, -4.
+/// CFI once `ebp` holds the link address: CFA = `[ebp] + 12`, the
+/// parent's stack pointer outside its switch; the parent's
+/// `ebp`, return address and `esi` at CFA - 12, -8, -4.
 /// It is a signal frame, because the parent's stack may lie above or below
 /// this one (debuggers check that stacks grow one way otherwise); the
 /// unwinder then takes the parent's return address as exact, which is why
@@ -254,7 +259,7 @@ unsafe fn enter(arg: Word, control: usize, base: StackPointer) -> (Word, usize) 
     unsafe {
         switch_asm!(
             // In: edi = word, ecx = stack base, edx = control word.
-            // Out: edi = word, edx = state (link address or exit code).
+            // Out: edi = word, eax = state (link address or exit code).
             // Pushes esi and the return address; the coroutine pushes ebp
             // above them and pops it again. Everything else is clobbered.
             "push esi",
@@ -263,7 +268,8 @@ unsafe fn enter(arg: Word, control: usize, base: StackPointer) -> (Word, usize) 
             resume = const RESUME_SLOT,
             inlateout("edi") arg => word,
             inlateout("ecx") base.get() => _,
-            inlateout("edx") control => state,
+            inlateout("edx") control => _,
+            lateout("eax") state,
         );
     }
     (word, state)
@@ -307,11 +313,11 @@ pub unsafe fn switch_yield(arg: Word, link: *mut StackPointer) -> Option<Word> {
     // resumed at label 2 by its next `call`.
     unsafe {
         switch_asm!(
-            // In: edi = word, edx = link.
+            // In: edi = word, eax = link.
             // Suspend: push ebp, esi; store the resume address (made by the
             // call to 4, adjusted on the stack and popped) and esp in the
             // context; switch to the parent's record, pop its ebp, `ret`
-            // with edi = word and edx = link (the state).
+            // with edi = word and eax = link (the state).
             // Resume (label 2, on the parent stack, called with edi = word,
             // ecx = base, edx = control word): push the parent's ebp, store
             // the link, switch back, pop esi and ebp.
@@ -325,9 +331,9 @@ pub unsafe fn switch_yield(arg: Word, link: *mut StackPointer) -> Option<Word> {
             // difference of labels for a memory operand.
             ".byte 0x81, 0x04, 0x24",
             ".long 2f - 4b",
-            "pop dword ptr [edx + {resume}]",
-            "mov [edx + {sp}], esp",
-            "mov esp, [edx]",
+            "pop dword ptr [eax + {resume}]",
+            "mov [eax + {sp}], esp",
+            "mov esp, [eax]",
             "pop ebp",
             "ret",
             "2:",
@@ -341,7 +347,8 @@ pub unsafe fn switch_yield(arg: Word, link: *mut StackPointer) -> Option<Word> {
             link = const LINK_OFFSET,
             sp_slot = const SP_SLOT,
             inlateout("edi") arg => word,
-            inlateout("edx") link => control,
+            inlateout("eax") link => _,
+            lateout("edx") control,
         );
     }
     if control == 0 {
@@ -364,14 +371,14 @@ pub unsafe fn switch_and_reset(arg: Word, exit: usize, link: *mut StackPointer) 
     // tells the parent never to resume us.
     unsafe {
         asm!(
-            // In: edi = word, edx = exit code, eax = link. Switches to the
+            // In: edi = word, eax = exit code, edx = link. Switches to the
             // parent's record, pops its ebp and returns into it.
-            "mov esp, [eax]",
+            "mov esp, [edx]",
             "pop ebp",
             "ret",
             in("edi") arg,
-            in("edx") exit,
-            in("eax") link,
+            in("eax") exit,
+            in("edx") link,
             options(noreturn)
         )
     }

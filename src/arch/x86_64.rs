@@ -1,9 +1,9 @@
 //! The context switch for x86-64 on System V targets (Linux, the BSDs).
 //!
 //! The same design as `x86.rs`, register for register: `rdi`/`edi` carry the
-//! word, `rsi`/`ecx` the stack base, `rdx`/`edx` the control word; `rbx`
-//! plays the part of `esi` (the register LLVM reserves besides the frame
-//! pointer, saved by hand).
+//! word, `rsi`/`ecx` the stack base, `rdx`/`edx` the control word going in
+//! and `rax`/`eax` the state coming out; `rbx` plays the part of `esi` (the
+//! register LLVM reserves besides the frame pointer, saved by hand).
 //!
 //! # Stack layout
 //!
@@ -56,8 +56,10 @@
 //! value unchanged and reports zero as the unwind request. Ordinary resumes
 //! pay nothing for this: the portable code passes the state anyway.
 //!
-//! Coming out, `rdx` is the state: the address of the link (the coroutine's
-//! context) after a suspension, or the exit code of `switch_and_reset`.
+//! Coming out, `rax` is the state: the resume address after a suspension
+//! (already in `rax`, and a code address, so it never equals an initial
+//! stack pointer, which here is the closure object itself and may lie right
+//! below the link), or the exit code of `switch_and_reset`.
 //!
 //! # Registers LLVM reserves
 //!
@@ -133,12 +135,13 @@ macro_rules! switch_asm {
 /// `entry(input, link, obj)` on the coroutine stack with the label as
 /// return address. `entry` never returns.
 ///
-/// CFI from the label on: CFA = `[rbp] + 24`, the parent's stack pointer
-/// outside its switch; `rbp`, return address and `rbx` at CFA - 24, -16,
-/// -8. It is a signal frame, because the parent's stack may lie above or
-/// below this one (debuggers check that stacks grow one way otherwise); the
-/// unwinder then takes the parent's return address as exact, which is why
-/// the parent's `call` is followed by its `pop rbx` inside the same block.
+/// CFI once `rbp` holds the link address: CFA = `[rbp] + 24`, the
+/// parent's stack pointer outside its switch; the parent's `rbp`, return
+/// address and `rbx` at CFA - 24, -16, -8. It is a signal frame, because
+/// the parent's stack may lie above or below this one (debuggers check
+/// that stacks grow one way otherwise); the unwinder then takes the
+/// parent's return address as exact, which is why the parent's `call` is
+/// followed by its `pop rbx` inside the same block.
 #[unsafe(naked)]
 unsafe extern "C" fn coroutine_root() {
     naked_asm!(
@@ -234,7 +237,7 @@ unsafe fn enter(arg: Word, control: usize, base: StackPointer) -> (Word, usize) 
     unsafe {
         switch_asm!(
             // In: rdi = word, rsi = stack base, rdx = control word.
-            // Out: rdi = word, rdx = state (link address or exit code).
+            // Out: rdi = word, rax = state (resume address or exit code).
             // Pushes rbx and the return address; the coroutine pushes rbp
             // above them and pops it again. Everything else is clobbered.
             "push rbx",
@@ -243,7 +246,8 @@ unsafe fn enter(arg: Word, control: usize, base: StackPointer) -> (Word, usize) 
             resume = const RESUME_SLOT,
             inlateout("rdi") arg => word,
             inlateout("rsi") base.get() => _,
-            inlateout("rdx") control => state,
+            inlateout("rdx") control => _,
+            lateout("rax") state,
         );
     }
     (word, state)
@@ -290,7 +294,7 @@ pub unsafe fn switch_yield(arg: Word, link: *mut StackPointer) -> Option<Word> {
             // In: rdi = word, rdx = link.
             // Suspend: push rbp, rbx; store the resume address and rsp in the
             // context; switch to the parent's record, pop its rbp, `ret`
-            // with rdi = word and rdx = link (the state).
+            // with rdi = word and rax = resume address (the state).
             // Resume (label 2, on the parent stack, called with rdi = word,
             // rsi = base, rdx = control word): push the parent's rbp, store
             // the link, switch back, pop rbx and rbp.
@@ -337,14 +341,14 @@ pub unsafe fn switch_and_reset(arg: Word, exit: usize, link: *mut StackPointer) 
     // tells the parent never to resume us.
     unsafe {
         asm!(
-            // In: rdi = word, rdx = exit code, rax = link. Switches to the
+            // In: rdi = word, rax = exit code, rdx = link. Switches to the
             // parent's record, pops its rbp and returns into it.
-            "mov rsp, [rax]",
+            "mov rsp, [rdx]",
             "pop rbp",
             "ret",
             in("rdi") arg,
-            in("rdx") exit,
-            in("rax") link,
+            in("rax") exit,
+            in("rdx") link,
             options(noreturn)
         )
     }
