@@ -47,9 +47,9 @@
 //! `ebp`, `esi`, store the resume address and the stack pointer in the
 //! context, load the parent's stack pointer from the link, pop its `ebp` and
 //! `ret` into it. Without `rip`-relative addressing the resume address is
-//! made by a call to the next instruction (which processors do not count as
-//! a call for return prediction) whose pushed address is adjusted in place
-//! and popped into the context. 3 + 5 + 9 = 17 instructions per round trip,
+//! made by a call to the next instruction (the usual i386 idiom for reading
+//! `eip`, which common processors keep off the return-stack predictor)
+//! whose pushed address is adjusted in place and popped into the context. 3 + 5 + 9 = 17 instructions per round trip,
 //! and every `call` that returns is paired with a `ret` (the parent's `call`
 //! with the coroutine's `ret`), so the return-stack predictor stays in step.
 //!
@@ -172,7 +172,7 @@ unsafe extern "C" fn coroutine_root() {
         // DW_OP_deref, DW_OP_plus_uconst PARENT_RECORD.
         ".cfi_escape 0x0f, 5, 0x75, 0, 0x06, 0x23, {record}",
         // The root's return label is label 4, whose address this call
-        // pushes (a call to the next instruction, so no return is owed).
+        // pushes (a call to the next instruction, never returned to).
         "call 4f",
         "4:",
         "pop eax",
