@@ -1,62 +1,75 @@
 //! Criterion benchmarks of the basic costs: a switch round trip, a whole
 //! coroutine call on a reused stack and on a pooled stack, and `on_stack`.
+//!
+//! Criterion is a dev-dependency on x86-64 Linux only (the host CI runs
+//! the benchmarks on), so that cross targets under qemu build less.
 
-use std::hint::black_box;
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod bench {
+    use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, Criterion};
-use switchback::stack::{DefaultStack, StackPool};
-use switchback::{on_stack, Coroutine, ScopedCoroutine, Yielder};
+    use criterion::{criterion_group, Criterion};
+    use switchback::stack::{DefaultStack, StackPool};
+    use switchback::{on_stack, Coroutine, ScopedCoroutine, Yielder};
 
-/// resume + suspend of an identity coroutine.
-fn coroutine_switch(c: &mut Criterion) {
-    let mut identity = Coroutine::<usize, usize, ()>::new(|yielder, mut input| loop {
-        input = yielder.suspend(input);
-    });
-    c.bench_function("coroutine_switch", |b| {
-        b.iter(|| identity.resume(black_box(0)))
-    });
+    /// resume + suspend of an identity coroutine.
+    fn coroutine_switch(c: &mut Criterion) {
+        let mut identity = Coroutine::<usize, usize, ()>::new(|yielder, mut input| loop {
+            input = yielder.suspend(input);
+        });
+        c.bench_function("coroutine_switch", |b| {
+            b.iter(|| identity.resume(black_box(0)))
+        });
+    }
+
+    /// Create a coroutine on an already-allocated stack, run it to return, drop it.
+    fn coroutine_call(c: &mut Criterion) {
+        let mut stack = DefaultStack::default();
+        c.bench_function("coroutine_call", |b| {
+            b.iter(|| {
+                let coroutine = ScopedCoroutine::with_stack(
+                    &mut stack,
+                    |_: &Yielder<usize, ()>, input: usize| input,
+                );
+                coroutine.scope(|mut co| co.resume(black_box(0)))
+            })
+        });
+    }
+
+    /// The same as `coroutine_call`, with a stack taken from (and returned to) a
+    /// `StackPool`.
+    fn coroutine_call_pooled(c: &mut Criterion) {
+        let pool = StackPool::default();
+        c.bench_function("coroutine_call_pooled", |b| {
+            b.iter(|| {
+                let mut coroutine: Coroutine<usize, (), usize, _> =
+                    Coroutine::with_pool(&pool, |_, input| input);
+                coroutine.resume(black_box(0))
+            })
+        });
+    }
+
+    /// `on_stack` with an empty closure.
+    fn stack_call(c: &mut Criterion) {
+        let mut stack = DefaultStack::default();
+        c.bench_function("stack_call", |b| {
+            b.iter(|| on_stack(&mut stack, || black_box(())))
+        });
+    }
+
+    criterion_group!(
+        benches,
+        coroutine_switch,
+        coroutine_call,
+        coroutine_call_pooled,
+        stack_call
+    );
 }
 
-/// Create a coroutine on an already-allocated stack, run it to return, drop it.
-fn coroutine_call(c: &mut Criterion) {
-    let mut stack = DefaultStack::default();
-    c.bench_function("coroutine_call", |b| {
-        b.iter(|| {
-            let coroutine =
-                ScopedCoroutine::with_stack(&mut stack, |_: &Yielder<usize, ()>, input: usize| {
-                    input
-                });
-            coroutine.scope(|mut co| co.resume(black_box(0)))
-        })
-    });
-}
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+criterion::criterion_main!(bench::benches);
 
-/// The same as `coroutine_call`, with a stack taken from (and returned to) a
-/// `StackPool`.
-fn coroutine_call_pooled(c: &mut Criterion) {
-    let pool = StackPool::default();
-    c.bench_function("coroutine_call_pooled", |b| {
-        b.iter(|| {
-            let mut coroutine: Coroutine<usize, (), usize, _> =
-                Coroutine::with_pool(&pool, |_, input| input);
-            coroutine.resume(black_box(0))
-        })
-    });
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+fn main() {
+    eprintln!("the criterion benchmarks run on x86-64 Linux only");
 }
-
-/// `on_stack` with an empty closure.
-fn stack_call(c: &mut Criterion) {
-    let mut stack = DefaultStack::default();
-    c.bench_function("stack_call", |b| {
-        b.iter(|| on_stack(&mut stack, || black_box(())))
-    });
-}
-
-criterion_group!(
-    benches,
-    coroutine_switch,
-    coroutine_call,
-    coroutine_call_pooled,
-    stack_call
-);
-criterion_main!(benches);

@@ -24,6 +24,7 @@ i686-unknown-linux-gnu              i686-linux-gnu        qemu-i386-static     l
 riscv64gc-unknown-linux-gnu         riscv64-linux-gnu     qemu-riscv64-static  libc6-dev-riscv64-cross stable
 s390x-unknown-linux-gnu             s390x-linux-gnu       qemu-s390x-static    libc6-dev-s390x-cross   stable
 powerpc64le-unknown-linux-gnu       powerpc64le-linux-gnu qemu-ppc64le-static  libc6-dev-ppc64el-cross stable
+powerpc64-unknown-linux-gnu         powerpc64-linux-gnu   qemu-ppc64-static    libc6-dev-ppc64-cross   stable
 "
 
 row() {
@@ -90,6 +91,9 @@ fi
 env_triple=$(tr 'a-z-' 'A-Z_' <<<"$triple")
 export "CARGO_TARGET_${env_triple}_LINKER=$prefix-gcc"
 export "CARGO_TARGET_${env_triple}_RUNNER=$qemu -L /usr/$prefix"
+# The tests that re-run their own binary as a child process need the same
+# emulator command (tests/common/mod.rs).
+export SWITCHBACK_QEMU_RUNNER="$qemu -L /usr/$prefix"
 # The C compiler for build scripts that compile C (backtrace's tests do not,
 # but cc-based crates may).
 export "CC_${triple//-/_}=$prefix-gcc"

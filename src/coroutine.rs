@@ -78,8 +78,23 @@ macro_rules! coroutine_struct {
         ///
         /// Dropping a coroutine that is suspended unwinds its stack, running
         /// the destructors of everything on it (see
-        /// [`force_unwind`](Coroutine::force_unwind)). Without the `unwind`
-        /// feature this aborts the process instead.
+        /// [`force_unwind`](Coroutine::force_unwind)). If the coroutine
+        /// catches that unwind and suspends again, the value it yielded is
+        /// dropped and the unwind is thrown again, until it finishes.
+        ///
+        /// If a panic interrupts that unwind (the destructor of a value the
+        /// coroutine yielded meanwhile panics), the panic continues from the
+        /// drop and the coroutine is leaked, as by [`core::mem::forget`]: its
+        /// stack still holds live frames, so it is neither freed nor
+        /// returned to its pool, and those frames never run again. A
+        /// [`ScopedCoroutine`](crate::ScopedCoroutine), whose frames may
+        /// borrow from its scope, aborts the process instead.
+        ///
+        /// Without the `unwind` feature, or in a program built with
+        /// `panic = "abort"`, a suspended coroutine cannot be unwound:
+        /// dropping one prints why and aborts the process. Run such
+        /// coroutines to completion (or
+        /// [`force_reset`](Coroutine::force_reset) them) first.
         ///
         /// # Threads
         ///
@@ -94,7 +109,9 @@ macro_rules! coroutine_struct {
         /// It is `Sync` when its stack is, since `&Coroutine` allows nothing
         /// but queries.
         pub struct Coroutine<Input, Yield, Return, Stack: stack::Stack $(= $default)?> {
-            stack: Stack,
+            /// Dropped by hand, and only once no frame lives on it (see
+            /// `Drop`).
+            stack: ManuallyDrop<Stack>,
             base: StackPointer,
             /// The suspended coroutine's stack pointer; `None` once done.
             sp: Option<StackPointer>,
@@ -165,11 +182,22 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
     ///
     /// Panics if `stack` is misaligned or smaller than
     /// [`MIN_STACK_SIZE`](crate::stack::MIN_STACK_SIZE), or if the closure
-    /// is too big for it: the closure is moved onto the stack and then into
-    /// the coroutine's first frame, so it needs twice its size, plus 4 KiB
-    /// and a sixteenth of the stack for frames (a 1 MiB stack takes closures
-    /// of up to about 480 KiB). Box a closure that big, or use a larger
-    /// stack.
+    /// is too big for it. The closure is moved onto the stack and then into
+    /// the coroutine's first frame, so a stack needs 28 KiB for frames plus
+    /// twice the size of the closure (three times its size plus alignment
+    /// if it is aligned above 16 bytes): a stack of `MIN_STACK_SIZE`
+    /// (32 KiB) takes closures of up to 2 KiB, a 1 MiB stack closures of up
+    /// to 498 KiB. Box a closure that big, or use a larger stack.
+    ///
+    /// ```should_panic
+    /// use switchback::stack::{DefaultStack, MIN_STACK_SIZE};
+    /// use switchback::Coroutine;
+    ///
+    /// let big = [0u8; 64 * 1024];
+    /// let stack = DefaultStack::new(MIN_STACK_SIZE).unwrap();
+    /// // Panics: "a closure of 65536 bytes needs a stack of at least ..."
+    /// let _co: Coroutine<(), (), u8, _> = Coroutine::with_stack(stack, move |_, ()| big[0]);
+    /// ```
     pub fn with_stack<F>(stack: Stack, f: F) -> Self
     where
         F: FnOnce(&Yielder<Input, Yield>, Input) -> Return + 'static,
@@ -189,8 +217,10 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
     ///
     /// Everything the closure borrows, and the stack if it is borrowed, must
     /// stay valid until the coroutine has returned or been dropped. If the
-    /// coroutine is leaked (for example with [`core::mem::forget`]) after it
-    /// started, its stack stays in use forever and so must the borrows.
+    /// coroutine is leaked (for example with [`core::mem::forget`], or by a
+    /// drop whose forced unwind a panic interrupts: see
+    /// [Dropping](Coroutine#dropping)) after it started, its stack stays in
+    /// use forever and so must the borrows.
     /// [`ScopedCoroutine`](crate::ScopedCoroutine) upholds this safely.
     ///
     /// # Panics
@@ -200,7 +230,11 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
     where
         F: FnOnce(&Yielder<Input, Yield>, Input) -> Return,
     {
-        let (base, limit) = stack_bounds(&stack, mem::size_of::<F>(), closure_footprint::<F>());
+        let (base, limit) = stack_bounds(
+            &stack,
+            mem::size_of::<F>(),
+            stack::closure_stack_bytes(mem::size_of::<F>(), mem::align_of::<F>()),
+        );
         // A reused stack may still be poisoned by frames abandoned there.
         sanitizer::unpoison(limit.get(), base.get());
         let obj = closure_slot::<F>(base.get());
@@ -220,7 +254,7 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
             arch::init_stack(base, obj, coroutine_entry::<Input, Yield, Return, F>)
         };
         Self {
-            stack,
+            stack: ManuallyDrop::new(stack),
             base,
             sp: Some(initial_sp),
             initial_sp,
@@ -315,9 +349,13 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
     ///
     /// # Panics
     ///
-    /// Panics if the coroutine is suspended and the `unwind` feature is off.
+    /// Panics if the coroutine is suspended and the `unwind` feature is off
+    /// (aborts, with a message, in a program built with `panic = "abort"`).
     /// If unwinding the coroutine raises a different panic, that panic
-    /// continues from here.
+    /// continues from here and the coroutine is done. If the destructor of
+    /// a value that the coroutine yielded while being unwound panics, that
+    /// panic continues from here and the coroutine stays suspended: it can
+    /// be resumed, or unwound again.
     pub fn force_unwind(&mut self) {
         if self.sp.is_some() {
             self.force_unwind_slow();
@@ -335,6 +373,13 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
             };
             return;
         }
+        #[cfg(all(feature = "unwind", panic = "abort"))]
+        unwind::abort_with_message(
+            "switchback: a suspended coroutine is being unwound (dropped, or \
+             force_unwind), but this program is built with panic = \"abort\", so its \
+             stack cannot be unwound; aborting (run coroutines to completion, or \
+             force_reset them, before dropping them)",
+        );
         #[cfg(feature = "unwind")]
         self.unwind_suspended();
         #[cfg(not(feature = "unwind"))]
@@ -413,27 +458,73 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
             "switchback: into_stack called on a coroutine that has not finished; \
              run it to completion or call force_unwind first"
         );
-        let this = ManuallyDrop::new(self);
+        let mut this = ManuallyDrop::new(self);
         // SAFETY: `this` is never used or dropped again, so the stack is
-        // moved out exactly once; the other fields need no drop.
-        unsafe { ptr::read(&this.stack) }
+        // moved out exactly once; the other fields need no drop. The
+        // coroutine is done, so no frame lives on the stack.
+        unsafe { ManuallyDrop::take(&mut this.stack) }
     }
 
     /// A handle that a signal handler can use to make this coroutine return
     /// after a trap (a fault on its stack, or a stack overflow). See
     /// [`CoroutineTrapHandler`].
     pub fn trap_handler(&self) -> CoroutineTrapHandler<Return> {
-        CoroutineTrapHandler::new(self.base, self.stack.limit())
+        CoroutineTrapHandler::new(self.base, (*self.stack).limit())
     }
 }
 
 impl<Input, Yield, Return, Stack: stack::Stack> Drop for Coroutine<Input, Yield, Return, Stack> {
     fn drop(&mut self) {
-        if self.sp.is_none() {
+        if self.sp.is_some() {
+            // Frees the stack once the unwind below has finished, and also
+            // if a panic interrupts it, as long as nothing lives on the
+            // stack any more.
+            let release = ReleaseStackWhenDone(self);
+            release.0.unwind_for_drop();
+        } else {
+            // SAFETY: the coroutine is done, so no frame lives on its stack;
+            // the field is not used again.
+            unsafe { ManuallyDrop::drop(&mut self.stack) }
+        }
+    }
+}
+
+/// Drops a coroutine's stack when it goes out of scope, normally or while a
+/// panic unwinds, if the coroutine is done; leaks it otherwise.
+///
+/// A panic from the destructor of a value that the coroutine yielded while
+/// being unwound leaves the coroutine suspended, with live frames on its
+/// stack. Unmapping the stack, or handing it to a pool, would leave those
+/// frames (and anything that points into them, such as a scoped thread
+/// borrowing a local) on freed memory, so the stack is leaked instead, as
+/// `mem::forget` would: its memory stays allocated and the frames never run
+/// again.
+struct ReleaseStackWhenDone<'a, Input, Yield, Return, Stack: stack::Stack>(
+    &'a mut Coroutine<Input, Yield, Return, Stack>,
+);
+
+impl<Input, Yield, Return, Stack: stack::Stack> Drop
+    for ReleaseStackWhenDone<'_, Input, Yield, Return, Stack>
+{
+    fn drop(&mut self) {
+        if self.0.done() {
+            // SAFETY: the coroutine is done, so no frame lives on its stack;
+            // this runs once, from the coroutine's `Drop`, and the field is
+            // not used again.
+            unsafe { ManuallyDrop::drop(&mut self.0.stack) }
+        }
+    }
+}
+
+impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, Stack> {
+    /// Unwinds a coroutine that is being dropped if it is suspended, or
+    /// aborts with a message where that is impossible.
+    pub(crate) fn unwind_for_drop(&mut self) {
+        if self.done() {
             return;
         }
-        #[cfg(not(feature = "unwind"))]
         if self.started() {
+            #[cfg(not(feature = "unwind"))]
             unwind::abort_with_message(
                 "switchback: a suspended coroutine was dropped, but unwinding its stack \
                  needs the `unwind` feature; aborting",
@@ -474,25 +565,9 @@ unsafe fn take_exit<Return>(output: Word, exit: usize) -> Return {
     }
 }
 
-/// The bytes that a closure of type `F` and the initial frame take at the top
-/// of a stack, alignment padding included.
-#[inline(always)]
-pub(crate) const fn closure_footprint<F>() -> usize {
-    let align = if mem::align_of::<F>() > arch::STACK_ALIGNMENT {
-        mem::align_of::<F>()
-    } else {
-        arch::STACK_ALIGNMENT
-    };
-    arch::RESERVED_TOP
-        + sanitizer::EXTENTS_RESERVE
-        + mem::size_of::<F>()
-        + (align - 1)
-        + arch::INIT_FRAME_SIZE
-}
-
 /// Where the closure of type `F` goes on a stack whose base is `base`:
 /// below the reserved top, aligned for `F` and for the stack. The caller has
-/// checked that `closure_footprint::<F>()` bytes fit.
+/// checked that the stack has room for it (`stack_bounds`).
 #[inline(always)]
 pub(crate) fn closure_slot<F>(base: usize) -> usize {
     let align = mem::align_of::<F>().max(arch::STACK_ALIGNMENT);

@@ -38,6 +38,37 @@
 //! [`Coroutine::into_stack`]. Closures that borrow run in a
 //! [`ScopedCoroutine`].
 //!
+//! # Panics, backtraces and traps
+//!
+//! - A panic inside a coroutine unwinds the coroutine's stack and then
+//!   continues from the [`resume`](Coroutine::resume) that ran it; the
+//!   coroutine is done afterwards. `on_stack` and
+//!   [`Yielder::on_parent_stack`] pass panics back the same way.
+//! - Dropping a suspended coroutine unwinds its stack with a panic payload
+//!   of type `ForcedUnwind` (with the `unwind` feature), so that every destructor on it runs. Code in
+//!   a coroutine that catches panics should re-raise that one (see
+//!   `ForcedUnwind`). What happens when that unwind cannot finish is
+//!   under [Dropping](Coroutine#dropping).
+//! - In a program built with `panic = "abort"` a panic aborts the process
+//!   as usual, and a suspended coroutine cannot be unwound: dropping one
+//!   prints why and aborts. Run coroutines to completion there.
+//! - A backtrace taken inside a coroutine continues into the function that
+//!   resumed it (the coroutine's first frame carries unwind information and
+//!   a frame record that lead to its parent), so debuggers, profilers and
+//!   `std::backtrace` see one call stack.
+//! - The [`trap`] module turns a fault inside a coroutine (such as a stack
+//!   overflow into its guard page) into a return value, from a signal
+//!   handler.
+//! - A stack needs 28 KiB for frames plus twice the size of the closure
+//!   (see [`Coroutine::with_stack`]); [`stack::MIN_STACK_SIZE`] is 32 KiB.
+//!
+//! # Supported targets
+//!
+//! x86-64 Linux (glibc), built and tested in CI, also under Valgrind and
+//! AddressSanitizer; the crate without features builds for `no_std`
+//! x86-64. Any other target stops with a compile error that lists the
+//! supported ones. The README's table says how CI checks each target.
+//!
 //! # Cargo features
 //!
 //! - `default-stack` (default): `stack::DefaultStack`, an `mmap`ed stack
@@ -52,12 +83,23 @@
 //!   across as a value.
 //! - `sanitizer`: tells AddressSanitizer about every stack switch, for
 //!   programs built with `-Zsanitizer=address`. Only enable it then: it
-//!   links against the sanitizer runtime.
+//!   links against the sanitizer runtime. It cannot be combined with
+//!   `asm-unwind` (a compile error says why).
+//! - `libc`, `windows-sys`: the names of corosensei's optional
+//!   dependencies, so that manifests that enable them keep working.
 //!
 //! With no features the crate is `#![no_std]`.
 #![no_std]
 #![cfg_attr(feature = "asm-unwind", feature(asm_unwind))]
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
+
+#[cfg(all(feature = "sanitizer", feature = "asm-unwind"))]
+compile_error!(
+    "switchback: the `sanitizer` and `asm-unwind` features cannot be combined: with \
+     `asm-unwind` a panic crosses from a coroutine's stack to its parent's inside the \
+     unwinder, where the switch cannot be announced to AddressSanitizer (which then \
+     reports false stack-buffer-overflows); use `sanitizer` without `asm-unwind`"
+);
 
 #[cfg(any(
     feature = "default-stack",
@@ -68,6 +110,8 @@
 extern crate std;
 
 mod arch;
+#[cfg(doctest)]
+mod compile_fail_doctests;
 mod coroutine;
 mod on_stack;
 mod sanitizer;
@@ -80,3 +124,5 @@ mod word;
 pub use coroutine::{Coroutine, CoroutineResult, Yielder};
 pub use on_stack::on_stack;
 pub use scoped::{ScopedCoroutine, ScopedCoroutineRef};
+#[cfg(feature = "unwind")]
+pub use unwind::ForcedUnwind;

@@ -1,10 +1,10 @@
 //! Running a closure on another stack: [`on_stack`].
 
-use core::mem::ManuallyDrop;
+use core::mem::{self, ManuallyDrop};
 
 use crate::arch;
 use crate::sanitizer::{self, SavedContext, StackExtent};
-use crate::stack::{stack_bounds, Stack};
+use crate::stack::{closure_stack_bytes, stack_bounds, Stack};
 use crate::unwind::{self, CaughtPanic};
 
 /// Runs `f` on `stack` and returns its result; the stack is dropped after.
@@ -22,12 +22,18 @@ use crate::unwind::{self, CaughtPanic};
 /// # Panics
 ///
 /// A panic in `f` continues from this call. Panics if the stack is
-/// misaligned or smaller than [`MIN_STACK_SIZE`](crate::stack::MIN_STACK_SIZE).
+/// misaligned, or smaller than [`MIN_STACK_SIZE`](crate::stack::MIN_STACK_SIZE)
+/// plus twice the size of `f`, by the rule of
+/// [`Coroutine::with_stack`](crate::Coroutine::with_stack).
 pub fn on_stack<F, R>(stack: impl Stack, f: F) -> R
 where
     F: FnOnce() -> R,
 {
-    let (base, limit) = stack_bounds(&stack, 0, 0);
+    let (base, limit) = stack_bounds(
+        &stack,
+        mem::size_of::<F>(),
+        closure_stack_bytes(mem::size_of::<F>(), mem::align_of::<F>()),
+    );
     let extent = StackExtent::new(|| limit.get(), base.get());
     // SAFETY: the Stack contract makes the memory below `base` ours while
     // `stack` lives, which is until after the call.
@@ -79,9 +85,12 @@ where
     // return, so the sanitizer's context for it ends there.
     let caller = unsafe { sanitizer::finish_switch(SavedContext::none()) };
     let slot = slot as *mut CallSlot<F, R>;
-    // SAFETY: call_on_stack passes a slot holding the closure.
-    let f = unsafe { ManuallyDrop::take(&mut (*slot).f) };
-    let result = unwind::catch_unwind_at_root(f);
+    // The closure is read out of the slot only at the call: the wrapper
+    // that `catch_unwind` moves around (several times in debug builds) is
+    // one pointer, whatever the size of `f`, so `f` costs the stack one copy.
+    // SAFETY: call_on_stack passes a slot holding the closure, taken once.
+    let run = move || unsafe { ManuallyDrop::take(&mut (*slot).f) }();
+    let result = unwind::catch_unwind_at_root(run);
     // SAFETY: the closure was moved out; the slot now takes the result.
     unsafe {
         (*slot).result = ManuallyDrop::new(result);

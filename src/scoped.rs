@@ -1,6 +1,7 @@
 //! `ScopedCoroutine`: coroutines whose closure, stack and values may borrow.
 
 use core::marker::PhantomData;
+use core::mem::ManuallyDrop;
 
 use crate::stack;
 #[cfg(feature = "default-stack")]
@@ -36,24 +37,57 @@ macro_rules! scoped_coroutine_struct {
         /// assert_eq!(total, 3);
         /// ```
         pub struct ScopedCoroutine<'a, Input, Yield, Return, Stack: stack::Stack $(= $default)?> {
-            inner: Coroutine<Input, Yield, Return, Stack>,
-            _borrows: BorrowsLiveUntilDrop<'a>,
+            inner: ManuallyDrop<Coroutine<Input, Yield, Return, Stack>>,
+            /// Makes `'a` invariant and ties it to the coroutine, whose
+            /// closure type is erased.
+            _borrows: PhantomData<&'a mut ()>,
         }
     };
 }
 
-/// Makes the borrow checker keep `'a` alive until the coroutine is dropped.
+/// Dropping a scoped coroutine unwinds it if it is suspended. Its `Drop`
+/// names `'a`, so the borrow checker keeps the borrows alive until then:
+/// the closure's type is erased into the coroutine, so the compiler could
+/// not otherwise see that dropping the coroutine drops the closure, whose
+/// captures may read borrowed data in their destructors.
 ///
-/// The closure's type is erased into the coroutine, so the compiler cannot
-/// see that dropping the coroutine drops the closure, whose captures may
-/// read borrowed data in their destructors. A `PhantomData<&'a mut ()>`
-/// alone has a trivial drop and would let `'a` end first; a field with a
-/// `Drop` impl that names `'a` makes dropping the coroutine a use of `'a`.
-struct BorrowsLiveUntilDrop<'a>(PhantomData<&'a mut ()>);
+/// If a panic interrupts the unwind and leaves the coroutine suspended (see
+/// [Dropping](Coroutine#dropping)), its frames may still borrow from the
+/// scope, and may be reachable from elsewhere (a scoped thread holding a
+/// reference into them), so neither freeing its stack nor leaking it and
+/// letting the borrows end is sound: the process aborts with a message.
+impl<Input, Yield, Return, Stack: stack::Stack> Drop
+    for ScopedCoroutine<'_, Input, Yield, Return, Stack>
+{
+    fn drop(&mut self) {
+        let guard = AbortUnlessDone(&mut self.inner);
+        guard.0.unwind_for_drop();
+    }
+}
 
-impl Drop for BorrowsLiveUntilDrop<'_> {
-    #[inline(always)]
-    fn drop(&mut self) {}
+/// Drops a scoped coroutine that is done, when it goes out of scope
+/// normally or during a panic; aborts if it is still suspended.
+struct AbortUnlessDone<'a, Input, Yield, Return, Stack: stack::Stack>(
+    &'a mut ManuallyDrop<Coroutine<Input, Yield, Return, Stack>>,
+);
+
+impl<Input, Yield, Return, Stack: stack::Stack> Drop
+    for AbortUnlessDone<'_, Input, Yield, Return, Stack>
+{
+    fn drop(&mut self) {
+        if !self.0.done() {
+            crate::unwind::abort_with_message(
+                "switchback: a panic interrupted the unwinding of a ScopedCoroutine being \
+                 dropped (a value it yielded while unwinding panicked in its destructor); \
+                 its stack still holds frames that may borrow from the scope, so it can \
+                 neither be freed nor outlive the scope; aborting",
+            );
+        }
+        // SAFETY: the coroutine is done, so it holds no frames; this runs
+        // once, from the scoped coroutine's `Drop`, and `inner` is not used
+        // again.
+        unsafe { ManuallyDrop::drop(self.0) }
+    }
 }
 
 #[cfg(feature = "default-stack")]
@@ -93,8 +127,8 @@ impl<'a, Input, Yield, Return, Stack: stack::Stack>
             // SAFETY: the coroutine can only be resumed inside `scope`, which
             // drops it before returning; a coroutine leaked before `scope`
             // never started, so its stack holds nothing that borrows.
-            inner: unsafe { Coroutine::with_stack_unchecked(stack, f) },
-            _borrows: BorrowsLiveUntilDrop(PhantomData),
+            inner: ManuallyDrop::new(unsafe { Coroutine::with_stack_unchecked(stack, f) }),
+            _borrows: PhantomData,
         }
     }
 
@@ -105,7 +139,11 @@ impl<'a, Input, Yield, Return, Stack: stack::Stack>
     /// Panics if the coroutine is not done (a scoped coroutine that was
     /// never run inside a scope is not done).
     pub fn into_stack(self) -> Stack {
-        self.inner.into_stack()
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again, so `inner` is moved
+        // out once; `into_stack` panics (and drops the coroutine, unwinding
+        // it) unless it is done.
+        unsafe { ManuallyDrop::take(&mut this.inner) }.into_stack()
     }
 
     /// Runs `f` with a reference to the coroutine, then drops the coroutine
@@ -114,11 +152,10 @@ impl<'a, Input, Yield, Return, Stack: stack::Stack>
     where
         F: FnOnce(ScopedCoroutineRef<'_, Input, Yield, Return, Stack>) -> T,
     {
-        let result = f(ScopedCoroutineRef {
+        f(ScopedCoroutineRef {
             inner: &mut self.inner,
-        });
-        self.inner.force_unwind();
-        result
+        })
+        // `self` drops here, unwinding the coroutine if it is suspended.
     }
 }
 

@@ -1,12 +1,105 @@
 //! Recovering a coroutine from a trap (a fault or a stack overflow) inside a
 //! signal handler: [`CoroutineTrapHandler`].
+//!
+//! A JIT or an interpreter that runs guest code in a coroutine can turn a
+//! fault of that code (a stack overflow into the guard page, a bad memory
+//! access) into an ordinary return value of the coroutine: the signal
+//! handler checks that the fault happened on the running coroutine's stack,
+//! asks the coroutine's `CoroutineTrapHandler` for the registers that make
+//! it return a value to its parent, writes them into the interrupted
+//! context and returns. The handler must run on an alternate signal stack
+//! (`sigaltstack`), since an overflowing stack has no room left.
+//!
+//! # Example
+//!
+//! A coroutine that overflows its stack returns -1 (x86-64 Linux; the
+//! registers of other architectures are in `examples/support/`, used by
+//! `examples/trap.rs`):
+//!
+//! ```
+//! # #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+//! # mod example {
+//! use std::cell::Cell;
+//! use std::hint::black_box;
+//! use std::{mem, ptr};
+//!
+//! use switchback::stack::DefaultStack;
+//! use switchback::trap::{CoroutineTrapHandler, TrapHandlerRegs};
+//! use switchback::Coroutine;
+//!
+//! thread_local! {
+//!     // The running coroutine's handler. A const-initialised Cell of a
+//!     // Copy type is safe to read in a signal handler.
+//!     static RUNNING: Cell<Option<CoroutineTrapHandler<i32>>> = const { Cell::new(None) };
+//! }
+//!
+//! extern "C" fn on_sigsegv(_: libc::c_int, _: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+//!     // SAFETY: SA_SIGINFO handlers get the interrupted context here.
+//!     let gregs = unsafe { &mut (*(ctx as *mut libc::ucontext_t)).uc_mcontext.gregs };
+//!     let sp = gregs[libc::REG_RSP as usize] as usize;
+//!     match RUNNING.with(Cell::get) {
+//!         Some(handler) if handler.stack_ptr_in_bounds(sp) => {
+//!             // SAFETY: the coroutine is running and faulted on its own
+//!             // stack; every register is written below; the recursion owns
+//!             // nothing that needs dropping.
+//!             let TrapHandlerRegs { rip, rsp, rbp, rdi, rsi } =
+//!                 unsafe { handler.setup_trap_handler(|| -1) };
+//!             gregs[libc::REG_RIP as usize] = rip as i64;
+//!             gregs[libc::REG_RSP as usize] = rsp as i64;
+//!             gregs[libc::REG_RBP as usize] = rbp as i64;
+//!             gregs[libc::REG_RDI as usize] = rdi as i64;
+//!             gregs[libc::REG_RSI as usize] = rsi as i64;
+//!         }
+//!         // Not ours: the default action kills the process when the
+//!         // faulting instruction runs again.
+//!         // SAFETY: resetting a signal's action.
+//!         _ => unsafe { libc::signal(libc::SIGSEGV, libc::SIG_DFL); },
+//!     }
+//! }
+//!
+//! #[inline(never)]
+//! fn recurse(depth: u64) -> u64 {
+//!     let frame = black_box([depth; 64]);
+//!     if black_box(depth) == u64::MAX { return 0; }
+//!     recurse(depth + 1) + frame[63]
+//! }
+//!
+//! pub fn main() {
+//!     // SAFETY: a leaked alternate stack and a handler with the
+//!     // SA_SIGINFO signature.
+//!     unsafe {
+//!         let altstack = Box::leak(vec![0u8; 64 * 1024].into_boxed_slice());
+//!         let ss = libc::stack_t {
+//!             ss_sp: altstack.as_mut_ptr().cast(),
+//!             ss_flags: 0,
+//!             ss_size: altstack.len(),
+//!         };
+//!         assert_eq!(libc::sigaltstack(&ss, ptr::null_mut()), 0);
+//!         let mut action: libc::sigaction = mem::zeroed();
+//!         action.sa_sigaction = on_sigsegv as *const () as libc::sighandler_t;
+//!         action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+//!         assert_eq!(libc::sigaction(libc::SIGSEGV, &action, ptr::null_mut()), 0);
+//!     }
+//!     let stack = DefaultStack::new(64 * 1024).unwrap();
+//!     let mut co: Coroutine<(), (), i32, _> =
+//!         Coroutine::with_stack(stack, |_, ()| recurse(0) as i32);
+//!     RUNNING.with(|r| r.set(Some(co.trap_handler())));
+//!     let result = co.resume(());
+//!     RUNNING.with(|r| r.set(None));
+//!     assert_eq!(result.as_return(), Some(-1));
+//! }
+//! # }
+//! # #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+//! # example::main();
+//! ```
 
 use core::marker::PhantomData;
-use core::ptr;
+use core::{mem, ptr};
 
 pub use crate::arch::TrapHandlerRegs;
-use crate::coroutine::{closure_footprint, closure_slot, trap_entry};
+use crate::coroutine::{closure_slot, trap_entry};
 use crate::stack::StackPointer;
+use crate::stack::{closure_stack_bytes, stack_bytes_needed, MIN_GUARD_SIZE};
 
 /// What a signal handler needs to make a trapping coroutine return to its
 /// parent with a value.
@@ -48,8 +141,9 @@ impl<Return> CoroutineTrapHandler<Return> {
     }
 
     /// Whether `stack_ptr` (the stack pointer of the interrupted context)
-    /// lies in this coroutine's stack, guard pages included, so that a stack
-    /// overflow counts as inside.
+    /// lies in this coroutine's stack or in the
+    /// [`MIN_GUARD_SIZE`] bytes of guard
+    /// below it, so that a stack overflow counts as inside.
     ///
     /// ```
     /// use switchback::Coroutine;
@@ -60,7 +154,7 @@ impl<Return> CoroutineTrapHandler<Return> {
     /// assert!(!handler.stack_ptr_in_bounds(&local as *const u8 as usize));
     /// ```
     pub fn stack_ptr_in_bounds(&self, stack_ptr: usize) -> bool {
-        stack_ptr >= self.limit.get() && stack_ptr < self.base.get()
+        stack_ptr >= self.limit.get().saturating_sub(MIN_GUARD_SIZE) && stack_ptr < self.base.get()
     }
 
     /// Rewrites the coroutine's stack so that, once the signal handler
@@ -93,8 +187,13 @@ impl<Return> CoroutineTrapHandler<Return> {
     {
         let capacity = self.base.get() - self.limit.get();
         assert!(
-            crate::stack::closure_room(closure_footprint::<F>(), capacity) <= capacity,
-            "switchback: the trap handler's closure is too big for the coroutine's stack"
+            stack_bytes_needed(closure_stack_bytes(
+                mem::size_of::<F>(),
+                mem::align_of::<F>()
+            )) <= capacity,
+            "switchback: the trap handler's closure ({} bytes) is too big for the \
+             coroutine's stack of {capacity} bytes",
+            mem::size_of::<F>()
         );
         // The frames being discarded may have left the stack poisoned.
         crate::sanitizer::unpoison(self.limit.get(), self.base.get());

@@ -64,8 +64,8 @@ impl Drop for AbortOnUnwind {
 }
 
 /// Aborts the process after printing `message` through the panic handler:
-/// a panic cannot leave an `extern "C"` function, so the runtime aborts.
-#[cfg(not(feature = "unwind"))]
+/// a panic cannot leave an `extern "C"` function, so the runtime aborts
+/// (with `panic = "abort"` it aborts after printing anyway).
 #[cold]
 #[inline(never)]
 pub fn abort_with_message(message: &'static str) -> ! {
@@ -76,11 +76,63 @@ pub fn abort_with_message(message: &'static str) -> ! {
     panic_without_unwinding(message)
 }
 
-/// The payload thrown into a suspended coroutine to unwind it. It carries the
-/// address of the coroutine's parent link so that each coroutine only stops
-/// its own forced unwind.
+/// The panic payload with which switchback unwinds a suspended coroutine
+/// that is dropped or [`force_unwind`](crate::Coroutine::force_unwind)ed.
+///
+/// Code inside a coroutine that catches panics (with
+/// [`std::panic::catch_unwind`]) catches this one too. It should re-raise
+/// it with [`std::panic::resume_unwind`], so that the coroutine's stack
+/// unwinds and the drop completes; otherwise the coroutine carries on, and
+/// is asked to unwind again at its next `suspend`.
+///
+/// ```
+/// use std::panic::{self, AssertUnwindSafe};
+/// use switchback::{Coroutine, ForcedUnwind};
+///
+/// let mut co: Coroutine<(), u32, ()> = Coroutine::new(|yielder, ()| {
+///     // A plugin host that turns the plugin's panics into errors:
+///     let result = panic::catch_unwind(AssertUnwindSafe(|| {
+///         yielder.suspend(1);
+///     }));
+///     if let Err(payload) = result {
+///         if payload.is::<ForcedUnwind>() {
+///             // Not the plugin's panic: let the coroutine unwind.
+///             panic::resume_unwind(payload);
+///         }
+///         eprintln!("the plugin panicked");
+///     }
+/// });
+/// assert_eq!(co.resume(()).as_yield(), Some(1));
+/// drop(co); // unwinds through the catch_unwind above
+/// ```
 #[cfg(feature = "unwind")]
-pub struct ForcedUnwind(pub usize);
+pub struct ForcedUnwind {
+    /// The address of the coroutine's parent link, so that each coroutine
+    /// only stops its own forced unwind.
+    link: usize,
+}
+
+#[cfg(feature = "unwind")]
+impl ForcedUnwind {
+    /// Whether a caught panic payload is a forced unwind.
+    ///
+    /// ```
+    /// use switchback::ForcedUnwind;
+    ///
+    /// let payload = std::panic::catch_unwind(|| panic!("an ordinary panic")).unwrap_err();
+    /// assert!(!ForcedUnwind::is_forced_unwind(&*payload));
+    /// ```
+    pub fn is_forced_unwind(payload: &(dyn core::any::Any + Send)) -> bool {
+        payload.is::<ForcedUnwind>()
+    }
+}
+
+#[cfg(feature = "unwind")]
+impl core::fmt::Debug for ForcedUnwind {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ForcedUnwind").finish_non_exhaustive()
+    }
+}
 
 /// Unwinds the current coroutine's stack (called by `suspend` when the parent
 /// asks for it).
@@ -89,7 +141,7 @@ pub struct ForcedUnwind(pub usize);
 pub fn start_forced_unwind(link: usize) -> ! {
     #[cfg(feature = "unwind")]
     {
-        std::panic::resume_unwind(std::boxed::Box::new(ForcedUnwind(link)))
+        std::panic::resume_unwind(std::boxed::Box::new(ForcedUnwind { link }))
     }
     #[cfg(not(feature = "unwind"))]
     {
@@ -104,5 +156,5 @@ pub fn start_forced_unwind(link: usize) -> ! {
 pub fn is_forced_unwind_of(payload: &(dyn core::any::Any + Send), link: usize) -> bool {
     payload
         .downcast_ref::<ForcedUnwind>()
-        .is_some_and(|forced| forced.0 == link)
+        .is_some_and(|forced| forced.link == link)
 }

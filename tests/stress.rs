@@ -16,7 +16,13 @@ use switchback::stack::DefaultStack;
 use switchback::{Coroutine, CoroutineResult, ScopedCoroutine, Yielder};
 
 mod common;
-use common::under_valgrind;
+use common::{under_qemu, under_valgrind};
+
+/// Whether the tests run emulated or instrumented, many times slower than
+/// natively: loops shrink so that they still cover every path.
+fn slow_machine() -> bool {
+    under_valgrind() || under_qemu()
+}
 
 /// Counts creations and drops of guards in shared counters.
 #[cfg(feature = "unwind")]
@@ -52,10 +58,13 @@ fn a_million_create_resume_drop_cycles() {
         eprintln!("skipped under valgrind");
         return;
     }
+    // Under qemu a million take minutes; fifty thousand still cover every
+    // path many times.
+    let cycles = if under_qemu() { 50_000 } else { CYCLES };
     let start = std::time::Instant::now();
     let mut stack = DefaultStack::new(16 * 1024).unwrap();
     let mut total = 0u64;
-    for i in 0..CYCLES {
+    for i in 0..cycles {
         let mut local = 0u64;
         let co = ScopedCoroutine::with_stack(&mut stack, |y: &Yielder<u64, u64>, x: u64| {
             local = x;
@@ -75,7 +84,7 @@ fn a_million_create_resume_drop_cycles() {
         assert_eq!(local, i as u64);
         total += r;
     }
-    let expected: u64 = (0..CYCLES as u64)
+    let expected: u64 = (0..cycles as u64)
         .map(|i| {
             if i % 2 == 0 || cfg!(not(feature = "unwind")) {
                 (i + 1) * 2
@@ -90,7 +99,7 @@ fn a_million_create_resume_drop_cycles() {
 
 #[test]
 fn many_owned_coroutines_on_one_recycled_stack() {
-    let n = if under_valgrind() { 1_000 } else { 100_000 };
+    let n = if slow_machine() { 1_000 } else { 100_000 };
     let mut stack = DefaultStack::new(16 * 1024).unwrap();
     for i in 0..n {
         let mut co: Coroutine<usize, usize, usize, _> =
@@ -116,7 +125,7 @@ fn spawn_live(id: usize, created: &Rc<Cell<usize>>, dropped: &Rc<Cell<usize>>) -
             let mut resumes = 0usize;
             loop {
                 resumes += 1;
-                y.suspend(id * 1_000_000 + resumes);
+                y.suspend(id * 100_000 + resumes);
             }
         },
     )
@@ -141,7 +150,7 @@ fn run_random_order(count: usize, order: &[usize]) {
             resumes[i] += 1;
             assert_eq!(
                 co.resume(()),
-                CoroutineResult::Yield(i * 1_000_000 + resumes[i])
+                CoroutineResult::Yield(i * 100_000 + resumes[i])
             );
         }
     }
@@ -158,7 +167,7 @@ proptest! {
     fn ten_thousand_live_coroutines_random_order(
         order in proptest::collection::vec(0usize..1_000_000, 20_000..40_000)
     ) {
-        let count = if under_valgrind() { 500 } else { 10_000 };
+        let count = if slow_machine() { 500 } else { 10_000 };
         run_random_order(count, &order);
     }
 }
@@ -166,7 +175,7 @@ proptest! {
 #[test]
 #[cfg(feature = "unwind")]
 fn ten_thousand_live_coroutines_sequential_sweeps() {
-    let count = if under_valgrind() { 500 } else { 10_000 };
+    let count = if slow_machine() { 500 } else { 10_000 };
     let order: Vec<usize> = (0..3).flat_map(|_| (0..count).map(|i| i * 7 + 1)).collect();
     run_random_order(count, &order);
 }
@@ -225,8 +234,8 @@ fn deep_recursion_repeatedly_across_suspends() {
 
 #[test]
 fn coroutines_on_many_threads_at_once() {
-    let threads = if under_valgrind() { 2 } else { 8 };
-    let rounds: u64 = if under_valgrind() { 1_000 } else { 20_000 };
+    let threads = if slow_machine() { 2 } else { 8 };
+    let rounds: u64 = if slow_machine() { 1_000 } else { 20_000 };
     let handles: Vec<_> = (0..threads)
         .map(|t| {
             std::thread::spawn(move || {

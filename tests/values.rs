@@ -4,11 +4,9 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::mem;
 
-use switchback::stack::DefaultStack;
 use switchback::{Coroutine, CoroutineResult};
 
 mod common;
-use common::under_sanitizer;
 
 #[test]
 fn usize_values_both_ways_on_every_switch() {
@@ -224,105 +222,6 @@ fn closure_capturing_64_kib() {
     let expected: u64 = data.iter().map(|&b| b as u64).sum();
     assert_eq!(co.resume(()), CoroutineResult::Yield(expected));
     assert_eq!(co.resume(()), CoroutineResult::Return(data));
-}
-
-/// Runs `f` on a thread with a big stack: in debug builds a large closure is
-/// copied several times on the way into `Coroutine::new`, which would overflow
-/// the test harness's 2 MiB thread stack before the library gets to check it.
-fn on_big_thread(f: impl FnOnce() + Send + 'static) {
-    let handle = std::thread::Builder::new()
-        .stack_size(64 * 1024 * 1024)
-        .spawn(f)
-        .unwrap();
-    if let Err(payload) = handle.join() {
-        std::panic::resume_unwind(payload);
-    }
-}
-
-#[test]
-#[should_panic(expected = "the coroutine's closure takes 614400 bytes, too many for a stack of")]
-fn closure_too_big_for_default_stack_panics() {
-    on_big_thread(|| {
-        let big = Box::new([7u8; 600 * 1024]);
-        let big = *big;
-        let _co: Coroutine<(), (), u8> = Coroutine::new(move |_, ()| big[0]);
-    });
-}
-
-#[test]
-#[should_panic(
-    expected = "a closure needs twice its size, plus 4 KiB and a sixteenth of the stack"
-)]
-fn closure_too_big_for_small_stack_panics() {
-    let stack = DefaultStack::new(64 * 1024).unwrap();
-    let big = [7u8; 40000];
-    let _co: Coroutine<(), (), u8, _> = Coroutine::with_stack(stack, move |_, ()| big[0]);
-}
-
-#[test]
-fn closure_of_4_kib_on_64_kib_stack_works() {
-    let stack = DefaultStack::new(64 * 1024).unwrap();
-    let big = [7u8; 4 * 1024];
-    let mut co: Coroutine<(), (), usize, _> =
-        Coroutine::with_stack(stack, move |_, ()| big.iter().map(|&b| b as usize).sum());
-    assert_eq!(co.resume(()), CoroutineResult::Return(7 * 4 * 1024));
-}
-
-// A closure may take up to a bit less than half of its stack: it is written
-// to the top of the stack and moved once more into the coroutine's first
-// frame when it is called (also in debug builds, where the wrappers around it
-// are small), and frames need room too: 4 KiB plus a sixteenth of the stack.
-// On a 64 KiB DefaultStack (68 KiB with its guard page) that allows about
-// 29.8 KiB.
-
-#[test]
-fn closure_of_a_quarter_of_small_stack_works() {
-    let stack = DefaultStack::new(64 * 1024).unwrap();
-    let big = [7u8; 16 * 1024];
-    let mut co: Coroutine<(), (), usize, _> =
-        Coroutine::with_stack(stack, move |_, ()| big.iter().map(|&b| b as usize).sum());
-    assert_eq!(co.resume(()), CoroutineResult::Return(7 * 16 * 1024));
-}
-
-#[test]
-fn closure_at_the_size_limit_of_small_stack_works() {
-    if under_sanitizer() {
-        return; // AddressSanitizer's frames and redzones need more room
-    }
-    // The `sanitizer` feature keeps 32 more bytes at the top of the stack.
-    const SIZE: usize = if cfg!(feature = "sanitizer") {
-        30513
-    } else {
-        30545
-    };
-    let stack = DefaultStack::new(64 * 1024).unwrap();
-    let big = [3u8; SIZE];
-    let mut co: Coroutine<(), (), usize, _> =
-        Coroutine::with_stack(stack, move |_, ()| big.iter().map(|&b| b as usize).sum());
-    assert_eq!(co.resume(()), CoroutineResult::Return(3 * SIZE));
-}
-
-#[test]
-#[should_panic(expected = "bytes, too many for a stack of")]
-fn closure_just_over_the_size_limit_of_small_stack_panics() {
-    const SIZE: usize = if cfg!(feature = "sanitizer") {
-        30514
-    } else {
-        30546
-    };
-    let stack = DefaultStack::new(64 * 1024).unwrap();
-    let big = [3u8; SIZE];
-    let _co: Coroutine<(), (), u8, _> = Coroutine::with_stack(stack, move |_, ()| big[0]);
-}
-
-#[test]
-fn closure_of_128_kib_on_default_stack_works() {
-    on_big_thread(|| {
-        let big = *Box::new([7u8; 128 * 1024]);
-        let mut co: Coroutine<(), (), usize> =
-            Coroutine::new(move |_, ()| big.iter().map(|&b| b as usize).sum());
-        assert_eq!(co.resume(()), CoroutineResult::Return(7 * 128 * 1024));
-    });
 }
 
 #[test]

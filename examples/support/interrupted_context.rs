@@ -56,6 +56,196 @@ mod imp {
     }
 }
 
+#[cfg(target_arch = "riscv64")]
+mod imp {
+    use super::TrapHandlerRegs;
+
+    // `__gregs[0]` is the pc; `__gregs[n]` is register xn for n >= 1.
+    const PC: usize = 0;
+    const RA: usize = 1;
+    const SP: usize = 2;
+    const S0: usize = 8;
+    const A0: usize = 10;
+    const A1: usize = 11;
+
+    pub fn stack_pointer(ctx: &libc::ucontext_t) -> usize {
+        ctx.uc_mcontext.__gregs[SP] as usize
+    }
+
+    pub fn redirect(ctx: &mut libc::ucontext_t, regs: TrapHandlerRegs) {
+        // Destructured so that a field added to TrapHandlerRegs is a compile
+        // error here until it is written too.
+        let TrapHandlerRegs {
+            pc,
+            ra,
+            sp,
+            a0,
+            a1,
+            s0,
+        } = regs;
+        let gregs = &mut ctx.uc_mcontext.__gregs;
+        gregs[PC] = pc as libc::c_ulong;
+        gregs[RA] = ra as libc::c_ulong;
+        gregs[SP] = sp as libc::c_ulong;
+        gregs[A0] = a0 as libc::c_ulong;
+        gregs[A1] = a1 as libc::c_ulong;
+        gregs[S0] = s0 as libc::c_ulong;
+    }
+}
+
+#[cfg(target_arch = "loongarch64")]
+mod imp {
+    use super::TrapHandlerRegs;
+
+    // The pc is `__pc`; `__gregs[n]` is register rn.
+    const RA: usize = 1;
+    const SP: usize = 3;
+    const A0: usize = 4;
+    const A1: usize = 5;
+    const FP: usize = 22;
+
+    pub fn stack_pointer(ctx: &libc::ucontext_t) -> usize {
+        ctx.uc_mcontext.__gregs[SP] as usize
+    }
+
+    pub fn redirect(ctx: &mut libc::ucontext_t, regs: TrapHandlerRegs) {
+        // Destructured so that a field added to TrapHandlerRegs is a compile
+        // error here until it is written too.
+        let TrapHandlerRegs {
+            pc,
+            sp,
+            a0,
+            a1,
+            fp,
+            ra,
+        } = regs;
+        let mcontext = &mut ctx.uc_mcontext;
+        mcontext.__pc = pc as libc::c_ulonglong;
+        mcontext.__gregs[SP] = sp as libc::c_ulonglong;
+        mcontext.__gregs[A0] = a0 as libc::c_ulonglong;
+        mcontext.__gregs[A1] = a1 as libc::c_ulonglong;
+        mcontext.__gregs[FP] = fp as libc::c_ulonglong;
+        mcontext.__gregs[RA] = ra as libc::c_ulonglong;
+    }
+}
+
+#[cfg(target_arch = "powerpc64")]
+mod imp {
+    use super::TrapHandlerRegs;
+
+    /// Indices into `gp_regs` (Linux's `asm/ptrace.h`): r0-r31 are 0-31.
+    const PT_R1: usize = 1;
+    const PT_R3: usize = 3;
+    const PT_R4: usize = 4;
+    const PT_R12: usize = 12;
+    const PT_NIP: usize = 32;
+    const PT_LNK: usize = 36;
+
+    pub fn stack_pointer(ctx: &libc::ucontext_t) -> usize {
+        ctx.uc_mcontext.gp_regs[PT_R1] as usize
+    }
+
+    pub fn redirect(ctx: &mut libc::ucontext_t, regs: TrapHandlerRegs) {
+        // Destructured so that a field added to TrapHandlerRegs is a compile
+        // error here until it is written too.
+        let TrapHandlerRegs {
+            pc,
+            sp,
+            r3,
+            r4,
+            r12,
+            lr,
+        } = regs;
+        let gp_regs = &mut ctx.uc_mcontext.gp_regs;
+        gp_regs[PT_NIP] = pc as libc::c_ulong;
+        gp_regs[PT_R1] = sp as libc::c_ulong;
+        gp_regs[PT_R3] = r3 as libc::c_ulong;
+        gp_regs[PT_R4] = r4 as libc::c_ulong;
+        gp_regs[PT_R12] = r12 as libc::c_ulong;
+        gp_regs[PT_LNK] = lr as libc::c_ulong;
+    }
+}
+
+#[cfg(target_arch = "s390x")]
+mod imp {
+    use super::TrapHandlerRegs;
+
+    pub fn stack_pointer(ctx: &libc::ucontext_t) -> usize {
+        ctx.uc_mcontext.gregs[15] as usize
+    }
+
+    pub fn redirect(ctx: &mut libc::ucontext_t, regs: TrapHandlerRegs) {
+        // Destructured so that a field added to TrapHandlerRegs is a compile
+        // error here until it is written too.
+        let TrapHandlerRegs {
+            pc,
+            sp,
+            r2,
+            r3,
+            r11,
+            r14,
+        } = regs;
+        let mcontext = &mut ctx.uc_mcontext;
+        mcontext.psw.addr = pc;
+        mcontext.gregs[15] = sp;
+        mcontext.gregs[2] = r2;
+        mcontext.gregs[3] = r3;
+        mcontext.gregs[11] = r11;
+        mcontext.gregs[14] = r14;
+    }
+}
+
+#[cfg(target_arch = "arm")]
+mod imp {
+    use super::TrapHandlerRegs;
+
+    /// CPSR's T bit: Thumb state.
+    const CPSR_T: u32 = 1 << 5;
+    /// CPSR's E bit: big-endian data.
+    const CPSR_E: u32 = 1 << 9;
+    /// CPSR's IT bits (IT[7:2] in 15:10, IT[1:0] in 26:25): the fault may
+    /// have happened inside an IT block, whose condition must not apply to
+    /// the code the handler redirects to.
+    const CPSR_IT: u32 = 0x0600_fc00;
+
+    pub fn stack_pointer(ctx: &libc::ucontext_t) -> usize {
+        ctx.uc_mcontext.arm_sp as usize
+    }
+
+    pub fn redirect(ctx: &mut libc::ucontext_t, regs: TrapHandlerRegs) {
+        // Destructured so that a field added to TrapHandlerRegs is a compile
+        // error here until it is written too.
+        let TrapHandlerRegs {
+            pc,
+            r0,
+            r1,
+            r7,
+            r11,
+            r13,
+            r14,
+            cpsr_thumb,
+            cpsr_endian,
+        } = regs;
+        let mcontext = &mut ctx.uc_mcontext;
+        mcontext.arm_pc = pc;
+        mcontext.arm_r0 = r0;
+        mcontext.arm_r1 = r1;
+        mcontext.arm_r7 = r7;
+        mcontext.arm_fp = r11;
+        mcontext.arm_sp = r13;
+        mcontext.arm_lr = r14;
+        // c_ulong is u32 on 32-bit ARM Linux, like the fields.
+        let mut cpsr = mcontext.arm_cpsr & !(CPSR_T | CPSR_E | CPSR_IT);
+        if cpsr_thumb {
+            cpsr |= CPSR_T;
+        }
+        if cpsr_endian {
+            cpsr |= CPSR_E;
+        }
+        mcontext.arm_cpsr = cpsr;
+    }
+}
+
 #[cfg(target_arch = "x86")]
 mod imp {
     use super::TrapHandlerRegs;

@@ -8,9 +8,10 @@
 //! - `STACK_ALIGNMENT`: the alignment of a stack pointer at a call boundary.
 //! - `LINK_OFFSET`: the parent link lives in the word at `base - LINK_OFFSET`
 //!   of every coroutine stack. While the coroutine runs it holds the stack
-//!   pointer of its parent (the context that last resumed it), pointing at a
-//!   record from which the parent is restored. The `Yielder` is a pointer to
-//!   this word.
+//!   pointer of its parent (the context that last resumed it), locating a
+//!   record from which the parent is restored: at it, or just below it where
+//!   frame records sit below the frame pointer (RISC-V, LoongArch). The
+//!   `Yielder` is a pointer to this word.
 //! - `RESERVED_TOP`: bytes at the top of a coroutine stack that belong to the
 //!   architecture (the link and anything beside it). Portable code places the
 //!   closure object below `base - RESERVED_TOP`.
@@ -19,9 +20,9 @@
 //!   `obj` (aligned to `STACK_ALIGNMENT`) so that the first `switch_and_link`
 //!   to `sp` calls `entry(input, link, obj)` on the coroutine stack. The
 //!   frame that calls `entry` is the root of the coroutine: its unwind info
-//!   (DWARF CFI) and frame record continue into the parent through the link,
-//!   so backtraces, debuggers and profilers walk from the coroutine into
-//!   whoever resumed it.
+//!   (DWARF CFI; EHABI tables on 32-bit ARM) and frame record continue
+//!   into the parent through the link, so backtraces, debuggers and
+//!   profilers walk from the coroutine into whoever resumed it.
 //! - `switch_and_link(arg, sp, base) -> (arg, state)`: resumes the
 //!   coroutine whose saved stack pointer is `sp` and whose stack base is
 //!   `base`, passing `arg`. It first stores the parent's stack pointer in the
@@ -44,7 +45,9 @@
 //!   `MIN_STACK_SIZE`, so it cannot be mistaken for a stack pointer);
 //!   nothing may be left on its stack that needs dropping.
 //! - `on_stack(arg, top, f)`: calls `f(arg)` with the stack pointer set to
-//!   `top` and returns on the original stack, with unwind info linking the two.
+//!   `top` (or, where every frame starts with a header that callees write,
+//!   as on PowerPC64 and s390x, to a root frame just below `top`) and
+//!   returns on the original stack, with unwind info linking the two.
 //! - `TrapHandlerRegs` and `trap_handler_regs(base, obj, entry)`: the register
 //!   values with which a signal handler makes the interrupted coroutine call
 //!   `entry(obj, link)` at the top of its stack (below the link), as if that
@@ -79,20 +82,87 @@ pub type TrapEntryFn = unsafe extern "C-unwind" fn(obj: *mut u8, link: *mut Stac
 /// The function `on_stack` calls on the other stack: `f(arg)`.
 pub type StackCallFn = unsafe extern "C-unwind" fn(arg: *mut u8);
 
-#[cfg(all(target_arch = "x86_64", not(windows)))]
-mod x86_64;
-#[cfg(all(target_arch = "x86_64", not(windows)))]
-pub use x86_64::*;
+/// Declares an architecture file and re-exports its items where `$cfg`
+/// holds.
+macro_rules! architecture {
+    ($cfg:meta, $file:ident) => {
+        #[cfg($cfg)]
+        mod $file;
+        #[cfg($cfg)]
+        pub use $file::*;
+    };
+}
 
-#[cfg(all(target_arch = "x86", not(windows)))]
-mod x86;
-#[cfg(all(target_arch = "x86", not(windows)))]
-pub use x86::*;
+// Each file is written for the ELF targets of its architecture: Linux and
+// bare metal (no OS). Other operating systems have their own ABI details
+// (calling conventions, unwind formats, reserved registers) and stop at the
+// compile error below until a file is written for them.
+architecture!(
+    all(
+        target_arch = "x86_64",
+        any(target_os = "linux", target_os = "none")
+    ),
+    x86_64
+);
+architecture!(
+    all(
+        target_arch = "x86",
+        any(target_os = "linux", target_os = "none")
+    ),
+    x86
+);
+architecture!(
+    all(
+        any(target_arch = "riscv64", target_arch = "riscv32"),
+        any(target_os = "linux", target_os = "none")
+    ),
+    riscv
+);
+architecture!(
+    all(
+        target_arch = "loongarch64",
+        any(target_os = "linux", target_os = "none")
+    ),
+    loongarch64
+);
+architecture!(
+    all(
+        target_arch = "powerpc64",
+        any(target_os = "linux", target_os = "none")
+    ),
+    powerpc64
+);
+architecture!(
+    all(
+        target_arch = "s390x",
+        any(target_os = "linux", target_os = "none")
+    ),
+    s390x
+);
+architecture!(
+    all(
+        target_arch = "arm",
+        any(target_os = "linux", target_os = "none")
+    ),
+    arm
+);
 
-#[cfg(not(any(
-    all(target_arch = "x86_64", not(windows)),
-    all(target_arch = "x86", not(windows)),
+#[cfg(not(all(
+    any(
+        target_arch = "x86_64",
+        target_arch = "x86",
+        target_arch = "riscv64",
+        target_arch = "riscv32",
+        target_arch = "loongarch64",
+        target_arch = "powerpc64",
+        target_arch = "s390x",
+        target_arch = "arm",
+    ),
+    any(target_os = "linux", target_os = "none")
 )))]
 compile_error!(
-    "switchback does not support this target yet; it supports x86-64 and x86 (i686) Linux"
+    "switchback does not support this target yet. Supported: Linux and bare-metal (no OS) \
+     targets of x86-64, x86 (i686), 32-bit ARM (ARM and Thumb), RISC-V (RV64, RV32), \
+     LoongArch64, PowerPC64 (ELFv1, ELFv2) and s390x; see the README's target table for how \
+     each is tested"
 );

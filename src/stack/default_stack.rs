@@ -12,6 +12,9 @@ use super::{Stack, StackPointer};
 /// For code that creates many coroutines, a
 /// [`StackPool`](super::StackPool) avoids the system calls.
 ///
+/// [`limit`](Stack::limit) is the lowest usable address; the guard page
+/// is the page below it.
+///
 /// ```
 /// use switchback::stack::{DefaultStack, Stack};
 ///
@@ -27,14 +30,24 @@ pub struct DefaultStack {
 const DEFAULT_STACK_SIZE: usize = 1024 * 1024;
 
 impl DefaultStack {
-    /// Allocates a stack with at least `size` usable bytes (rounded up to
-    /// whole pages), plus a guard page.
+    /// Allocates a stack with at least `size` usable bytes, plus a guard
+    /// page below them. Sizes below [`MIN_STACK_SIZE`](super::MIN_STACK_SIZE)
+    /// (0 included) are rounded up to it, as corosensei does, and every size
+    /// to whole pages.
+    ///
+    /// ```
+    /// use switchback::stack::{DefaultStack, Stack, MIN_STACK_SIZE};
+    ///
+    /// let stack = DefaultStack::new(0).unwrap();
+    /// assert!(stack.base().get() - stack.limit().get() >= MIN_STACK_SIZE);
+    /// assert!(DefaultStack::new(usize::MAX).is_err());
+    /// ```
     ///
     /// # Errors
     ///
-    /// `InvalidInput` if `size` is below [`MIN_STACK_SIZE`](super::MIN_STACK_SIZE)
-    /// or so large that rounding overflows; the OS error if `mmap` or
-    /// `mprotect` fails.
+    /// `InvalidInput` if `size` is too large to map (rounding it up, or
+    /// adding the guard page, passes `isize::MAX`); the OS error if `mmap`
+    /// or `mprotect` fails.
     pub fn new(size: usize) -> io::Result<Self> {
         let mapping_len = rounded_stack_size(size)? + page_size();
         Ok(Self {
@@ -57,8 +70,9 @@ impl Default for DefaultStack {
 }
 
 // SAFETY: the mapping is owned by this object and unmapped when it drops;
-// its lowest page is PROT_NONE; base and limit are page-aligned and fixed;
-// at least MIN_STACK_SIZE bytes are usable.
+// its lowest page, just below `limit`, is PROT_NONE (a page is at least
+// MIN_GUARD_SIZE); base and limit are page-aligned and fixed; at least
+// MIN_STACK_SIZE bytes lie between them.
 unsafe impl Stack for DefaultStack {
     #[inline]
     fn base(&self) -> StackPointer {

@@ -19,30 +19,30 @@ pub(crate) fn page_size() -> usize {
     size
 }
 
-/// A requested stack size rounded up to whole pages, leaving room for the
-/// guard page.
+/// A requested stack size: at least [`MIN_STACK_SIZE`] (smaller sizes, 0
+/// included, are rounded up to it, as corosensei does), rounded up to whole
+/// pages.
 ///
 /// # Errors
 ///
-/// `InvalidInput` if `size` is below [`MIN_STACK_SIZE`] or so large that
-/// rounding it (or adding the guard page) overflows.
+/// `InvalidInput` if `size` is so large that rounding it (or adding the
+/// guard page) overflows.
 pub(crate) fn rounded_stack_size(size: usize) -> io::Result<usize> {
-    if size < MIN_STACK_SIZE {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            std::format!(
-                "switchback: stack size {size} is below MIN_STACK_SIZE ({MIN_STACK_SIZE} bytes)"
-            ),
-        ));
-    }
     let page = page_size();
-    size.checked_add(page - 1)
+    size.max(MIN_STACK_SIZE)
+        .checked_add(page - 1)
         .map(|s| s & !(page - 1))
-        .filter(|s| s.checked_add(page).is_some())
+        .filter(|s| {
+            s.checked_add(page)
+                .is_some_and(|len| len <= isize::MAX as usize)
+        })
         .ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
-                std::format!("switchback: stack size {size} is too large"),
+                std::format!(
+                    "switchback: a stack of {size} bytes is too large to map (ask for less \
+                     than isize::MAX bytes)"
+                ),
             )
         })
 }
@@ -51,6 +51,8 @@ pub(crate) fn rounded_stack_size(size: usize) -> io::Result<usize> {
 #[derive(Debug)]
 pub(crate) struct Mapping {
     /// The lowest address of the mapping: the guard page.
+    start: usize,
+    /// The lowest usable address, just above the guard page.
     pub(crate) limit: StackPointer,
     /// The highest address of the mapping.
     pub(crate) base: StackPointer,
@@ -84,10 +86,10 @@ impl Mapping {
             unsafe { libc::munmap(mapping, mapping_len) };
             return Err(error);
         }
-        let limit = mapping as usize;
+        let start = mapping as usize;
         let (Some(limit_ptr), Some(base_ptr)) = (
-            StackPointer::new(limit),
-            limit.checked_add(mapping_len).and_then(StackPointer::new),
+            StackPointer::new(start + page),
+            start.checked_add(mapping_len).and_then(StackPointer::new),
         ) else {
             // A mapping at address 0 (possible only where mmap_min_addr is
             // 0) or at the very top cannot be described; give it back.
@@ -98,10 +100,11 @@ impl Mapping {
             ));
         };
         Ok(Self {
+            start,
             limit: limit_ptr,
             base: base_ptr,
             _valgrind: ValgrindStackRegistration::new(
-                (limit + page) as *mut u8,
+                (start + page) as *mut u8,
                 mapping_len - page,
             ),
         })
@@ -111,7 +114,7 @@ impl Mapping {
     /// the memory back to the OS; they read as zero afterwards. Returns
     /// false if that failed, in which case the mapping must not be reused.
     pub(crate) fn discard(&self) -> bool {
-        let start = self.limit.get() + page_size();
+        let start = self.limit.get();
         let len = self.base.get() - start;
         #[cfg(any(target_os = "linux", target_os = "android"))]
         {
@@ -151,8 +154,8 @@ impl Drop for Mapping {
         // is dropped only when idle or when its coroutine has finished.
         unsafe {
             libc::munmap(
-                self.limit.get() as *mut libc::c_void,
-                self.base.get() - self.limit.get(),
+                self.start as *mut libc::c_void,
+                self.base.get() - self.start,
             );
         }
     }

@@ -25,9 +25,29 @@ pub type StackPointer = NonZeroUsize;
 /// [`limit`](Stack::limit).
 pub const STACK_ALIGNMENT: usize = crate::arch::STACK_ALIGNMENT;
 
-/// The least number of usable bytes that a [`Stack`] must provide (excluding
-/// guard pages).
-pub const MIN_STACK_SIZE: usize = 4096;
+/// The least number of usable bytes a [`Stack`] must provide (guard page not
+/// included): 32 KiB.
+///
+/// This is room for the frames that start a coroutine, for a panic, and
+/// for a closure of up to 2 KiB: unwinding a panic takes about 23 KiB of
+/// stack on x86-64 Linux (the unwinder's context records and the panic
+/// hook), so a coroutine that panics on a minimum stack does not fault.
+/// Bigger closures need bigger stacks (see
+/// [`Coroutine::with_stack`](crate::Coroutine::with_stack)).
+/// `DefaultStack::new` and `StackPool` round smaller sizes up to this.
+/// (corosensei's minimum is 4 KiB, too small for a panic.)
+pub const MIN_STACK_SIZE: usize = 32 * 1024;
+
+/// The stack that a coroutine or an `on_stack` call keeps free for frames
+/// beside its closure: the frames that start it and a panic (see
+/// [`MIN_STACK_SIZE`]).
+pub(crate) const FRAME_RESERVE: usize = 28 * 1024;
+
+/// Bytes below [`Stack::limit`] that must fault on access: at least one
+/// 4 KiB page of guard. A fault whose stack pointer lies this far below the
+/// limit still counts as inside the stack for trap handling (an overflow
+/// leaves the stack pointer in the guard page).
+pub const MIN_GUARD_SIZE: usize = 4096;
 
 /// An object that owns a region of memory usable as a stack.
 ///
@@ -36,18 +56,25 @@ pub const MIN_STACK_SIZE: usize = 4096;
 ///
 /// # Safety
 ///
-/// An implementation must guarantee, for as long as the object lives:
+/// `[limit(), base())` is the usable stack, at least [`MIN_STACK_SIZE`]
+/// bytes, and the [`MIN_GUARD_SIZE`] bytes just below `limit()` are a guard
+/// that faults on any access. In full, for as long as the object lives:
 ///
 /// - `base()` and `limit()` return the same values on every call, both
 ///   aligned to [`STACK_ALIGNMENT`], with `limit() < base()`.
-/// - The memory between them is owned by the object and not used by anything
-///   else while a coroutine runs on it.
-/// - A guard page (memory that faults on any access) lies at or below the
-///   lowest usable address and above `limit()` or just below it, so that a
-///   stack overflow traps instead of corrupting other memory. `limit()`
-///   includes the guard pages.
-/// - At least [`MIN_STACK_SIZE`] bytes below `base()` are usable
-///   (readable and writable).
+/// - The memory from `limit()` up to `base()` is readable, writable, owned
+///   by the object and not used by anything else while a coroutine runs on
+///   it.
+/// - At least [`MIN_GUARD_SIZE`] bytes directly below `limit()` fault on any
+///   access (a guard page), so that a stack overflow traps instead of
+///   corrupting other memory.
+///
+/// corosensei's documentation says instead that `limit()` includes the
+/// guard pages. A stack written that way works here too, with one
+/// difference: switchback counts its guard page as usable, so a closure
+/// that only just fits may run into the guard page and fault (a crash,
+/// never a silent overwrite). `DefaultStack` and pooled stacks return the
+/// lowest usable address.
 ///
 /// # Example
 ///
@@ -71,8 +98,8 @@ pub unsafe trait Stack {
     /// [`STACK_ALIGNMENT`].
     fn base(&self) -> StackPointer;
 
-    /// The lowest address of the stack, guard pages included, aligned to
-    /// [`STACK_ALIGNMENT`].
+    /// The lowest usable address of the stack (the guard page lies just
+    /// below it), aligned to [`STACK_ALIGNMENT`].
     fn limit(&self) -> StackPointer;
 }
 
@@ -93,44 +120,57 @@ unsafe impl<S: Stack + ?Sized> Stack for &mut S {
 /// Reads a stack's bounds and checks what portable code can check of the
 /// [`Stack`] contract, panicking with a message that says what is wrong.
 ///
-/// `footprint` is what a coroutine's closure takes at the top of the stack
-/// (0 for `on_stack`, which places nothing there). The closure is moved once
-/// more into the coroutine's first frame when it runs, so it needs twice its
-/// footprint, plus room for frames: [`MIN_STACK_SIZE`] (a guard page's worth)
-/// and a sixteenth of the stack. One combined test on the fast path; the
-/// messages are built cold.
+/// `closure_bytes` is what a closure takes on the stack (see
+/// [`closure_stack_bytes`]); [`FRAME_RESERVE`] more must remain for
+/// frames, and the stack must have at least [`MIN_STACK_SIZE`] bytes. One
+/// combined test on the fast path; the messages are built cold.
 #[inline]
 pub(crate) fn stack_bounds(
     stack: &impl Stack,
     closure_size: usize,
-    footprint: usize,
+    closure_bytes: usize,
 ) -> (StackPointer, StackPointer) {
     let (base, limit) = (stack.base(), stack.limit());
     let capacity = base.get().wrapping_sub(limit.get());
-    let needed = if footprint == 0 {
-        MIN_STACK_SIZE
-    } else {
-        closure_room(footprint, capacity)
-    };
     let misaligned = !(base.get() | limit.get()).is_multiple_of(STACK_ALIGNMENT);
+    let needed = stack_bytes_needed(closure_bytes);
     let too_small = capacity < needed || capacity > isize::MAX as usize;
     if misaligned | too_small {
-        bad_stack(base.get(), limit.get(), closure_size);
+        bad_stack(base.get(), limit.get(), closure_size, closure_bytes);
     }
     (base, limit)
 }
 
-/// The stack bytes a closure with this footprint needs on a stack of
-/// `capacity` bytes (see [`stack_bounds`]).
+/// The usable stack bytes needed to run a closure that takes `closure_bytes`
+/// (from [`closure_stack_bytes`]).
 #[inline(always)]
-pub(crate) const fn closure_room(footprint: usize, capacity: usize) -> usize {
-    2 * footprint + capacity / 16 + MIN_STACK_SIZE
+pub(crate) const fn stack_bytes_needed(closure_bytes: usize) -> usize {
+    let needed = FRAME_RESERVE + closure_bytes;
+    if needed < MIN_STACK_SIZE {
+        MIN_STACK_SIZE
+    } else {
+        needed
+    }
+}
+
+/// The stack bytes that a closure of `size` bytes aligned to `align` takes
+/// before it runs: its slot at the top of the stack and the copy moved into
+/// the frame that calls it. A closure aligned above the stack's alignment
+/// also costs padding wherever it lies, and unoptimized builds keep a third
+/// copy of it while realigning the frame that calls it (measured on x86-64).
+#[inline(always)]
+pub(crate) const fn closure_stack_bytes(size: usize, align: usize) -> usize {
+    if align > STACK_ALIGNMENT {
+        3 * (size + align - 1)
+    } else {
+        2 * size
+    }
 }
 
 #[cold]
 #[inline(never)]
 #[track_caller]
-fn bad_stack(base: usize, limit: usize, closure_size: usize) -> ! {
+fn bad_stack(base: usize, limit: usize, closure_size: usize, closure_bytes: usize) -> ! {
     if !(base | limit).is_multiple_of(STACK_ALIGNMENT) {
         panic!(
             "switchback: stack base {base:#x} and limit {limit:#x} must be aligned to \
@@ -144,9 +184,10 @@ fn bad_stack(base: usize, limit: usize, closure_size: usize) -> ! {
         );
     }
     panic!(
-        "switchback: the coroutine's closure takes {closure_size} bytes, too many for a stack of \
-         {} bytes (a closure needs twice its size, plus 4 KiB and a sixteenth of the stack); \
+        "switchback: a closure of {closure_size} bytes needs a stack of at least {} bytes \
+         (28 KiB for frames plus twice the closure's size, more if it is over-aligned), but this stack has {}; \
          box the closure or use a larger stack",
+        stack_bytes_needed(closure_bytes),
         base - limit
     );
 }

@@ -223,8 +223,8 @@ impl StackPool {
     ///
     /// # Errors
     ///
-    /// `InvalidInput` if `stack_size` is below
-    /// [`MIN_STACK_SIZE`](super::MIN_STACK_SIZE) or too large to round up.
+    /// `InvalidInput` if `stack_size` is too large to map. Sizes below
+    /// [`MIN_STACK_SIZE`](super::MIN_STACK_SIZE) are rounded up to it.
     ///
     /// ```
     /// let pool = switchback::stack::StackPool::new(64 * 1024).unwrap();
@@ -354,8 +354,9 @@ impl StackPoolBuilder {
         }
     }
 
-    /// The least number of usable bytes per stack, rounded up to whole
-    /// pages; a guard page comes on top. Default 1 MiB.
+    /// The least number of usable bytes per stack, rounded up to
+    /// [`MIN_STACK_SIZE`](super::MIN_STACK_SIZE) and to whole pages; a guard
+    /// page comes on top. Default 1 MiB.
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = bytes;
         self
@@ -415,8 +416,8 @@ impl StackPoolBuilder {
     ///
     /// # Errors
     ///
-    /// `InvalidInput` if the stack size is below
-    /// [`MIN_STACK_SIZE`](super::MIN_STACK_SIZE) or too large to round up.
+    /// `InvalidInput` if the stack size is too large to map. Sizes below
+    /// [`MIN_STACK_SIZE`](super::MIN_STACK_SIZE) are rounded up to it.
     pub fn build(&self) -> io::Result<StackPool> {
         let stack_size = rounded_stack_size(self.stack_size)?;
         let page = page_size();
@@ -689,7 +690,8 @@ impl fmt::Debug for PooledStack {
 
 // SAFETY: a PooledStack is the only owner of its mapping while it lives (the
 // pool holds a mapping only while no PooledStack does); the lowest page is
-// PROT_NONE for the mapping's whole life (discarding pages leaves it alone);
+// PROT_NONE for the mapping's whole life (discarding pages leaves it alone)
+// and lies just below `limit`;
 // base and limit are page-aligned and fixed; the pool's builder made the
 // usable part at least MIN_STACK_SIZE bytes.
 unsafe impl Stack for PooledStack {

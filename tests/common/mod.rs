@@ -17,6 +17,12 @@ pub fn under_sanitizer() -> bool {
     std::env::var_os("SWITCHBACK_UNDER_SANITIZER").is_some_and(|v| v == "1")
 }
 
+/// Set by `scripts/cross.sh` when the tests run under qemu-user, which
+/// backs huge address-space reservations with host memory.
+pub fn under_qemu() -> bool {
+    std::env::var_os("SWITCHBACK_QEMU_RUNNER").is_some()
+}
+
 /// A shared count of drops.
 pub fn counter() -> Rc<Cell<u32>> {
     Rc::new(Cell::new(0))
@@ -40,4 +46,35 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     } else {
         "<non-string payload>".to_string()
     }
+}
+
+/// Runs the named test of the current test binary in a child process with
+/// the environment variable `var` set to 1, and returns how it ended and
+/// what it wrote to stderr.
+///
+/// Under qemu-user (see [`under_qemu`]) the child runs through the same
+/// emulator command, since the binary cannot run on the host by itself.
+pub fn run_child(test: &str, var: &str) -> (std::process::ExitStatus, String) {
+    let exe = std::env::current_exe().unwrap();
+    let runner = std::env::var("SWITCHBACK_QEMU_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    let mut command = match words.next() {
+        Some(emulator) => {
+            let mut command = std::process::Command::new(emulator);
+            command.args(words).arg(exe);
+            command
+        }
+        None => std::process::Command::new(exe),
+    };
+    let output = command
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(var, "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
