@@ -20,6 +20,7 @@
     switchback_frame_pointers,
     any(
         target_arch = "x86_64",
+        target_arch = "x86",
         target_arch = "aarch64",
         target_arch = "riscv64",
         target_arch = "riscv32",
@@ -50,6 +51,26 @@ fn frame_pointer_walk() -> Vec<usize> {
     };
     // A record {previous rbp, return address} lies at rbp.
     walk(rbp, 0, 8)
+}
+
+/// Return addresses found by following `ebp` from the caller's frame, as a
+/// profiler that walks frame records would.
+#[cfg(target_arch = "x86")]
+#[inline(never)]
+fn frame_pointer_walk() -> Vec<usize> {
+    let ebp: usize;
+    // SAFETY: reads the frame pointer register; no memory is touched.
+    unsafe {
+        core::arch::asm!(
+            // Out: the register = ebp (this function's frame record). No
+            // stack use, no memory access, nothing else changed.
+            "mov {}, ebp",
+            out(reg) ebp,
+            options(nomem, nostack)
+        )
+    };
+    // A record {previous ebp, return address} lies at ebp.
+    walk(ebp, 0, 4)
 }
 
 /// Return addresses found by following x29 from the caller's frame, as a

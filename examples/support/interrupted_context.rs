@@ -246,6 +246,33 @@ mod imp {
     }
 }
 
+#[cfg(target_arch = "x86")]
+mod imp {
+    use super::TrapHandlerRegs;
+
+    pub fn stack_pointer(ctx: &libc::ucontext_t) -> usize {
+        ctx.uc_mcontext.gregs[libc::REG_ESP as usize] as u32 as usize
+    }
+
+    pub fn redirect(ctx: &mut libc::ucontext_t, regs: TrapHandlerRegs) {
+        // Destructured so that a field added to TrapHandlerRegs is a compile
+        // error here until it is written too.
+        let TrapHandlerRegs {
+            eip,
+            esp,
+            ebp,
+            ecx,
+            edx,
+        } = regs;
+        let gregs = &mut ctx.uc_mcontext.gregs;
+        gregs[libc::REG_EIP as usize] = eip as i32;
+        gregs[libc::REG_ESP as usize] = esp as i32;
+        gregs[libc::REG_EBP as usize] = ebp as i32;
+        gregs[libc::REG_ECX as usize] = ecx as i32;
+        gregs[libc::REG_EDX as usize] = edx as i32;
+    }
+}
+
 #[cfg(target_arch = "aarch64")]
 mod imp {
     use super::TrapHandlerRegs;

@@ -27,8 +27,12 @@
 //!   coroutine whose saved stack pointer is `sp` and whose stack base is
 //!   `base`, passing `arg`. It first stores the parent's stack pointer in the
 //!   link. It returns when the coroutine suspends (`state` = its new stack
-//!   pointer) or leaves (`state` = the exit code it gave `switch_and_reset`),
-//!   with the word the coroutine passed.
+//!   pointer; on x86 and x86-64, which keep that pointer in the reserved
+//!   top, another word that is at least `MIN_STACK_SIZE` and never equals
+//!   the initial `sp`: the link's address on x86, the resume address on
+//!   x86-64; either way it is passed back as `sp` on the next resume) or
+//!   leaves (`state` = the exit code it gave `switch_and_reset`), with the
+//!   word the coroutine passed.
 //! - `switch_yield(arg, link) -> Option<arg>`: suspends the running coroutine,
 //!   passing `arg` to the parent; returns the word passed by the next resume,
 //!   or `None` when the parent resumed it with `switch_and_unwind`.
@@ -102,6 +106,13 @@ architecture!(
 );
 architecture!(
     all(
+        target_arch = "x86",
+        any(target_os = "linux", target_os = "none")
+    ),
+    x86
+);
+architecture!(
+    all(
         any(target_arch = "riscv64", target_arch = "riscv32"),
         any(target_os = "linux", target_os = "none")
     ),
@@ -146,6 +157,7 @@ architecture!(
 #[cfg(not(all(
     any(
         target_arch = "x86_64",
+        target_arch = "x86",
         target_arch = "riscv64",
         target_arch = "riscv32",
         target_arch = "loongarch64",
@@ -158,6 +170,7 @@ architecture!(
 )))]
 compile_error!(
     "switchback does not support this target yet. Supported: Linux and bare-metal (no OS) \
-     targets of x86-64, AArch64, 32-bit ARM (ARM and Thumb), RISC-V (RV64, RV32), LoongArch64, \
-     PowerPC64 (ELFv1, ELFv2) and s390x; see the README's target table for how each is tested"
+     targets of x86-64, x86 (i686), AArch64, 32-bit ARM (ARM and Thumb), RISC-V (RV64, RV32), \
+     LoongArch64, PowerPC64 (ELFv1, ELFv2) and s390x; see the README's target table for how \
+     each is tested"
 );

@@ -1,38 +1,71 @@
 //! The context switch for x86-64 on System V targets (Linux, the BSDs).
 //!
+//! The same design as `x86.rs`, register for register: `rdi`/`edi` carry the
+//! word, `rsi`/`ecx` the stack base, `rdx`/`edx` the control word going in
+//! and `rax`/`eax` the state coming out; `rbx` plays the part of `esi` (the
+//! register LLVM reserves besides the frame pointer, saved by hand).
+//!
 //! # Stack layout
 //!
+//! Everything a suspended coroutine needs in order to be resumed lives in
+//! the four words at the top of its own stack (its *context*), so the parent
+//! finds it from the stack base alone:
+//!
 //! ```text
-//! coroutine stack                          parent stack while it runs
-//! +--------------------+ <- base           |        ...         |
-//! | return label       |  base - 8         +--------------------+
-//! +--------------------+                   | saved rbx          |
-//! | parent link  ------+------------------>| return address     |  a frame record:
-//! +--------------------+  base - 16        | saved rbp          |  {rbp, rip}
-//! | closure object     |                   +--------------------+ <- link value
-//! ~        ...         ~
-//! +--------------------+ <- obj (16-aligned)
-//! | entry fn           |  only until the first resume
-//! | coroutine_root     |
-//! +--------------------+ <- initial sp
+//!  coroutine stack                              parent stack while it runs
+//! +-----------------------+ <- base            |         ...          |
+//! | resume address        |  base - 8           +----------------------+
+//! | saved stack pointer --+--+  base - 16       | parent rbx           |
+//! | root return label     |  |  base - 24       | return address       | <- frame
+//! | link  ----------------+--|----------------->| parent rbp           |    record
+//! +-----------------------+  |  base - 32       +----------------------+ <- link value
+//! ~ closure object, frames ~ |
+//! | coroutine rbp         |  |
+//! | coroutine rbx         | <+  while suspended
+//! +-----------------------+
 //! ```
 //!
-//! A suspended coroutine keeps, at its saved stack pointer, the three words
-//! `[resume address, rbx, rbp]`. A parent blocked in `switch_and_link` keeps,
-//! at the link value, `[rbp, return address, rbx]`: `{rbp, return address}`
-//! is a valid frame record, and the root frame's `rbp` points at the link, so
-//! the frame-pointer chain runs from the coroutine into its parent.
+//! A fresh coroutine has `coroutine_root` as its resume address and its
+//! entry function in the stack-pointer slot.
 //!
-//! # Register contract of a switch
+//! The root frame's `rbp` is the address of the link, and the word above the
+//! link is the root's return label, so `{link, label}` is a frame record
+//! whose successor is the parent's `{rbp, return address}`: the frame-pointer
+//! chain and the DWARF CFI of the root both lead into the parent.
 //!
-//! LLVM will not let an `asm!` block clobber `rbx`, `rbp` or `rsp`, so those
-//! are saved by hand; every other register is declared clobbered, so the
-//! compiler spills only what is live across the switch. The word passed
-//! across is in `rdi`; the coroutine's new stack pointer (0 when it has
-//! returned) comes back in `rsi`. Every `call` is matched by a `ret`: the
-//! parent's `call [rdx]` is returned from by the coroutine's `ret` in
-//! `switch_yield`/`switch_and_reset`, so the return-stack predictor stays in
-//! step.
+//! # A round trip
+//!
+//! The parent, given the base in `rsi`, pushes `rbx` and calls the resume
+//! address stored at `base - 8`. The code there (right after the suspending
+//! code of a `switch_yield`, or `coroutine_root` the first time) completes
+//! the frame record by pushing `rbp`, stores the parent's stack pointer in
+//! the link, loads the coroutine's stack pointer from `base - 16` and pops
+//! the coroutine's `rbx` and `rbp`. Suspending is the mirror image: push
+//! `rbp`, `rbx`, store the resume address and the stack pointer in the
+//! context, load the parent's stack pointer from the link, pop its `rbp` and
+//! `ret` into it. 3 + 5 + 8 = 16 instructions per round trip, and every
+//! `call` is paired with a `ret` (the parent's `call` with the coroutine's
+//! `ret`), so the return-stack predictor stays in step.
+//!
+//! # The control word and the unwind request
+//!
+//! `rdx` goes into the coroutine as the *control word*: ordinary resumes
+//! pass the state the coroutine last handed out (nonzero), and
+//! `switch_and_unwind` passes zero. The resume code never reads `rdx` (the
+//! context gives it all it needs), so the suspended `switch_yield` sees the
+//! value unchanged and reports zero as the unwind request. Ordinary resumes
+//! pay nothing for this: the portable code passes the state anyway.
+//!
+//! Coming out, `rax` is the state: the resume address after a suspension
+//! (already in `rax`, and a code address, so it never equals an initial
+//! stack pointer, which here is the closure object itself and may lie right
+//! below the link), or the exit code of `switch_and_reset`.
+//!
+//! # Registers LLVM reserves
+//!
+//! `asm!` may not name `rbx`, `rbp` or `rsp`, so those are saved by hand as
+//! above; every other register is declared clobbered, so the compiler
+//! spills only what is live across the switch.
 
 use core::arch::{asm, naked_asm};
 
@@ -40,31 +73,51 @@ use super::{EntryFn, StackCallFn, TrapEntryFn};
 use crate::stack::StackPointer;
 use crate::word::Word;
 
+/// Bytes per stack word.
+const WORD: usize = 8;
+
 /// Alignment of the stack pointer at a call boundary.
 pub const STACK_ALIGNMENT: usize = 16;
-/// The parent link is the word at `base - LINK_OFFSET`.
-pub const LINK_OFFSET: usize = 16;
-/// The link and the root frame's return label.
-pub const RESERVED_TOP: usize = 16;
-/// `init_stack` writes the entry fn and the root's address below the object.
-pub const INIT_FRAME_SIZE: usize = 16;
+/// The parent link is the word at `base - LINK_OFFSET`, the lowest word of
+/// the context.
+pub const LINK_OFFSET: usize = 4 * WORD;
+/// The context: link, root label, saved stack pointer, resume address.
+pub const RESERVED_TOP: usize = 4 * WORD;
+/// `init_stack` writes nothing below the object: the entry function waits in
+/// the context's stack-pointer slot, which a fresh coroutine does not use.
+pub const INIT_FRAME_SIZE: usize = 0;
 
+/// `base - RESUME_SLOT`: where the suspended coroutine resumes.
+const RESUME_SLOT: usize = WORD;
+/// `base - SP_SLOT`: the suspended coroutine's stack pointer.
+const SP_SLOT: usize = 2 * WORD;
+/// `link + LABEL_ABOVE_LINK`: the root frame's return label.
+const LABEL_ABOVE_LINK: usize = WORD;
+/// `link + SP_ABOVE_LINK`: the saved stack pointer, from the link.
+const SP_ABOVE_LINK: usize = LINK_OFFSET - SP_SLOT;
+/// `link + RESUME_ABOVE_LINK`: the resume address, from the link.
+const RESUME_ABOVE_LINK: usize = LINK_OFFSET - RESUME_SLOT;
+/// The parent's record at the link value: `rbp`, return address, `rbx`. Its
+/// stack pointer outside the switch is this far above the link value.
+const PARENT_RECORD: usize = 3 * WORD;
+
+/// An `asm!` that may unwind with the `asm-unwind` feature.
 #[cfg(not(feature = "asm-unwind"))]
-macro_rules! switch_asm {
+macro_rules! unwinding_asm {
     ($($body:tt)*) => { asm!($($body)*) };
 }
 #[cfg(feature = "asm-unwind")]
-macro_rules! switch_asm {
+macro_rules! unwinding_asm {
     ($($body:tt)*) => { asm!($($body)*, options(may_unwind)) };
 }
 
-/// `switch_asm!` for a switch to another context: besides the operands
-/// given, every register that the ABI lets a callee keep (r12-r15) and every
-/// caller-saved one is clobbered, so the compiler spills only what is live.
-/// rbx and rbp, which LLVM reserves, are saved by the asm itself.
-macro_rules! context_switch_asm {
+/// `unwinding_asm!` that leaves for another context and comes back: on top
+/// of the operands given, every register of the System V ABI except the
+/// three saved by hand (`rbx`, `rbp`, `rsp`) is clobbered, including the
+/// callee-saved `r12`-`r15`.
+macro_rules! switch_asm {
     ($($body:tt)*) => {
-        switch_asm!(
+        unwinding_asm!(
             $($body)*
             lateout("r12") _, lateout("r13") _, lateout("r14") _, lateout("r15") _,
             clobber_abi("sysv64")
@@ -72,58 +125,65 @@ macro_rules! context_switch_asm {
     };
 }
 
-/// The root frame of every coroutine.
+/// The root frame of every coroutine: the resume address of a fresh one.
 ///
-/// Entered by `call [rdx]` in `switch_and_link` on the first resume with:
-/// `rdi` = input word, `rsi` = stack base, `rdx` = initial stack pointer
-/// (`[rdx]` = this function, `[rdx + 8]` = entry fn, `rdx + 16` = object),
-/// `rsp` pointing at `[return address, parent rbx]` on the parent stack.
-/// It completes the parent record by pushing `rbp`, stores the link, points
-/// `rbp` at the link and jumps to `entry(input, link, obj)` on the coroutine
-/// stack with a return address (label 2) inside this function, so that the
-/// CFI below describes the frame. `entry` never returns.
+/// Called by the parent's `push rbx; call [rsi - 8]`, with `rdi` = first
+/// input, `rsi` = stack base, `rdx` = initial stack pointer (the object),
+/// and the entry function in the context's stack-pointer slot. Does what
+/// every resume does (push `rbp`, store the link), makes `rbp` the address
+/// of the link, stores its return label above the link, and jumps to
+/// `entry(input, link, obj)` on the coroutine stack with the label as
+/// return address. `entry` never returns.
 ///
-/// The CFI says: CFA = [rbp] + 24 (the parent's stack pointer outside its
-/// `asm!` block), rbp at CFA-24, rip at CFA-16, rbx at CFA-8. It is marked a
-/// signal frame because the parent's stack may lie above or below this one,
-/// which debuggers otherwise reject; so the parent's return address must
-/// not be the last instruction of its `asm!` block, and it is not.
+/// CFI once `rbp` holds the link address: CFA = `[rbp] + 24`, the
+/// parent's stack pointer outside its switch; the parent's `rbp`, return
+/// address and `rbx` at CFA - 24, -16, -8. It is a signal frame, because
+/// the parent's stack may lie above or below this one (debuggers check
+/// that stacks grow one way otherwise); the unwinder then takes the
+/// parent's return address as exact, which is why the parent's `call` is
+/// followed by its `pop rbx` inside the same block.
 #[unsafe(naked)]
 unsafe extern "C" fn coroutine_root() {
     naked_asm!(
         ".cfi_startproc",
         ".cfi_signal_frame",
-        ".cfi_def_cfa rsp, 16",
-        ".cfi_offset rip, -16",
-        ".cfi_offset rbx, -8",
+        ".cfi_def_cfa rsp, {entry_cfa}",
+        ".cfi_offset rip, -{entry_cfa}",
+        ".cfi_offset rbx, -{word}",
         "push rbp",
-        ".cfi_def_cfa_offset 24",
-        ".cfi_offset rbp, -24",
-        "mov [rsi - 16], rsp",
-        "lea rbp, [rsi - 16]",
-        // DW_CFA_def_cfa_expression, 5 bytes: DW_OP_breg6 (rbp) 0; DW_OP_deref;
-        // DW_OP_plus_uconst 24.
-        ".cfi_escape 0x0f, 5, 0x76, 0x00, 0x06, 0x23, 0x18",
-        "lea rcx, [rip + 2f]",
-        "mov [rsi - 8], rcx",
-        "lea rsp, [rdx + 16]",
+        ".cfi_def_cfa_offset {record}",
+        ".cfi_offset rbp, -{record}",
+        "mov [rsi - {link}], rsp",
+        "lea rbp, [rsi - {link}]",
+        // DW_CFA_def_cfa_expression (0x0f), 5 bytes: DW_OP_breg6 (rbp) + 0,
+        // DW_OP_deref, DW_OP_plus_uconst PARENT_RECORD.
+        ".cfi_escape 0x0f, 5, 0x76, 0, 0x06, 0x23, {record}",
+        "lea rax, [rip + 3f]",
+        "mov [rbp + {label}], rax",
+        "mov rcx, [rbp + {entry}]",
+        "mov rsp, rdx",
         "mov rsi, rbp",
-        "mov rax, [rdx + 8]",
-        "mov rdx, rsp",
-        "push rcx",
-        "jmp rax",
-        "2:",
-        "int3",
+        "push rax",
+        "jmp rcx",
+        "3:",
+        "ud2",
         ".cfi_endproc",
+        entry_cfa = const 2 * WORD,
+        word = const WORD,
+        record = const PARENT_RECORD,
+        link = const LINK_OFFSET,
+        label = const LABEL_ABOVE_LINK,
+        entry = const SP_ABOVE_LINK,
     )
 }
 
-/// The frame `on_stack` runs its function under.
+/// The frame that `on_stack` runs its function under.
 ///
-/// Entered by `call` with `rdi` = argument, `rsi` = new stack top (16-aligned),
-/// `rdx` = function. Saves `rbp`, points it at its frame on the old stack,
-/// switches `rsp`, calls `rdx(rdi)` and switches back. The CFA is `rbp`-based
-/// so unwinding from the new stack lands back on the old one.
+/// Called with `rdi` = argument, `rsi` = new stack top (16-aligned), `rdx` =
+/// function. Builds a frame record on the old stack, calls `rdx(rdi)` on the
+/// new one and returns through the record. The CFA is `rbp`-based, so
+/// unwinding from the new stack continues on the old one; a signal frame for
+/// the reason given at `coroutine_root`.
 #[unsafe(naked)]
 unsafe extern "C" fn stack_call_root() {
     naked_asm!(
@@ -136,104 +196,86 @@ unsafe extern "C" fn stack_call_root() {
         ".cfi_def_cfa_register rbp",
         "mov rsp, rsi",
         "call rdx",
-        "mov rsp, rbp",
-        "pop rbp",
+        "leave",
         ".cfi_def_cfa rsp, 8",
+        ".cfi_same_value rbp",
         "ret",
         ".cfi_endproc",
     )
 }
 
-/// Writes the initial frame below `obj` and returns the initial stack pointer.
+/// Prepares the context of a fresh coroutine: the root as its resume
+/// address, `entry` in its stack-pointer slot. Returns the initial stack
+/// pointer, the object itself.
 ///
 /// # Safety
-/// `obj` must be 16-aligned, at most `base - RESERVED_TOP`, and the
-/// `INIT_FRAME_SIZE` bytes below it must be writable stack memory.
+/// `obj` must be 16-aligned and at most `base - RESERVED_TOP`, and the
+/// context below `base` must be writable stack memory.
 #[inline]
-pub unsafe fn init_stack(_base: StackPointer, obj: usize, entry: EntryFn) -> StackPointer {
-    let sp = obj - INIT_FRAME_SIZE;
-    // SAFETY: the caller guarantees that [obj - 16, obj) is writable and
-    // 16-aligned, so both words are aligned and in bounds.
+pub unsafe fn init_stack(base: StackPointer, obj: usize, entry: EntryFn) -> StackPointer {
+    // SAFETY: the caller guarantees that the context below `base` is
+    // writable and aligned, and `obj` is not null.
     unsafe {
-        *((sp + 8) as *mut usize) = entry as usize;
-        *(sp as *mut usize) = coroutine_root as *const () as usize;
-        StackPointer::new_unchecked(sp)
+        *((base.get() - SP_SLOT) as *mut usize) = entry as usize;
+        *((base.get() - RESUME_SLOT) as *mut usize) = coroutine_root as *const () as usize;
+        StackPointer::new_unchecked(obj - INIT_FRAME_SIZE)
     }
 }
 
-/// Resumes the coroutine suspended at `sp` on the stack whose base is `base`.
+/// Enters the coroutine whose stack base is `base`, with `control` in `rdx`
+/// (nonzero: resume; zero: unwind). Returns the word and the state.
 ///
 /// # Safety
-/// `sp` must be the stack pointer of a suspended (or freshly initialised)
-/// coroutine on the stack at `base`, and `arg` what it expects.
+/// The context at `base` must hold a suspended (or fresh) coroutine; with a
+/// zero `control` it must have started.
+#[inline(always)]
+unsafe fn enter(arg: Word, control: usize, base: StackPointer) -> (Word, usize) {
+    let (word, state): (Word, usize);
+    // SAFETY: the caller guarantees a resumable context at `base`; the
+    // coroutine comes back through the `ret` paired with this `call`,
+    // having restored rbp and left rsp as it was after the call.
+    unsafe {
+        switch_asm!(
+            // In: rdi = word, rsi = stack base, rdx = control word.
+            // Out: rdi = word, rax = state (resume address or exit code).
+            // Pushes rbx and the return address; the coroutine pushes rbp
+            // above them and pops it again. Everything else is clobbered.
+            "push rbx",
+            "call [rsi - {resume}]",
+            "pop rbx",
+            resume = const RESUME_SLOT,
+            inlateout("rdi") arg => word,
+            inlateout("rsi") base.get() => _,
+            inlateout("rdx") control => _,
+            lateout("rax") state,
+        );
+    }
+    (word, state)
+}
+
+/// Resumes the coroutine at `base`, passing `arg`; `sp` is its last state.
+///
+/// # Safety
+/// The coroutine at `base` must be suspended (or fresh) with state `sp`,
+/// and expect `arg`.
 #[inline(always)]
 pub unsafe fn switch_and_link(arg: Word, sp: StackPointer, base: StackPointer) -> (Word, usize) {
-    let (ret_arg, ret_sp): (Word, usize);
-    // SAFETY: the caller guarantees that `sp` is a coroutine waiting to be
-    // resumed; it returns here through the `ret` matching this `call`.
-    unsafe {
-        context_switch_asm!(
-            // In: rdi = word, rsi = stack base, rdx = coroutine sp.
-            // Out: rdi = word, rsi = new coroutine sp or exit code.
-            // Saves rbx here and rbp on the other side (to build the frame
-            // record); everything else is clobbered.
-            "push rbx",
-            "call qword ptr [rdx]",
-            "pop rbx",
-            inlateout("rdi") arg => ret_arg,
-            inlateout("rsi") base.get() => ret_sp,
-            inlateout("rdx") sp.get() => _,
-        );
-    }
-    (ret_arg, ret_sp)
+    // SAFETY: per the caller; a state is never zero, so this resumes.
+    unsafe { enter(arg, sp.get(), base) }
 }
 
-/// Resumes the coroutine suspended at `sp` so that its `switch_yield`
-/// returns `None`: the request to unwind its stack.
+/// Resumes the coroutine at `base` so that its `switch_yield` returns
+/// `None`: the request to unwind its stack.
 ///
 /// # Safety
-/// As `switch_and_link`, and the coroutine must have started (it is
-/// suspended in `switch_yield`, not at its initial frame).
+/// As `switch_and_link`, and the coroutine must have started.
 #[cfg_attr(not(feature = "unwind"), allow(dead_code))]
 #[inline(never)]
-pub unsafe fn switch_and_unwind(sp: StackPointer, base: StackPointer) -> (Word, usize) {
-    let (ret_arg, ret_sp): (Word, usize);
-    // SAFETY: as switch_and_link; we store the link ourselves and enter the
-    // coroutine just past the link-storing prologue of its resume point
-    // (RESUME_PROLOGUE_LEN bytes, fixed by `.byte` encoding there).
-    unsafe {
-        context_switch_asm!(
-            // In: rsi = stack base, rdx = coroutine sp.
-            // Out: rdi = word, rsi = new coroutine sp or exit code.
-            // Does what the resume point's prologue would, then enters it
-            // after the prologue with rsi = 0, which switch_yield reports
-            // as the unwind request.
-            "push rbx",
-            "call 5f",
-            "pop rbx",
-            "jmp 6f",
-            "5:",
-            "push rbp",
-            "mov [rsi - 16], rsp",
-            "mov rax, [rdx]",
-            "add rax, {prologue}",
-            "xor esi, esi",
-            "jmp rax",
-            "6:",
-            prologue = const RESUME_PROLOGUE_LEN,
-            lateout("rdi") ret_arg,
-            inlateout("rsi") base.get() => ret_sp,
-            inlateout("rdx") sp.get() => _,
-        );
-    }
-    (ret_arg, ret_sp)
+pub unsafe fn switch_and_unwind(_sp: StackPointer, base: StackPointer) -> (Word, usize) {
+    // SAFETY: per the caller; the zero control word reaches the pending
+    // switch_yield, and no word is read with it.
+    unsafe { enter(Word::uninit(), 0, base) }
 }
-
-/// Length of the resume point's prologue in `switch_yield` (`push rbp` and
-/// `mov [rsi - 16], rsp`, emitted as bytes so the length is exact).
-#[cfg_attr(not(feature = "unwind"), allow(dead_code))]
-const RESUME_PROLOGUE_LEN: usize = 5;
-const _: () = assert!(LINK_OFFSET == 16, "the resume prologue encodes [rsi - 16]");
 
 /// Suspends the running coroutine, handing `arg` to its parent. Returns the
 /// word of the next resume, or `None` if the parent asks the coroutine to
@@ -243,63 +285,69 @@ const _: () = assert!(LINK_OFFSET == 16, "the resume prologue encodes [rsi - 16]
 /// Must run on the coroutine stack whose link is `link`, while it is running.
 #[inline(always)]
 pub unsafe fn switch_yield(arg: Word, link: *mut StackPointer) -> Option<Word> {
-    let (ret_arg, unwind_flag): (Word, usize);
-    // SAFETY: the link holds the parent's stack pointer, which points at the
-    // record `switch_and_link` left there; we resume at label 2 when the
-    // parent's next `call [rdx]` lands there.
+    let (word, control): (Word, usize);
+    // SAFETY: the link holds the parent's stack pointer, at the record that
+    // `enter` and the resume code built; we return into the parent and are
+    // resumed at label 2 by its next `call`.
     unsafe {
-        context_switch_asm!(
+        switch_asm!(
             // In: rdi = word, rdx = link.
-            // Out: rdi = word from the parent, rsi = 0 if asked to unwind.
-            // Pushes [rbp, rbx, resume address], hands its sp to the parent
-            // in rsi, restores the parent's rbp and returns into it.
-            // Resumed at 2 with rdi = word, rsi = base, rdx = our sp and the
-            // parent's rbx and return address pushed on the parent stack;
-            // switch_and_unwind enters after the 5-byte prologue instead.
+            // Suspend: push rbp, rbx; store the resume address and rsp in the
+            // context; switch to the parent's record, pop its rbp, `ret`
+            // with rdi = word and rax = resume address (the state).
+            // Resume (label 2, on the parent stack, called with rdi = word,
+            // rsi = base, rdx = control word): push the parent's rbp, store
+            // the link, switch back, pop rbx and rbp.
+            // Out: rdi = word, rdx = control word (0: unwind).
             "push rbp",
             "push rbx",
             "lea rax, [rip + 2f]",
-            "push rax",
-            "mov rsi, rsp",
+            "mov [rdx + {resume}], rax",
+            "mov [rdx + {sp}], rsp",
             "mov rsp, [rdx]",
             "pop rbp",
             "ret",
             "2:",
-            ".byte 0x55",                   // push rbp
-            ".byte 0x48, 0x89, 0x66, 0xf0", // mov [rsi - 16], rsp
-            "lea rsp, [rdx + 8]",
+            "push rbp",
+            "mov [rsi - {link}], rsp",
+            "mov rsp, [rsi - {sp_slot}]",
             "pop rbx",
             "pop rbp",
-            inlateout("rdi") arg => ret_arg,
-            lateout("rsi") unwind_flag,
-            inlateout("rdx") link => _,
+            resume = const RESUME_ABOVE_LINK,
+            sp = const SP_ABOVE_LINK,
+            link = const LINK_OFFSET,
+            sp_slot = const SP_SLOT,
+            inlateout("rdi") arg => word,
+            inlateout("rdx") link => control,
         );
     }
-    if unwind_flag == 0 {
+    if control == 0 {
         None
     } else {
-        Some(ret_arg)
+        Some(word)
     }
 }
 
 /// Leaves the coroutine for the last time, handing `arg` and `exit` (a code
-/// below `MIN_STACK_SIZE`, so never a stack pointer) to its parent.
+/// below `MIN_STACK_SIZE`, so never a state of a suspended coroutine) to its
+/// parent.
 ///
 /// # Safety
 /// Must run on the coroutine stack whose link is `link`; nothing on this
 /// stack may need dropping.
 #[inline(always)]
 pub unsafe fn switch_and_reset(arg: Word, exit: usize, link: *mut StackPointer) -> ! {
-    // SAFETY: as for `switch_yield`; the exit code in rsi tells the parent
-    // the coroutine finished, so it is never resumed.
+    // SAFETY: as for `switch_yield`, without a resume address: the exit code
+    // tells the parent never to resume us.
     unsafe {
         asm!(
-            // In: rdi = word, rsi = exit code, rdx = link. Never returns.
+            // In: rdi = word, rax = exit code, rdx = link. Switches to the
+            // parent's record, pops its rbp and returns into it.
             "mov rsp, [rdx]",
             "pop rbp",
             "ret",
             in("rdi") arg,
-            in("rsi") exit,
+            in("rax") exit,
             in("rdx") link,
             options(noreturn)
         )
@@ -312,13 +360,14 @@ pub unsafe fn switch_and_reset(arg: Word, exit: usize, link: *mut StackPointer) 
 /// `top` must be 16-aligned with enough writable stack below it for `f`.
 #[inline(always)]
 pub unsafe fn on_stack(arg: *mut u8, top: usize, f: StackCallFn) {
-    // SAFETY: stack_call_root saves and restores rbp and rsp; `f` follows
-    // the C ABI, so only caller-saved registers change.
+    // SAFETY: stack_call_root restores rbp and rsp; `f` follows the C ABI,
+    // so only caller-saved registers change.
     unsafe {
-        switch_asm!(
+        unwinding_asm!(
             // In: rdi = argument, rsi = new stack top, rdx = function.
-            // The nop keeps the return address inside this block, because
-            // the root is a signal frame (see coroutine_root).
+            // Calls the root, which returns with rbp and rsp restored. The
+            // nop keeps the return address inside this block (the root is a
+            // signal frame, see coroutine_root).
             "call {root}",
             "nop",
             root = sym stack_call_root,
@@ -345,15 +394,15 @@ pub unsafe fn on_stack(arg: *mut u8, top: usize, f: StackCallFn) {
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TrapHandlerRegs {
-    /// Instruction pointer.
+    /// Instruction pointer: the function that runs the handler's closure.
     pub rip: u64,
-    /// Stack pointer.
+    /// Stack pointer: below the closure, at the root's return label.
     pub rsp: u64,
-    /// Frame pointer.
+    /// Frame pointer: the link, as in the root frame.
     pub rbp: u64,
-    /// First argument register.
+    /// First argument register: the closure.
     pub rdi: u64,
-    /// Second argument register.
+    /// Second argument register: the link.
     pub rsi: u64,
 }
 
@@ -370,11 +419,11 @@ pub unsafe fn trap_handler_regs(
     entry: TrapEntryFn,
 ) -> TrapHandlerRegs {
     let link = base.get() - LINK_OFFSET;
-    let sp = obj - 8;
-    // SAFETY: the caller guarantees both words are in the stack; the return
-    // label at base - 8 was written by coroutine_root.
+    let sp = obj - WORD;
+    // SAFETY: the caller guarantees both words are in the stack; the root
+    // frame wrote the label above the link.
     unsafe {
-        *(sp as *mut usize) = *((base.get() - 8) as *const usize);
+        *(sp as *mut usize) = *((link + LABEL_ABOVE_LINK) as *const usize);
     }
     TrapHandlerRegs {
         rip: entry as usize as u64,
@@ -397,22 +446,24 @@ pub fn parent_stack_top(link_value: usize) -> usize {
 /// `args` must be a valid request for Valgrind.
 #[inline(never)]
 pub unsafe fn valgrind_client_request(default: usize, args: &[usize; 6]) -> usize {
-    let result;
-    // SAFETY: outside Valgrind the four rotations of rdi add up to 128 bits
-    // (a no-op) and `xchg rbx, rbx` changes nothing; under Valgrind the
-    // sequence is recognised and rdx receives the answer.
+    let answer;
+    // SAFETY: valgrind.h's amd64 preamble: four rotations of rdi by 128 bits
+    // in total leave it as it was, and `xchg rbx, rbx` changes nothing;
+    // Valgrind recognises the sequence and puts its answer in rdx.
     unsafe {
         asm!(
-            // In: rax = &args, rdx = default. Out: rdx = result.
+            // In: rax = request block, rdx = default. Out: rdx = answer.
+            // rdi is rotated back to its value; nothing else changes.
             "rol rdi, 3",
             "rol rdi, 13",
             "rol rdi, 61",
             "rol rdi, 51",
             "xchg rbx, rbx",
-            inout("rdx") default => result,
             in("rax") args.as_ptr(),
-            inout("rdi") 0usize => _,
+            inout("rdx") default => answer,
+            out("rdi") _,
+            options(nostack)
         );
     }
-    result
+    answer
 }
