@@ -23,6 +23,7 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 # the linker, runner and sysroot of each).
 RUN_TARGETS=(
     aarch64-unknown-linux-gnu
+    i686-unknown-linux-gnu
     armv7-unknown-linux-gnueabihf
     thumbv7neon-unknown-linux-gnueabihf
     arm-unknown-linux-gnueabihf
