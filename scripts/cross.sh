@@ -98,10 +98,10 @@ export SWITCHBACK_QEMU_RUNNER="$qemu -L /usr/$prefix"
 # but cc-based crates may).
 export "CC_${triple//-/_}=$prefix-gcc"
 
-# qemu-i386 delivers signals in a multi-threaded process with the wrong
-# thread's TLS now and then, so a trap handler does not find its own
-# coroutine and the trap tests hang; the same binaries pass in parallel run
-# natively (through the cross ld.so). Tests run one at a time there.
+# Under qemu-i386 the trap tests hang when run in parallel (a signal
+# handler appears to see another thread's thread-locals); the same binary
+# passes in parallel natively, run through the cross ld.so on an x86-64
+# kernel. So i686 tests run one at a time.
 if [[ $triple == i686-* ]]; then
     export RUST_TEST_THREADS=1
 fi
