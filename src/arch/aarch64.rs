@@ -71,23 +71,14 @@ pub const RESERVED_TOP: usize = 16;
 /// `init_stack` writes the root's address and the entry fn below the object.
 pub const INIT_FRAME_SIZE: usize = 16;
 
-#[cfg(not(feature = "asm-unwind"))]
-macro_rules! switch_asm {
-    ($($body:tt)*) => { asm!($($body)*) };
-}
-#[cfg(feature = "asm-unwind")]
-macro_rules! switch_asm {
-    ($($body:tt)*) => { asm!($($body)*, options(may_unwind)) };
-}
-
-/// `switch_asm!` for a switch to another context: besides the operands
+/// `unwinding_asm!` for a switch to another context: besides the operands
 /// given, every register that the ABI lets a callee keep (x20-x28; v8-v15
 /// through `clobber_abi`) and every caller-saved one is clobbered, so the
 /// compiler spills only what is live. x19 and x29, which LLVM reserves, are
 /// saved by the asm itself; x18 is left alone.
 macro_rules! context_switch_asm {
     ($($body:tt)*) => {
-        switch_asm!(
+        unwinding_asm!(
             $($body)*
             lateout("x20") _, lateout("x21") _, lateout("x22") _, lateout("x23") _,
             lateout("x24") _, lateout("x25") _, lateout("x26") _, lateout("x27") _,
@@ -364,7 +355,7 @@ pub unsafe fn on_stack(arg: *mut u8, top: usize, f: StackCallFn) {
     // SAFETY: stack_call_root saves and restores x29 and sp; `f` follows
     // the C ABI, so only caller-saved registers change.
     unsafe {
-        switch_asm!(
+        unwinding_asm!(
             // In: x0 = argument, x1 = new stack top, x2 = function.
             // Clobbers the caller-saved registers (x30 by the `bl`). The nop
             // keeps the return address inside this block, because the root

@@ -90,16 +90,7 @@ pub const RESERVED_TOP: usize = 16;
 /// the object.
 pub const INIT_FRAME_SIZE: usize = 16;
 
-#[cfg(not(feature = "asm-unwind"))]
-macro_rules! switch_asm {
-    ($($body:tt)*) => { asm!($($body)*) };
-}
-#[cfg(feature = "asm-unwind")]
-macro_rules! switch_asm {
-    ($($body:tt)*) => { asm!($($body)*, options(may_unwind)) };
-}
-
-/// `switch_asm!` for a switch to another context: besides the operands
+/// `unwinding_asm!` for a switch to another context: besides the operands
 /// given, every callee-saved register that LLVM lets an `asm!` block
 /// clobber (r4, r5, r8-r10, and d8-d15 where the hard-float ABI guarantees
 /// VFP) and every caller-saved one is clobbered, so the compiler spills
@@ -107,7 +98,7 @@ macro_rules! switch_asm {
 #[cfg(target_abi = "eabihf")]
 macro_rules! context_switch_asm {
     ($($body:tt)*) => {
-        switch_asm!(
+        unwinding_asm!(
             $($body)*
             lateout("r4") _, lateout("r5") _, lateout("r8") _, lateout("r9") _,
             lateout("r10") _,
@@ -122,7 +113,7 @@ macro_rules! context_switch_asm {
 #[cfg(not(target_abi = "eabihf"))]
 macro_rules! context_switch_asm {
     ($($body:tt)*) => {
-        switch_asm!(
+        unwinding_asm!(
             $($body)*
             lateout("r4") _, lateout("r5") _, lateout("r8") _, lateout("r9") _,
             lateout("r10") _,
@@ -467,7 +458,7 @@ pub unsafe fn on_stack(arg: *mut u8, top: usize, f: StackCallFn) {
     // SAFETY: stack_call_root saves and restores r4, r6, r7, r11 and sp;
     // `f` follows the AAPCS, so only caller-saved registers change.
     unsafe {
-        switch_asm!(
+        unwinding_asm!(
             // In: r0 = argument, r1 = new stack top, r2 = function.
             // Clobbers: r0-r4, r12, lr and what `f` may clobber.
             "bl {root}",

@@ -58,16 +58,7 @@ pub const RESERVED_TOP: usize = 16;
 /// `init_stack` writes the root's address and the entry fn below the object.
 pub const INIT_FRAME_SIZE: usize = 16;
 
-#[cfg(not(feature = "asm-unwind"))]
-macro_rules! switch_asm {
-    ($($body:tt)*) => { asm!($($body)*) };
-}
-#[cfg(feature = "asm-unwind")]
-macro_rules! switch_asm {
-    ($($body:tt)*) => { asm!($($body)*, options(may_unwind)) };
-}
-
-/// `switch_asm!` for a switch to another context: besides the operands
+/// `unwinding_asm!` for a switch to another context: besides the operands
 /// given, every register that the ABI lets a callee keep (s0-s7, and
 /// fs0-fs7 where the target has float registers) and every caller-saved one
 /// is clobbered, so the compiler spills only what is live. fp and s8, which
@@ -75,7 +66,7 @@ macro_rules! switch_asm {
 #[cfg(target_feature = "f")]
 macro_rules! context_switch_asm {
     ($($body:tt)*) => {
-        switch_asm!(
+        unwinding_asm!(
             $($body)*
             lateout("$s0") _, lateout("$s1") _, lateout("$s2") _, lateout("$s3") _,
             lateout("$s4") _, lateout("$s5") _, lateout("$s6") _, lateout("$s7") _,
@@ -88,7 +79,7 @@ macro_rules! context_switch_asm {
 #[cfg(not(target_feature = "f"))]
 macro_rules! context_switch_asm {
     ($($body:tt)*) => {
-        switch_asm!(
+        unwinding_asm!(
             $($body)*
             lateout("$s0") _, lateout("$s1") _, lateout("$s2") _, lateout("$s3") _,
             lateout("$s4") _, lateout("$s5") _, lateout("$s6") _, lateout("$s7") _,
@@ -348,7 +339,7 @@ pub unsafe fn on_stack(arg: *mut u8, top: usize, f: StackCallFn) {
     // SAFETY: stack_call_root saves and restores fp, ra and sp; `f` follows
     // the C ABI, so only caller-saved registers change.
     unsafe {
-        switch_asm!(
+        unwinding_asm!(
             // In: a0 = argument, a1 = new stack top, a2 = function.
             // The nop keeps the return address inside this block, because
             // the root is a signal frame (see coroutine_root).

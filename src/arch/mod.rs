@@ -82,6 +82,18 @@ pub type TrapEntryFn = unsafe extern "C-unwind" fn(obj: *mut u8, link: *mut Stac
 /// The function `on_stack` calls on the other stack: `f(arg)`.
 pub type StackCallFn = unsafe extern "C-unwind" fn(arg: *mut u8);
 
+/// An `asm!` block that a panic may unwind through when the `asm-unwind`
+/// feature is on (the context switches and `on_stack`); a plain `asm!`
+/// otherwise. Shared by every architecture file.
+#[cfg(not(feature = "asm-unwind"))]
+macro_rules! unwinding_asm {
+    ($($body:tt)*) => { core::arch::asm!($($body)*) };
+}
+#[cfg(feature = "asm-unwind")]
+macro_rules! unwinding_asm {
+    ($($body:tt)*) => { core::arch::asm!($($body)*, options(may_unwind)) };
+}
+
 /// Declares an architecture file and re-exports its items where `$cfg`
 /// holds.
 macro_rules! architecture {

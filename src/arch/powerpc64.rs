@@ -105,23 +105,14 @@ macro_rules! call_r12 {
     };
 }
 
-#[cfg(not(feature = "asm-unwind"))]
-macro_rules! switch_asm {
-    ($($body:tt)*) => { asm!($($body)*) };
-}
-#[cfg(feature = "asm-unwind")]
-macro_rules! switch_asm {
-    ($($body:tt)*) => { asm!($($body)*, options(may_unwind)) };
-}
-
-/// `switch_asm!` for a switch to another context: besides the operands
+/// `unwinding_asm!` for a switch to another context: besides the operands
 /// given, every register that the ABI lets a callee keep and that LLVM lets
 /// an `asm!` block clobber is clobbered, with every caller-saved one, so
 /// the compiler spills only what is live. r2, r30 and r31 are saved by the
 /// asm itself.
 macro_rules! context_switch_asm {
     ($($body:tt)*) => {
-        switch_asm!(
+        unwinding_asm!(
             $($body)*
             lateout("r14") _, lateout("r15") _, lateout("r16") _, lateout("r17") _,
             lateout("r18") _, lateout("r19") _, lateout("r20") _, lateout("r21") _,
@@ -443,7 +434,7 @@ pub unsafe fn on_stack(arg: *mut u8, top: usize, f: StackCallFn) {
     // SAFETY: stack_call_root restores r1 and r2 and returns; `f` follows
     // the C ABI, so only caller-saved registers change.
     unsafe {
-        switch_asm!(
+        unwinding_asm!(
             // In: r3 = argument, r4 = new stack top, r5 = function.
             // The nop is the linker's TOC-restore slot and keeps the return
             // address inside this block (see coroutine_root).

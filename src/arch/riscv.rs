@@ -125,16 +125,7 @@ pub const RESERVED_TOP: usize = 16;
 /// `init_stack` writes the root's address and the entry fn below the object.
 pub const INIT_FRAME_SIZE: usize = 16;
 
-#[cfg(not(feature = "asm-unwind"))]
-macro_rules! switch_asm {
-    ($($body:tt)*) => { asm!($($body)*) };
-}
-#[cfg(feature = "asm-unwind")]
-macro_rules! switch_asm {
-    ($($body:tt)*) => { asm!($($body)*, options(may_unwind)) };
-}
-
-/// `switch_asm!` for a switch to another context: besides the operands
+/// `unwinding_asm!` for a switch to another context: besides the operands
 /// given, every register that the ABI lets a callee keep (s2-s11, and
 /// fs0-fs11 where the target has float registers) and every caller-saved
 /// one is clobbered, so the compiler spills only what is live. s0 and s1,
@@ -142,7 +133,7 @@ macro_rules! switch_asm {
 #[cfg(target_feature = "f")]
 macro_rules! context_switch_asm {
     ($($body:tt)*) => {
-        switch_asm!(
+        unwinding_asm!(
             $($body)*
             lateout("s2") _, lateout("s3") _, lateout("s4") _, lateout("s5") _,
             lateout("s6") _, lateout("s7") _, lateout("s8") _, lateout("s9") _,
@@ -157,7 +148,7 @@ macro_rules! context_switch_asm {
 #[cfg(not(target_feature = "f"))]
 macro_rules! context_switch_asm {
     ($($body:tt)*) => {
-        switch_asm!(
+        unwinding_asm!(
             $($body)*
             lateout("s2") _, lateout("s3") _, lateout("s4") _, lateout("s5") _,
             lateout("s6") _, lateout("s7") _, lateout("s8") _, lateout("s9") _,
@@ -416,7 +407,7 @@ pub unsafe fn on_stack(arg: *mut u8, top: usize, f: StackCallFn) {
     // SAFETY: stack_call_root saves and restores s0, ra and sp; `f` follows
     // the C ABI, so only caller-saved registers change.
     unsafe {
-        switch_asm!(
+        unwinding_asm!(
             // In: a0 = argument, a1 = new stack top, a2 = function.
             // The nop keeps the return address inside this block, because
             // the root is a signal frame (see coroutine_root).

@@ -66,22 +66,13 @@ pub const INIT_FRAME_SIZE: usize = SAVE_AREA;
 /// The register save area at the bottom of every frame.
 const SAVE_AREA: usize = 160;
 
-#[cfg(not(feature = "asm-unwind"))]
-macro_rules! switch_asm {
-    ($($body:tt)*) => { asm!($($body)*) };
-}
-#[cfg(feature = "asm-unwind")]
-macro_rules! switch_asm {
-    ($($body:tt)*) => { asm!($($body)*, options(may_unwind)) };
-}
-
-/// `switch_asm!` for a switch to another context: besides the operands
+/// `unwinding_asm!` for a switch to another context: besides the operands
 /// given, every register that the ABI lets a callee keep and that LLVM lets
 /// an `asm!` block clobber is clobbered, with every caller-saved one, so
 /// the compiler spills only what is live. r11 is saved by the asm itself.
 macro_rules! context_switch_asm {
     ($($body:tt)*) => {
-        switch_asm!(
+        unwinding_asm!(
             $($body)*
             lateout("r6") _, lateout("r7") _, lateout("r8") _, lateout("r9") _,
             lateout("r10") _, lateout("r12") _, lateout("r13") _,
@@ -346,7 +337,7 @@ pub unsafe fn on_stack(arg: *mut u8, top: usize, f: StackCallFn) {
     // SAFETY: stack_call_root restores r15 and returns; `f` follows the C
     // ABI, so only caller-saved registers change.
     unsafe {
-        switch_asm!(
+        unwinding_asm!(
             // In: r2 = argument, r3 = new stack top, r4 = function.
             // The nop keeps the return address inside this block, because
             // the root is a signal frame (see coroutine_root).

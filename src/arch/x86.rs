@@ -112,16 +112,6 @@ const RESUME_ABOVE_LINK: usize = LINK_OFFSET - RESUME_SLOT;
 /// stack pointer outside the switch is this far above the link value.
 const PARENT_RECORD: usize = 3 * WORD;
 
-/// An `asm!` that may unwind with the `asm-unwind` feature.
-#[cfg(not(feature = "asm-unwind"))]
-macro_rules! unwinding_asm {
-    ($($body:tt)*) => { asm!($($body)*) };
-}
-#[cfg(feature = "asm-unwind")]
-macro_rules! unwinding_asm {
-    ($($body:tt)*) => { asm!($($body)*, options(may_unwind)) };
-}
-
 /// `unwinding_asm!` that leaves for another context and comes back: on top
 /// of the operands given, every register of the i386 C ABI except the three
 /// saved by hand (`esi`, `ebp`, `esp`) is clobbered, including the
