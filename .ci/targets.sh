@@ -90,7 +90,7 @@ run_targets() {
             failed+=("$target (tests)")
             continue
         fi
-        local name
+        local name examples_ok=1
         for name in basic panic trap; do
             if ! bash scripts/cross.sh "$target" run -q --example "$name" \
                 >"$out/$name.out" 2>"$out/$name.err" ||
@@ -98,6 +98,7 @@ run_targets() {
                 echo "$target: example $name failed or printed something else" >&2
                 cat "$out/$name.err" >&2
                 failed+=("$target (example $name)")
+                examples_ok=0
             fi
         done
         if ! bash scripts/cross.sh "$target" run -q --example backtrace >"$out/bt.out" 2>&1 ||
@@ -105,8 +106,9 @@ run_targets() {
             echo "$target: the backtrace example does not reach sub_function" >&2
             cat "$out/bt.out" >&2
             failed+=("$target (example backtrace)")
+            examples_ok=0
         fi
-        echo "$target: examples print their expected output"
+        ((examples_ok)) && echo "$target: examples print their expected output"
         # The frame-pointer chain (tests/frame_pointers.rs exists only with
         # this cfg); s390x keeps a back chain only with +backchain. Skipped
         # for targets whose std is built from source (it would be built
