@@ -1,4 +1,4 @@
-//! The context switch for 64-bit PowerPC: ELFv2 (powerpc64le Linux, among others) and ELFv1 (big-endian glibc Linux, with function descriptors).
+//! The context switch for 64-bit PowerPC: ELFv2 (powerpc64le Linux) and ELFv1 (big-endian glibc Linux, with function descriptors).
 //!
 //! # Stack layout
 //!

@@ -1,4 +1,4 @@
-//! The context switch for x86-64 on System V targets (Linux, the BSDs).
+//! The context switch for x86-64 on System V targets: Linux and bare metal.
 //!
 //! The same design as `x86.rs`, register for register: `rdi`/`edi` carry the
 //! word, `rsi`/`ecx` the stack base, `rdx`/`edx` the control word going in
