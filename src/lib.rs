@@ -121,6 +121,8 @@ mod on_stack;
 mod sanitizer;
 mod scoped;
 pub mod stack;
+#[cfg(windows)]
+mod teb;
 pub mod trap;
 mod unwind;
 mod word;

@@ -17,7 +17,8 @@ use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::vec::Vec;
 
-use super::mapping::{page_size, rounded_stack_size, Mapping};
+use super::mapping::{page_size, Mapping};
+use super::rounded_stack_size;
 use super::{Stack, StackPointer};
 use crate::{Coroutine, Yielder};
 
@@ -703,6 +704,20 @@ unsafe impl Stack for PooledStack {
     #[inline]
     fn limit(&self) -> StackPointer {
         self.slot.mapping.limit
+    }
+
+    #[cfg(windows)]
+    #[inline]
+    fn teb_fields(&self) -> super::StackTebFields {
+        self.slot.mapping.teb_fields()
+    }
+
+    #[cfg(windows)]
+    #[inline]
+    fn update_teb_fields(&mut self, stack_limit: usize, guaranteed_stack_bytes: usize) {
+        self.slot
+            .mapping
+            .update_teb_fields(stack_limit, guaranteed_stack_bytes)
     }
 }
 
