@@ -249,9 +249,9 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
                     parent: StackExtent::unknown(),
                     resume: StackExtent::new(|| limit.get(), base.get()),
                     #[cfg(windows)]
-                    parent_teb: stack.teb_fields(),
+                    parent_teb: crate::teb::TebState::fresh(stack.teb_fields()),
                     #[cfg(windows)]
-                    resume_teb: stack.teb_fields(),
+                    resume_teb: crate::teb::TebState::fresh(stack.teb_fields()),
                 },
             );
             ptr::write(obj as *mut F, f);
@@ -333,8 +333,8 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
             let switched = switch(self.base);
             sanitizer::finish_switch(saved);
             #[cfg(windows)]
-            if (*extents).resume_teb.StackBase == self.base.get() {
-                let fields = (*extents).resume_teb;
+            if (*extents).resume_teb.fields.StackBase == self.base.get() {
+                let fields = (*extents).resume_teb.fields;
                 self.stack
                     .update_teb_fields(fields.StackLimit, fields.GuaranteedStackBytes);
             }

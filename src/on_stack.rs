@@ -42,7 +42,7 @@ where
             base.get(),
             extent,
             #[cfg(windows)]
-            stack.teb_fields(),
+            crate::teb::TebState::fresh(stack.teb_fields()),
             f,
         )
     }
@@ -55,14 +55,14 @@ union CallSlot<F, R> {
 }
 
 /// Calls `f` with the stack pointer at `top`, on the stack whose extent (for
-/// the sanitizer) is `extent` and, on Windows, whose TEB fields are `teb`.
+/// the sanitizer) is `extent` and, on Windows, whose TEB state is `teb`.
 ///
 /// # Safety
 /// `top` must be 16-aligned with free stack below it for as long as `f` runs.
 pub(crate) unsafe fn call_on_stack<F, R>(
     top: usize,
     extent: StackExtent,
-    #[cfg(windows)] teb: crate::stack::StackTebFields,
+    #[cfg(windows)] teb: crate::teb::TebState,
     f: F,
 ) -> R
 where

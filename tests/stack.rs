@@ -6,12 +6,7 @@ use switchback::stack::{DefaultStack, Stack, StackPointer, MIN_STACK_SIZE, STACK
 use switchback::{Coroutine, CoroutineResult, ScopedCoroutine, Yielder};
 
 mod common;
-use common::{under_qemu, under_sanitizer, under_valgrind};
-
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
-}
+use common::{page_size, under_qemu, under_sanitizer, under_valgrind};
 
 #[test]
 fn new_gives_requested_size_plus_guard_aligned() {
