@@ -125,6 +125,7 @@ architecture!(
     ),
     x86
 );
+architecture!(all(target_arch = "x86", windows), x86_windows);
 architecture!(
     all(
         any(target_arch = "riscv64", target_arch = "riscv32"),
@@ -167,6 +168,7 @@ architecture!(
     ),
     aarch64
 );
+architecture!(all(target_arch = "aarch64", windows), aarch64_windows);
 
 #[cfg(not(any(
     all(
@@ -184,10 +186,12 @@ architecture!(
         any(target_os = "linux", target_os = "none")
     ),
     all(target_arch = "x86_64", windows),
+    all(target_arch = "x86", windows),
+    all(target_arch = "aarch64", windows),
 )))]
 compile_error!(
     "switchback does not support this target yet. Supported: Linux and bare-metal (no OS) \
      targets of x86-64, x86 (i686), AArch64, 32-bit ARM (ARM and Thumb), RISC-V (RV64, RV32), \
-     LoongArch64, PowerPC64 (ELFv1, ELFv2) and s390x, and x86-64 Windows; see the README's \
-     target table for how each is tested"
+     LoongArch64, PowerPC64 (ELFv1, ELFv2) and s390x, and Windows on x86-64, x86 (i686) and \
+     AArch64; see the README's target table for how each is tested"
 );
