@@ -8,7 +8,9 @@
 #                                 entry (debug and release), so the asm is
 #                                 assembled for it
 #   bash .ci/targets.sh objects   the library and no-std-check compiled for
-#                                 each OBJECT_TARGETS entry (no linker here)
+#                                 each OBJECT_TARGETS entry (no linker here),
+#                                 and the library and tests compiled for each
+#                                 WINDOWS_OBJECT_TARGETS entry
 #   bash .ci/targets.sh list      print the tables
 #
 # `run` installs the cross toolchains itself (scripts/cross.sh --install).
@@ -47,6 +49,19 @@ NO_STD_TARGETS=(
 # Targets compiled but not run here: "triple toolchain" (nightly builds std
 # or core from source where rustup ships none).
 OBJECT_TARGETS=(
+)
+
+# Windows targets with no runner here (no MSVC linker; no 32-bit Wine: the
+# i386 packages do not install beside this machine's amd64 libraries): the
+# library compiled to objects with the default features, in release, and
+# with `unwind` alone, so that every asm block is assembled with the std
+# code paths, and each test file compiled to an object too. The -gnu ones
+# are linked by mingw, so their test binaries and examples are built whole.
+WINDOWS_OBJECT_TARGETS=(
+    i686-pc-windows-gnu
+    i686-pc-windows-msvc
+    aarch64-pc-windows-msvc
+    x86_64-pc-windows-msvc
 )
 
 # Targets with a script of their own (what each checks is in its header).
@@ -169,15 +184,60 @@ object_targets() {
     done
 }
 
+windows_objects() {
+    local target flags test installed
+    installed=$(rustup target list --installed)
+    for target in "${WINDOWS_OBJECT_TARGETS[@]}"; do
+        grep -qx "$target" <<<"$installed" || run rustup target add "$target"
+        local cargo=(env CARGO_TARGET_DIR="$TARGET_DIR/windows-objects" cargo)
+        for flags in "" "--release" "--no-default-features --features unwind"; do
+            # shellcheck disable=SC2086 # the flags are words
+            run "${cargo[@]}" rustc -q --lib --target "$target" $flags -- --emit=obj
+        done
+        if [[ $target == *-windows-gnu ]]; then
+            # The mingw cross gcc is the linker (Debian's package names it
+            # by architecture: gcc-mingw-w64-i686, gcc-mingw-w64-x86-64).
+            if ! command -v "${target%%-*}-w64-mingw32-gcc" >/dev/null; then
+                local arch=${target%%-*}
+                run sudo_apt_install "gcc-mingw-w64-${arch//_/-}"
+            fi
+            run "${cargo[@]}" test -q --no-run --target "$target"
+            run "${cargo[@]}" build -q --examples --target "$target"
+        else
+            # No linker: `-C linker=true` lets rustc finish after writing
+            # the object of each test file.
+            for test in tests/*.rs; do
+                test=$(basename "$test" .rs)
+                run "${cargo[@]}" rustc -q --test "$test" --target "$target" -- \
+                    --emit=obj -C linker=true
+            done
+        fi
+    done
+}
+
+# Installs Debian packages (with sudo when not root).
+sudo_apt_install() {
+    local sudo=()
+    if [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null; then
+        sudo=(sudo)
+    fi
+    "${sudo[@]}" apt-get update
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"
+}
+
 case "${1:-}" in
 run) run_targets ;;
 no-std) no_std_targets ;;
-objects) object_targets ;;
+objects)
+    object_targets
+    windows_objects
+    ;;
 list)
     printf 'run under qemu: %s\n' "${RUN_TARGETS[@]}"
     printf 'no_std build:   %s\n' "${NO_STD_TARGETS[@]}"
     printf 'compiled:       %s\n' "${OBJECT_TARGETS[@]}"
     printf 'scripted:       %s\n' "${SCRIPTED_TARGETS[@]}"
+    printf 'windows objects: %s\n' "${WINDOWS_OBJECT_TARGETS[@]}"
     ;;
 *)
     sed -n '2,16p' "$0" >&2
