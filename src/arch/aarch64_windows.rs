@@ -21,6 +21,14 @@
 //!   top of a coroutine stack is laid out around one.
 //! - Windows keeps the running stack's bounds in the TEB; the portable code
 //!   swaps them around every switch (see `teb`).
+//! - Panics are SEH exceptions. The dispatcher calls the handlers of the
+//!   frames it unwinds to only while their stack pointers lie within the
+//!   TEB's bounds of the running stack, so a panic cannot reach a handler in
+//!   the resumer: the portable code catches it at the coroutine's root and
+//!   resumes it in the parent, and `asm-unwind` is refused at compile time.
+//!   Stack walks that only unwind (backtraces, debuggers, profilers) have no
+//!   such limit and continue into the resumer through the root's unwind
+//!   info.
 //!
 //! # Stack layout
 //!
@@ -50,8 +58,7 @@
 //! the link value exactly, so the unwinder restores the parent's `x29`,
 //! `x30` and `x19`, and continues at the parent's return address with the
 //! stack pointer the parent had outside its switch. So backtraces, debuggers
-//! and panics (with `asm-unwind`) walk from the coroutine into whoever
-//! resumed it. The frame-record chain leads there too: the root's record
+//! and profilers walk from the coroutine into whoever resumed it. The frame-record chain leads there too: the root's record
 //! at `x29` is `{link value, parent frame label}`, and the link value is the
 //! parent's `{x29, x30}` record.
 //!
@@ -67,6 +74,14 @@
 //! As on Linux, less the `bti c` landing pads (Windows does not enforce
 //! BTI): resume 4 instructions in `switch_and_link`, 5 at the resume point;
 //! suspend 8 in `switch_yield`. 17 instructions.
+
+#[cfg(feature = "asm-unwind")]
+compile_error!(
+    "switchback's `asm-unwind` feature cannot work on AArch64 Windows: a panic is an SEH \
+     exception, and the exception dispatcher stops at the first frame outside the running stack's \
+     TEB bounds, so no handler in the resumer's frames would run. Use the `unwind` feature (the \
+     default), which carries panics across the switch as values"
+);
 
 use core::arch::{asm, naked_asm};
 
