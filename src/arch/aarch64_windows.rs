@@ -1,15 +1,20 @@
 //! The context switch for AArch64 Windows (the ARM64 Windows ABI and its
 //! SEH unwind tables).
 //!
-//! The same switch as the AAPCS64 file (`aarch64.rs`): the word travels in
-//! `x0`, the parent's `x19` waits on the parent's stack, every resume is a
-//! `blr` that the coroutine's `ret` returns from. What differs is the ABI's
-//! reserved register and the unwind format:
+//! The switch itself (`switch_and_link`, `switch_and_unwind`, `switch_yield`,
+//! `switch_and_reset`) is the AAPCS64 one of `aarch64.rs`, shared as it is:
+//! the word travels in `x0`, the parent's `x19` waits on the parent's stack,
+//! every resume is a `blr` that the coroutine's `ret` returns from, and the
+//! link is the word at `base - 16`. This file adds what the ARM64 Windows
+//! ABI and its unwind format need: the root frame, the frame of `on_stack`,
+//! the context around the link, and the TEB.
 //!
-//! - `x18` holds the address of the current thread's TEB in user mode and
-//!   must never be written: this file never names it (it is not in
-//!   `clobber_abi("C")` on Windows, which reserves it), and reads it only in
-//!   [`thread_environment_block`]. `x19`-`x28`, `x29` (the frame pointer,
+//! - ARM64 Windows uses AAPCS64's calling convention, with `x18` reserved.
+//!
+//!   `x18` holds the address of the current thread's TEB in user mode and
+//!   must never be written: the switch never names it (it is not in
+//!   `clobber_abi("C")` on Windows, which reserves it), and this file reads
+//!   it only in [`thread_environment_block`]. `x19`-`x28`, `x29` (the frame pointer,
 //!   always kept), `sp` and the low halves of `v8`-`v15` are callee-saved,
 //!   as in AAPCS64.
 //! - Unwinding uses `.pdata`/`.xdata` (written here with `.seh_*`
@@ -35,13 +40,13 @@
 //! ```text
 //! coroutine stack                           parent stack while it runs
 //! +------------------------+ <- base        |        ...         |
-//! | root return label      |  base - 8      +--------------------+ <- parent sp outside
-//! | (padding)              |  base - 16     | (padding)          |    its asm! block
-//! | parent frame label     |  base - 24 (pc)| saved x19          |
-//! | link ------------------+--base - 32 (sp)+--------------------+
-//! +------------------------+  ^ machine     | return address     |  a frame record:
-//! ~ closure object, frames ~    frame,      | saved x29          |  {x29, x30}
-//! | entry fn               |    root x29    +--------------------+ <- link value
+//! | parent frame label     |  base - 8 (pc) +--------------------+ <- parent sp outside
+//! | link ------------------+--base - 16 (sp)| (padding)          |    its asm! block
+//! | (padding)              |  ^ machine     | saved x19          |
+//! | root return label      |    frame,      +--------------------+
+//! +------------------------+    root x29    | return address     |  a frame record:
+//! ~ closure object, frames ~                | saved x29          |  {x29, x30}
+//! | entry fn               |                +--------------------+ <- link value
 //! | coroutine_root         |  <- initial sp, until the first resume
 //! ```
 //!
@@ -71,9 +76,9 @@
 //!
 //! # A round trip
 //!
-//! As on Linux, less the `bti c` landing pads (Windows does not enforce
-//! BTI): resume 4 instructions in `switch_and_link`, 5 at the resume point;
-//! suspend 8 in `switch_yield`. 17 instructions.
+//! As on Linux, 18 instructions. The `bti c` landing pad at the resume
+//! point is a no-op here (Windows does not enforce BTI); it stays so that
+//! the switch is one piece of code on both.
 
 #[cfg(feature = "asm-unwind")]
 compile_error!(
@@ -87,48 +92,38 @@ use core::arch::{asm, naked_asm};
 
 use super::{EntryFn, StackCallFn, TrapEntryFn};
 use crate::stack::StackPointer;
-use crate::word::Word;
+
+/// The AAPCS64 switch, shared with Linux (see the module documentation).
+/// Its root frame, `on_stack` frame, `init_stack`, `trap_handler_regs`
+/// and Valgrind request, which carry DWARF CFI or the Linux layout, are the
+/// items not used here.
+#[path = "aarch64.rs"]
+#[allow(dead_code)]
+mod aapcs64;
+
+#[cfg(feature = "unwind")]
+pub use aapcs64::switch_and_unwind;
+pub use aapcs64::{
+    parent_stack_top, switch_and_link, switch_and_reset, switch_yield, TrapHandlerRegs,
+    INIT_FRAME_SIZE, LINK_OFFSET, STACK_ALIGNMENT,
+};
 
 /// Bytes per stack word.
 const WORD: usize = 8;
 
-/// Alignment of the stack pointer at a call boundary (and at all times for
-/// `sp`-relative accesses).
-pub const STACK_ALIGNMENT: usize = 16;
-/// The parent link is the word at `base - LINK_OFFSET`: the machine frame's
-/// `sp`.
-pub const LINK_OFFSET: usize = 4 * WORD;
-/// The context: the machine frame, a word of padding and the root label.
+/// The context: the machine frame (whose `sp` is the link), a word of
+/// padding and the root label.
 pub const RESERVED_TOP: usize = 4 * WORD;
-/// `init_stack` writes the root's address and the entry fn below the object.
-pub const INIT_FRAME_SIZE: usize = 2 * WORD;
 
-/// `base - LABEL_SLOT`: the root frame's return label.
-const LABEL_SLOT: usize = WORD;
 /// `base - MACHINE_FRAME_PC`: the machine frame's `pc`, the parent frame
-/// label.
-const MACHINE_FRAME_PC: usize = 3 * WORD;
+/// label, just above the link.
+const MACHINE_FRAME_PC: usize = LINK_OFFSET - WORD;
+/// `base - LABEL_SLOT`: the root frame's return label.
+const LABEL_SLOT: usize = 4 * WORD;
 /// The parent frame label is this far into `parent_frame`: after its two
 /// prologue instructions and a `nop`, so that it lies in the body whether
 /// an unwinder looks it up as it is or as a return address (4 bytes back).
 const PARENT_FRAME_LABEL_OFFSET: usize = 12;
-
-/// `unwinding_asm!` for a switch to another context: besides the operands
-/// given, every register that the ABI lets a callee keep (x20-x28; v8-v15
-/// through `clobber_abi`) and every caller-saved one is clobbered, so the
-/// compiler spills only what is live. x19 and x29, which LLVM reserves, are
-/// saved by the asm itself; x18 is never touched.
-macro_rules! context_switch_asm {
-    ($($body:tt)*) => {
-        unwinding_asm!(
-            $($body)*
-            lateout("x20") _, lateout("x21") _, lateout("x22") _, lateout("x23") _,
-            lateout("x24") _, lateout("x25") _, lateout("x26") _, lateout("x27") _,
-            lateout("x28") _,
-            clobber_abi("C")
-        )
-    };
-}
 
 /// Exists for its unwind info only, never run: the frame of a parent that
 /// resumed a coroutine, as the root's machine frame enters it at the label
@@ -182,11 +177,11 @@ unsafe extern "C" fn coroutine_root() {
         ".seh_endprologue",
         "stp x29, x30, [sp, #-16]!",
         "mov x3, sp",
-        // [base - 32] = parent record (the link); x1 = link.
+        // [base - 16] = parent record (the link); x1 = link.
         "str x3, [x1, #-{link}]!",
         "mov x29, x1",
         "adr x4, 2f",
-        "str x4, [x1, #{label}]",
+        "str x4, [x1, #-{label}]",
         "ldr x4, [x2, #8]",
         "add x2, x2, #16",
         "mov sp, x2",
@@ -196,7 +191,7 @@ unsafe extern "C" fn coroutine_root() {
         ".seh_endproc",
         me = sym coroutine_root,
         link = const LINK_OFFSET,
-        label = const LINK_OFFSET - LABEL_SLOT,
+        label = const LABEL_SLOT - LINK_OFFSET,
     )
 }
 
@@ -255,159 +250,6 @@ pub unsafe fn init_stack(base: StackPointer, obj: usize, entry: EntryFn) -> Stac
     }
 }
 
-/// Resumes the coroutine suspended at `sp` on the stack whose base is `base`.
-///
-/// # Safety
-/// `sp` must be the stack pointer of a suspended (or freshly initialised)
-/// coroutine on the stack at `base`, and `arg` what it expects.
-#[inline(always)]
-pub unsafe fn switch_and_link(arg: Word, sp: StackPointer, base: StackPointer) -> (Word, usize) {
-    let (ret_arg, ret_sp): (Word, usize);
-    // SAFETY: the caller guarantees that `sp` is a coroutine waiting to be
-    // resumed; it returns here through the `ret` matching this `blr`.
-    unsafe {
-        context_switch_asm!(
-            // In: x0 = word, x1 = stack base (non-zero: ordinary resume),
-            // x2 = coroutine sp. Out: x0 = word, x1 = new coroutine sp or
-            // exit code. Saves x19 here (16 bytes) and x29 on the other side
-            // (to build the frame record); everything else is clobbered.
-            "str x19, [sp, #-16]!",
-            "ldr x3, [x2]",
-            "blr x3",
-            "ldr x19, [sp], #16",
-            inlateout("x0") arg => ret_arg,
-            inlateout("x1") base.get() => ret_sp,
-            inlateout("x2") sp.get() => _,
-        );
-    }
-    (ret_arg, ret_sp)
-}
-
-/// Resumes the coroutine suspended at `sp` so that its `switch_yield`
-/// returns `None`: the request to unwind its stack.
-///
-/// # Safety
-/// As `switch_and_link`, and the coroutine must have started (it is
-/// suspended in `switch_yield`, not at its initial frame).
-#[cfg_attr(not(feature = "unwind"), allow(dead_code))]
-#[inline(never)]
-pub unsafe fn switch_and_unwind(sp: StackPointer, base: StackPointer) -> (Word, usize) {
-    let (ret_arg, ret_sp): (Word, usize);
-    // SAFETY: as switch_and_link; we do what the resume point's prologue
-    // would and enter it just past that prologue (RESUME_PROLOGUE_LEN
-    // bytes: three fixed-size instructions).
-    unsafe {
-        context_switch_asm!(
-            // In: x1 = stack base, x2 = coroutine sp. Out: x0 = word,
-            // x1 = new coroutine sp or exit code. Saves x19 as
-            // switch_and_link does, pushes the {x29, x30} record, stores the
-            // link, and enters the resume point after its prologue with
-            // x1 = 0, which switch_yield reports as the unwind request.
-            "str x19, [sp, #-16]!",
-            "bl 5f",
-            "ldr x19, [sp], #16",
-            "b 6f",
-            "5:",
-            "stp x29, x30, [sp, #-16]!",
-            "mov x3, sp",
-            "str x3, [x1, #-{link}]",
-            "ldr x3, [x2]",
-            "add x3, x3, #{prologue}",
-            "mov x1, #0",
-            "ret x3",
-            "6:",
-            link = const LINK_OFFSET,
-            prologue = const RESUME_PROLOGUE_LEN,
-            lateout("x0") ret_arg,
-            inlateout("x1") base.get() => ret_sp,
-            inlateout("x2") sp.get() => _,
-        );
-    }
-    (ret_arg, ret_sp)
-}
-
-/// Length of the resume point's prologue in `switch_yield`: the `stp` of the
-/// parent's record, `mov x3, sp` and the store of the link, three
-/// instructions of four bytes each.
-#[cfg_attr(not(feature = "unwind"), allow(dead_code))]
-const RESUME_PROLOGUE_LEN: usize = 12;
-
-/// Suspends the running coroutine, handing `arg` to its parent. Returns the
-/// word of the next resume, or `None` if the parent asks the coroutine to
-/// unwind its stack (`switch_and_unwind`).
-///
-/// # Safety
-/// Must run on the coroutine stack whose link is `link`, while it is running.
-#[inline(always)]
-pub unsafe fn switch_yield(arg: Word, link: *mut StackPointer) -> Option<Word> {
-    let (ret_arg, unwind_flag): (Word, usize);
-    // SAFETY: the link holds the parent's stack pointer, which points at the
-    // frame record `switch_and_link` left there; we resume at label 2 when
-    // the parent's next `blr` lands there.
-    unsafe {
-        context_switch_asm!(
-            // In: x0 = word, x2 = link.
-            // Out: x0 = word from the parent, x1 = 0 if asked to unwind.
-            // Pushes [resume address, x19, x29, -] (32 bytes), hands its sp
-            // to the parent in x1, restores the parent's x29 and x30 from
-            // its record and returns into it.
-            // Resumed at 2 by `blr` with x0 = word, x1 = base, x2 = our sp
-            // and the parent's x19 pushed on the parent stack;
-            // switch_and_unwind enters after the 12-byte prologue instead
-            // (with the prologue's work done and x1 = 0).
-            "adr x3, 2f",
-            "stp x3, x19, [sp, #-32]!",
-            "str x29, [sp, #16]",
-            "mov x1, sp",
-            "ldr x3, [x2]",
-            "mov sp, x3",
-            "ldp x29, x30, [sp], #16",
-            "ret",
-            "2:",
-            "stp x29, x30, [sp, #-16]!",
-            "mov x3, sp",
-            "str x3, [x1, #-{link}]",
-            "ldp x19, x29, [x2, #8]",
-            "add sp, x2, #32",
-            link = const LINK_OFFSET,
-            inlateout("x0") arg => ret_arg,
-            lateout("x1") unwind_flag,
-            inlateout("x2") link => _,
-        );
-    }
-    if unwind_flag == 0 {
-        None
-    } else {
-        Some(ret_arg)
-    }
-}
-
-/// Leaves the coroutine for the last time, handing `arg` and `exit` (a code
-/// below `MIN_STACK_SIZE`, so never a stack pointer) to its parent.
-///
-/// # Safety
-/// Must run on the coroutine stack whose link is `link`; nothing on this
-/// stack may need dropping.
-#[inline(always)]
-pub unsafe fn switch_and_reset(arg: Word, exit: usize, link: *mut StackPointer) -> ! {
-    // SAFETY: as for `switch_yield`; the exit code in x1 tells the parent
-    // the coroutine finished, so it is never resumed.
-    unsafe {
-        asm!(
-            // In: x0 = word, x1 = exit code, x2 = link. Restores the
-            // parent's sp, x29 and x30 and returns into it. Never returns.
-            "ldr x3, [x2]",
-            "mov sp, x3",
-            "ldp x29, x30, [sp], #16",
-            "ret",
-            in("x0") arg,
-            in("x1") exit,
-            in("x2") link,
-            options(noreturn)
-        )
-    }
-}
-
 /// Calls `f(arg)` with the stack pointer at `top`.
 ///
 /// # Safety
@@ -428,36 +270,6 @@ pub unsafe fn on_stack(arg: *mut u8, top: usize, f: StackCallFn) {
             clobber_abi("C")
         );
     }
-}
-
-/// Registers that a trap handler writes into the interrupted context (the
-/// `CONTEXT` record of a vectored exception handler) so that the coroutine
-/// runs the function given to
-/// [`CoroutineTrapHandler::setup_trap_handler`](crate::trap::CoroutineTrapHandler::setup_trap_handler)
-/// and then returns its result to the parent.
-///
-/// Every field must be written; destructure it so the compiler checks that
-/// none is missed:
-///
-/// ```
-/// # use switchback::trap::TrapHandlerRegs;
-/// # let regs = TrapHandlerRegs { pc: 0, sp: 0, x0: 0, x1: 0, x29: 0, lr: 0 };
-/// let TrapHandlerRegs { pc, sp, x0, x1, x29, lr } = regs;
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TrapHandlerRegs {
-    /// Program counter: the function that runs the handler's closure.
-    pub pc: u64,
-    /// Stack pointer: the closure, at the top of the coroutine's frames.
-    pub sp: u64,
-    /// First argument register: the closure.
-    pub x0: u64,
-    /// Second argument register: the link.
-    pub x1: u64,
-    /// Frame pointer: the machine frame (the link), as in the root frame.
-    pub x29: u64,
-    /// Link register (x30): the root's return label.
-    pub lr: u64,
 }
 
 /// The registers that make the interrupted coroutine call `entry(obj, link)`
@@ -483,12 +295,6 @@ pub unsafe fn trap_handler_regs(
         x29: link as u64,
         lr: label as u64,
     }
-}
-
-/// The highest address below which the parent stack is free.
-#[inline]
-pub fn parent_stack_top(link_value: usize) -> usize {
-    link_value & !(STACK_ALIGNMENT - 1)
 }
 
 /// The current thread's Thread Environment Block, whose address user-mode
