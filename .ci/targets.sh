@@ -51,16 +51,18 @@ NO_STD_TARGETS=(
 OBJECT_TARGETS=(
 )
 
-# Windows targets with no runner here (no MSVC linker; no 32-bit Wine: the
-# i386 packages do not install beside this machine's amd64 libraries): the
-# library compiled to objects with the default features, in release, and
-# with `unwind` alone, so that every asm block is assembled with the std
-# code paths, and each test file compiled to an object too. The -gnu ones
-# are linked by mingw, so their test binaries and examples are built whole.
+# Windows targets with no runner here (no MSVC or LLVM-mingw linker; no
+# 32-bit Wine: its i386 packages do not install beside this machine's amd64
+# libraries): the library compiled to objects with the default features, in
+# release, and with `unwind` alone, so that every asm block is assembled
+# with the std code paths, and each test file compiled to an object too.
+# The -gnu ones are linked by mingw, so their test binaries and examples
+# are built whole.
 WINDOWS_OBJECT_TARGETS=(
     i686-pc-windows-gnu
     i686-pc-windows-msvc
     aarch64-pc-windows-msvc
+    aarch64-pc-windows-gnullvm
     x86_64-pc-windows-msvc
 )
 
