@@ -124,7 +124,7 @@ fn guard_page_is_mapped_without_access() {
 #[cfg(windows)]
 fn guard_page_is_a_windows_guard_page() {
     use windows_sys::Win32::System::Memory::{
-        VirtualQuery, MEMORY_BASIC_INFORMATION, MEM_COMMIT, PAGE_GUARD, PAGE_READWRITE,
+        VirtualQuery, MEMORY_BASIC_INFORMATION, MEM_COMMIT, MEM_RESERVE, PAGE_GUARD, PAGE_READWRITE,
     };
     let query = |addr: usize| {
         // SAFETY: VirtualQuery only fills the structure it is given.
@@ -141,7 +141,10 @@ fn guard_page_is_a_windows_guard_page() {
     let guard = query(limit - page);
     assert_eq!(guard.State, MEM_COMMIT);
     assert_eq!(guard.Protect, PAGE_READWRITE | PAGE_GUARD);
-    assert_eq!(guard.AllocationBase as usize, limit - page);
+    // Below the guard page, the bottom of the reservation is never committed.
+    let bottom = query(limit - 2 * page);
+    assert_eq!(bottom.State, MEM_RESERVE);
+    assert_eq!(bottom.AllocationBase as usize, limit - 2 * page);
     for addr in [limit, base - 1] {
         let usable = query(addr);
         assert_eq!(usable.State, MEM_COMMIT);
@@ -151,7 +154,7 @@ fn guard_page_is_a_windows_guard_page() {
     let fields = stack.teb_fields();
     assert_eq!(fields.StackBase, base);
     assert_eq!(fields.StackLimit, limit);
-    assert_eq!(fields.DeallocationStack, limit - page);
+    assert_eq!(fields.DeallocationStack, limit - 2 * page);
     assert_eq!(fields.GuaranteedStackBytes, 0);
 }
 

@@ -6,6 +6,9 @@ use std::io;
 
 use super::{StackPointer, ValgrindStackRegistration};
 
+/// Pages of guard below each stack: one `PROT_NONE` page.
+pub(crate) const GUARD_PAGES: usize = 1;
+
 /// The system's page size, read once.
 pub(crate) fn page_size() -> usize {
     static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);

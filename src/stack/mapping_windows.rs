@@ -4,30 +4,39 @@
 //! ```text
 //! base  +----------------------+  StackBase
 //!       | committed, RW        |
-//! limit +----------------------+  StackLimit (lowered if Windows grows it)
+//! limit +----------------------+  StackLimit
 //!       | PAGE_GUARD page      |
+//!       +----------------------+
+//!       | reserved page        |
 //! start +----------------------+  DeallocationStack
 //! ```
 //!
 //! The whole usable part is committed at once, so `[limit, base)` is
 //! readable and writable as the `Stack` contract asks (Windows backs
-//! committed pages with memory only when they are touched). The guard page
-//! is the kind Windows' own stack growth uses: with the TEB describing this
-//! stack (the context switch sees to that), running into it raises
-//! `EXCEPTION_STACK_OVERFLOW`, as on a thread's stack, and there is no page
-//! below it in the reservation to grow into.
+//! committed pages with memory only when they are touched, but charges them
+//! against the commit limit). Below it is the layout Windows' own stack
+//! growth expects at the bottom of a thread's stack: a guard page, and
+//! under it a page of the reservation that is never committed. With the TEB
+//! describing this stack (the context switch sees to that), running into the
+//! guard page raises `EXCEPTION_STACK_OVERFLOW`, as on a thread's stack, and
+//! the guard page becomes the room its handlers run in; running past that
+//! faults on the reserved page, which belongs to no one else.
 
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use std::io;
 
 use windows_sys::Win32::System::Memory::{
-    VirtualAlloc, VirtualFree, VirtualProtect, MEM_COMMIT, MEM_DECOMMIT, MEM_RELEASE, MEM_RESERVE,
-    PAGE_GUARD, PAGE_READWRITE,
+    VirtualAlloc, VirtualFree, MEM_COMMIT, MEM_DECOMMIT, MEM_RELEASE, MEM_RESERVE, PAGE_GUARD,
+    PAGE_READWRITE,
 };
 use windows_sys::Win32::System::SystemInformation::{GetSystemInfo, SYSTEM_INFO};
 
 use super::{StackPointer, StackTebFields, ValgrindStackRegistration};
+
+/// Pages of guard below each stack: the `PAGE_GUARD` page and the reserved
+/// page below it.
+pub(crate) const GUARD_PAGES: usize = 2;
 
 /// The system's page size, read once.
 pub(crate) fn page_size() -> usize {
@@ -50,7 +59,7 @@ pub(crate) fn page_size() -> usize {
 /// One stack's reservation, guard page included. Released on drop.
 #[derive(Debug)]
 pub(crate) struct Mapping {
-    /// The lowest address of the reservation: the guard page.
+    /// The lowest address of the reservation: the never-committed page.
     start: usize,
     /// The lowest usable address, just above the guard page.
     pub(crate) limit: StackPointer,
@@ -64,57 +73,72 @@ pub(crate) struct Mapping {
 }
 
 impl Mapping {
-    /// Reserves and commits `mapping_len` bytes (a whole number of pages, at
-    /// least two) and makes the lowest page a guard page.
+    /// Reserves `mapping_len` bytes (a whole number of pages, at least
+    /// three), commits all but the lowest page and makes the page above it a
+    /// guard page.
     pub(crate) fn new(mapping_len: usize) -> io::Result<Self> {
         let page = page_size();
         // SAFETY: a fresh reservation at an address of the system's choosing
         // touches no existing memory.
-        let mapping = unsafe {
-            VirtualAlloc(
-                core::ptr::null(),
-                mapping_len,
-                MEM_RESERVE | MEM_COMMIT,
-                PAGE_READWRITE,
-            )
-        };
-        if mapping.is_null() {
+        let reservation =
+            unsafe { VirtualAlloc(core::ptr::null(), mapping_len, MEM_RESERVE, PAGE_READWRITE) };
+        if reservation.is_null() {
             return Err(io::Error::last_os_error());
         }
-        let start = mapping as usize;
+        let start = reservation as usize;
+        let limit = start + GUARD_PAGES * page;
         let mapping = Self {
             start,
             // A reservation is never at address 0 and never ends at the top
             // of the address space, so both are nonzero.
-            limit: StackPointer::new(start + page).expect("VirtualAlloc returned address 0"),
+            limit: StackPointer::new(limit).expect("VirtualAlloc returned address 0"),
             base: StackPointer::new(start + mapping_len).expect("VirtualAlloc wrapped around"),
-            teb_stack_limit: start + page,
+            teb_stack_limit: limit,
             teb_guaranteed_bytes: 0,
             _valgrind: ValgrindStackRegistration::new(
-                (start + page) as *mut u8,
-                mapping_len - page,
+                limit as *mut u8,
+                start + mapping_len - limit,
             ),
         };
         // On failure `mapping` drops here, releasing the reservation.
+        mapping.commit_usable()?;
         mapping.arm_guard_page()?;
         Ok(mapping)
     }
 
-    /// Makes the lowest page a guard page (again: a stack overflow used it
-    /// up).
-    fn arm_guard_page(&self) -> io::Result<()> {
-        let mut old = 0;
-        // SAFETY: the page is the committed bottom of our own reservation,
-        // on which nothing runs now.
-        let ok = unsafe {
-            VirtualProtect(
-                self.start as *const c_void,
-                page_size(),
-                PAGE_READWRITE | PAGE_GUARD,
-                &mut old,
+    /// Commits the usable part, read-write.
+    fn commit_usable(&self) -> io::Result<()> {
+        // SAFETY: the range is part of our own reservation, and nothing runs
+        // on it now.
+        let committed = unsafe {
+            VirtualAlloc(
+                self.limit.get() as *const c_void,
+                self.base.get() - self.limit.get(),
+                MEM_COMMIT,
+                PAGE_READWRITE,
             )
         };
-        if ok == 0 {
+        if committed.is_null() {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Commits the page below the limit as a guard page (again, after a
+    /// stack overflow used it up).
+    fn arm_guard_page(&self) -> io::Result<()> {
+        let page = page_size();
+        // SAFETY: the page is part of our own reservation, just below the
+        // usable part; nothing runs on it now.
+        let committed = unsafe {
+            VirtualAlloc(
+                (self.limit.get() - page) as *const c_void,
+                page,
+                MEM_COMMIT,
+                PAGE_READWRITE | PAGE_GUARD,
+            )
+        };
+        if committed.is_null() {
             return Err(io::Error::last_os_error());
         }
         Ok(())
@@ -125,16 +149,13 @@ impl Mapping {
     /// Returns false if that failed, in which case the mapping must not be
     /// reused.
     pub(crate) fn discard(&self) -> bool {
-        let start = self.limit.get() as *mut c_void;
         let len = self.base.get() - self.limit.get();
         // SAFETY: the range is the usable part of our own reservation, and
         // nothing runs on it (the stack is being returned to the pool);
         // decommitting and committing again gives fresh zero pages.
-        let recommitted = unsafe {
-            VirtualFree(start, len, MEM_DECOMMIT) != 0
-                && !VirtualAlloc(start, len, MEM_COMMIT, PAGE_READWRITE).is_null()
-        };
-        recommitted && self.arm_guard_page().is_ok()
+        let decommitted =
+            unsafe { VirtualFree(self.limit.get() as *mut c_void, len, MEM_DECOMMIT) != 0 };
+        decommitted && self.commit_usable().is_ok() && self.arm_guard_page().is_ok()
     }
 
     /// The TEB's stack fields for this stack.
