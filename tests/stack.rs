@@ -141,10 +141,15 @@ fn guard_page_is_a_windows_guard_page() {
     let guard = query(limit - page);
     assert_eq!(guard.State, MEM_COMMIT);
     assert_eq!(guard.Protect, PAGE_READWRITE | PAGE_GUARD);
-    // Below the guard page, the bottom of the reservation is never committed.
-    let bottom = query(limit - 2 * page);
+    // Below the guard page: room for overflow handlers, then the bottom
+    // page of the reservation, never committed.
+    let room = query(limit - 2 * page);
+    assert_eq!(room.State, MEM_COMMIT);
+    assert_eq!(room.Protect, PAGE_READWRITE);
+    let bottom_page = guard.AllocationBase as usize;
+    let bottom = query(bottom_page);
     assert_eq!(bottom.State, MEM_RESERVE);
-    assert_eq!(bottom.AllocationBase as usize, limit - 2 * page);
+    assert!(limit - bottom_page >= 3 * page);
     for addr in [limit, base - 1] {
         let usable = query(addr);
         assert_eq!(usable.State, MEM_COMMIT);
@@ -154,8 +159,10 @@ fn guard_page_is_a_windows_guard_page() {
     let fields = stack.teb_fields();
     assert_eq!(fields.StackBase, base);
     assert_eq!(fields.StackLimit, limit);
-    assert_eq!(fields.DeallocationStack, limit - 2 * page);
-    assert_eq!(fields.GuaranteedStackBytes, 0);
+    assert_eq!(fields.DeallocationStack, bottom_page);
+    // The guarantee covers the room and the guard page, so that running
+    // into the guard page raises the overflow at once.
+    assert_eq!(fields.GuaranteedStackBytes, limit - page - bottom_page);
 }
 
 #[test]

@@ -1,18 +1,26 @@
-//! The interrupted context of a Linux signal handler (`ucontext_t`): read its
+//! The interrupted context of a fault handler (a Linux signal handler's
+//! `ucontext_t`, a Windows vectored exception handler's `CONTEXT`): read its
 //! stack pointer, and write a trap handler's registers into it. One block per
-//! architecture; shared by `examples/trap.rs` and `tests/trap.rs`.
+//! architecture and OS; shared by `examples/trap.rs` and `tests/trap.rs`.
 
 use switchback::trap::TrapHandlerRegs;
 
-/// The stack pointer of the context that a `SA_SIGINFO` handler interrupted.
+/// The interrupted context as the OS hands it to a fault handler.
+#[cfg(unix)]
+type Context = libc::ucontext_t;
+#[cfg(windows)]
+type Context = windows_sys::Win32::System::Diagnostics::Debug::CONTEXT;
+
+/// The stack pointer of the context that a fault handler interrupted.
 ///
 /// # Safety
-/// `ctx` must be the third argument of a `SA_SIGINFO` signal handler, used
-/// by nothing else while this runs.
+/// `ctx` must be the third argument of a `SA_SIGINFO` signal handler (Unix)
+/// or the `ContextRecord` of a vectored exception handler's
+/// `EXCEPTION_POINTERS` (Windows), used by nothing else while this runs.
 #[allow(dead_code)]
-pub unsafe fn stack_pointer(ctx: *mut libc::c_void) -> usize {
-    // SAFETY: per the caller, `ctx` points at the interrupted ucontext_t.
-    let ctx = unsafe { &*(ctx as *const libc::ucontext_t) };
+pub unsafe fn stack_pointer(ctx: *mut core::ffi::c_void) -> usize {
+    // SAFETY: per the caller, `ctx` points at the interrupted context.
+    let ctx = unsafe { &*(ctx as *const Context) };
     imp::stack_pointer(ctx)
 }
 
@@ -23,13 +31,39 @@ pub unsafe fn stack_pointer(ctx: *mut libc::c_void) -> usize {
 /// As [`stack_pointer`]; `regs` must come from
 /// `CoroutineTrapHandler::setup_trap_handler` for the interrupted coroutine.
 #[allow(dead_code)]
-pub unsafe fn redirect(ctx: *mut libc::c_void, regs: TrapHandlerRegs) {
-    // SAFETY: per the caller, `ctx` points at the interrupted ucontext_t.
-    let ctx = unsafe { &mut *(ctx as *mut libc::ucontext_t) };
+pub unsafe fn redirect(ctx: *mut core::ffi::c_void, regs: TrapHandlerRegs) {
+    // SAFETY: per the caller, `ctx` points at the interrupted context.
+    let ctx = unsafe { &mut *(ctx as *mut Context) };
     imp::redirect(ctx, regs)
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", windows))]
+mod imp {
+    use super::{Context, TrapHandlerRegs};
+
+    pub fn stack_pointer(ctx: &Context) -> usize {
+        ctx.Rsp as usize
+    }
+
+    pub fn redirect(ctx: &mut Context, regs: TrapHandlerRegs) {
+        // Destructured so that a field added to TrapHandlerRegs is a compile
+        // error here until it is written too.
+        let TrapHandlerRegs {
+            rip,
+            rsp,
+            rbp,
+            rcx,
+            rdx,
+        } = regs;
+        ctx.Rip = rip;
+        ctx.Rsp = rsp;
+        ctx.Rbp = rbp;
+        ctx.Rcx = rcx;
+        ctx.Rdx = rdx;
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", unix))]
 mod imp {
     use super::TrapHandlerRegs;
 

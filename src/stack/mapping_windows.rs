@@ -7,6 +7,8 @@
 //! limit +----------------------+  StackLimit
 //!       | PAGE_GUARD page      |
 //!       +----------------------+
+//!       | handler room, RW     |  HANDLER_ROOM_PAGES
+//!       +----------------------+
 //!       | reserved page        |
 //! start +----------------------+  DeallocationStack
 //! ```
@@ -14,29 +16,36 @@
 //! The whole usable part is committed at once, so `[limit, base)` is
 //! readable and writable as the `Stack` contract asks (Windows backs
 //! committed pages with memory only when they are touched, but charges them
-//! against the commit limit). Below it is the layout Windows' own stack
-//! growth expects at the bottom of a thread's stack: a guard page, and
-//! under it a page of the reservation that is never committed. With the TEB
-//! describing this stack (the context switch sees to that), running into the
-//! guard page raises `EXCEPTION_STACK_OVERFLOW`, as on a thread's stack, and
-//! the guard page becomes the room its handlers run in; running past that
-//! faults on the reserved page, which belongs to no one else.
+//! against the commit limit). Below it is what Windows' own stack growth
+//! expects at the bottom of a thread's stack: a guard page, room for the
+//! stack-overflow handlers, and a bottom page of the reservation that is
+//! never committed. The TEB describes this stack while code runs on it
+//! (the context switch sees to that), with `GuaranteedStackBytes` covering
+//! the handler room and the guard page, so running into the guard page
+//! raises `EXCEPTION_STACK_OVERFLOW` at once, as on a thread's stack, and
+//! the exception's dispatch and its vectored handlers (std's, which prints
+//! the overflow message, or a trap handler) run in the room below. Running
+//! past that faults on the reserved page, which belongs to no one else.
 
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use std::io;
 
 use windows_sys::Win32::System::Memory::{
-    VirtualAlloc, VirtualFree, MEM_COMMIT, MEM_DECOMMIT, MEM_RELEASE, MEM_RESERVE, PAGE_GUARD,
-    PAGE_READWRITE,
+    VirtualAlloc, VirtualFree, VirtualProtect, MEM_COMMIT, MEM_DECOMMIT, MEM_RELEASE, MEM_RESERVE,
+    PAGE_GUARD, PAGE_READWRITE,
 };
 use windows_sys::Win32::System::SystemInformation::{GetSystemInfo, SYSTEM_INFO};
 
 use super::{StackPointer, StackTebFields, ValgrindStackRegistration};
 
-/// Pages of guard below each stack: the `PAGE_GUARD` page and the reserved
-/// page below it.
-pub(crate) const GUARD_PAGES: usize = 2;
+/// Pages below the guard page that stay committed for the handlers of a
+/// stack overflow: 16 KiB (pages are 4 KiB on every Windows target).
+const HANDLER_ROOM_PAGES: usize = 4;
+
+/// Pages below each stack's limit: the `PAGE_GUARD` page, the handler room
+/// and the reserved page at the bottom.
+pub(crate) const GUARD_PAGES: usize = 1 + HANDLER_ROOM_PAGES + 1;
 
 /// The system's page size, read once.
 pub(crate) fn page_size() -> usize {
@@ -65,17 +74,21 @@ pub(crate) struct Mapping {
     pub(crate) limit: StackPointer,
     /// The highest address of the reservation.
     pub(crate) base: StackPointer,
-    /// The TEB's `StackLimit` when code last left this stack.
-    teb_stack_limit: usize,
+    /// The TEB's `StackLimit` when code last left this stack (atomic only
+    /// so that `teb_fields` can reset it through `&self`).
+    teb_stack_limit: AtomicUsize,
+    /// The least `GuaranteedStackBytes` the TEB says: the handler room and
+    /// the guard page, so that the guard page raises the overflow.
+    min_guaranteed_bytes: usize,
     /// The TEB's `GuaranteedStackBytes` when code last left this stack.
     teb_guaranteed_bytes: usize,
     _valgrind: ValgrindStackRegistration,
 }
 
 impl Mapping {
-    /// Reserves `mapping_len` bytes (a whole number of pages, at least
-    /// three), commits all but the lowest page and makes the page above it a
-    /// guard page.
+    /// Reserves `mapping_len` bytes (a whole number of pages, more than
+    /// `GUARD_PAGES`), commits all but the lowest page and makes the page
+    /// below the limit a guard page.
     pub(crate) fn new(mapping_len: usize) -> io::Result<Self> {
         let page = page_size();
         // SAFETY: a fresh reservation at an address of the system's choosing
@@ -89,11 +102,12 @@ impl Mapping {
         let limit = start + GUARD_PAGES * page;
         let mapping = Self {
             start,
+            min_guaranteed_bytes: (HANDLER_ROOM_PAGES + 1) * page,
             // A reservation is never at address 0 and never ends at the top
             // of the address space, so both are nonzero.
             limit: StackPointer::new(limit).expect("VirtualAlloc returned address 0"),
             base: StackPointer::new(start + mapping_len).expect("VirtualAlloc wrapped around"),
-            teb_stack_limit: limit,
+            teb_stack_limit: AtomicUsize::new(limit),
             teb_guaranteed_bytes: 0,
             _valgrind: ValgrindStackRegistration::new(
                 limit as *mut u8,
@@ -106,14 +120,15 @@ impl Mapping {
         Ok(mapping)
     }
 
-    /// Commits the usable part, read-write.
+    /// Commits the handler room and the usable part, read-write.
     fn commit_usable(&self) -> io::Result<()> {
+        let low = self.start + page_size();
         // SAFETY: the range is part of our own reservation, and nothing runs
         // on it now.
         let committed = unsafe {
             VirtualAlloc(
-                self.limit.get() as *const c_void,
-                self.base.get() - self.limit.get(),
+                low as *const c_void,
+                self.base.get() - low,
                 MEM_COMMIT,
                 PAGE_READWRITE,
             )
@@ -124,21 +139,20 @@ impl Mapping {
         Ok(())
     }
 
-    /// Commits the page below the limit as a guard page (again, after a
-    /// stack overflow used it up).
+    /// Commits the page below the limit and makes it a guard page (again,
+    /// after a stack overflow used it up).
     fn arm_guard_page(&self) -> io::Result<()> {
         let page = page_size();
+        let guard = (self.limit.get() - page) as *mut c_void;
+        let mut old = 0;
         // SAFETY: the page is part of our own reservation, just below the
-        // usable part; nothing runs on it now.
-        let committed = unsafe {
-            VirtualAlloc(
-                (self.limit.get() - page) as *const c_void,
-                page,
-                MEM_COMMIT,
-                PAGE_READWRITE | PAGE_GUARD,
-            )
+        // usable part; nothing runs on it now. Committing a committed page
+        // is allowed and changes nothing.
+        let armed = unsafe {
+            !VirtualAlloc(guard, page, MEM_COMMIT, PAGE_READWRITE).is_null()
+                && VirtualProtect(guard, page, PAGE_READWRITE | PAGE_GUARD, &mut old) != 0
         };
-        if committed.is_null() {
+        if !armed {
             return Err(io::Error::last_os_error());
         }
         Ok(())
@@ -158,25 +172,31 @@ impl Mapping {
         decommitted && self.commit_usable().is_ok() && self.arm_guard_page().is_ok()
     }
 
-    /// The TEB's stack fields for this stack.
+    /// The TEB's stack fields for this stack, which is idle (about to be
+    /// used by a new coroutine or `on_stack` call). If a stack overflow
+    /// used up the guard page last time, it is armed again first.
     pub(crate) fn teb_fields(&self) -> StackTebFields {
+        let mut stack_limit = self.teb_stack_limit.load(Ordering::Relaxed);
+        if stack_limit < self.limit.get() && self.arm_guard_page().is_ok() {
+            stack_limit = self.limit.get();
+            self.teb_stack_limit.store(stack_limit, Ordering::Relaxed);
+        }
         StackTebFields {
             StackBase: self.base.get(),
-            StackLimit: self.teb_stack_limit,
+            StackLimit: stack_limit,
             DeallocationStack: self.start,
-            GuaranteedStackBytes: self.teb_guaranteed_bytes,
+            GuaranteedStackBytes: self.teb_guaranteed_bytes.max(self.min_guaranteed_bytes),
         }
     }
 
     /// Records the TEB's stack fields as code left this stack.
     pub(crate) fn update_teb_fields(&mut self, stack_limit: usize, guaranteed_stack_bytes: usize) {
         // The usable part is committed from the start, so Windows lowers
-        // the limit only into the guard page, as it raises a stack
-        // overflow; a limit outside the usable part is not kept, so that the
-        // next user of the stack (whose guard page `discard` re-arms) is
-        // told the truth.
-        if (self.limit.get()..self.base.get()).contains(&stack_limit) {
-            self.teb_stack_limit = stack_limit;
+        // the limit only as a stack overflow turns the guard page into
+        // usable memory; `teb_fields` then arms a new one before the next
+        // use. Anything outside the reservation is not believed.
+        if (self.start..self.base.get()).contains(&stack_limit) {
+            self.teb_stack_limit.store(stack_limit, Ordering::Relaxed);
         }
         self.teb_guaranteed_bytes = guaranteed_stack_bytes;
     }
