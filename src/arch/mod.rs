@@ -106,13 +106,15 @@ macro_rules! architecture {
 }
 
 // Each file is written for the ELF targets of its architecture: Linux and
-// bare metal (no OS). Other operating systems have their own ABI details
-// (calling conventions, unwind formats, reserved registers) and stop at the
-// compile error below until a file is written for them.
+// bare metal (no OS); `x86_64.rs` and `aarch64.rs` also for Darwin (macOS,
+// and iOS on AArch64: Mach-O objects, whose differences each file's header
+// lists). Other operating systems have their own ABI details (calling
+// conventions, unwind formats, reserved registers) and stop at the compile
+// error below until a file is written for them.
 architecture!(
     all(
         target_arch = "x86_64",
-        any(target_os = "linux", target_os = "none")
+        any(target_os = "linux", target_os = "none", target_os = "macos")
     ),
     x86_64
 );
@@ -161,28 +163,37 @@ architecture!(
 architecture!(
     all(
         target_arch = "aarch64",
-        any(target_os = "linux", target_os = "none")
+        any(
+            target_os = "linux",
+            target_os = "none",
+            target_os = "macos",
+            target_os = "ios"
+        )
     ),
     aarch64
 );
 
-#[cfg(not(all(
-    any(
-        target_arch = "x86_64",
-        target_arch = "x86",
-        target_arch = "riscv64",
-        target_arch = "riscv32",
-        target_arch = "loongarch64",
-        target_arch = "powerpc64",
-        target_arch = "s390x",
-        target_arch = "arm",
-        target_arch = "aarch64",
+#[cfg(not(any(
+    all(
+        any(
+            target_arch = "x86_64",
+            target_arch = "x86",
+            target_arch = "riscv64",
+            target_arch = "riscv32",
+            target_arch = "loongarch64",
+            target_arch = "powerpc64",
+            target_arch = "s390x",
+            target_arch = "arm",
+            target_arch = "aarch64",
+        ),
+        any(target_os = "linux", target_os = "none")
     ),
-    any(target_os = "linux", target_os = "none")
+    all(target_arch = "x86_64", target_os = "macos"),
+    all(target_arch = "aarch64", any(target_os = "macos", target_os = "ios")),
 )))]
 compile_error!(
     "switchback does not support this target yet. Supported: Linux and bare-metal (no OS) \
      targets of x86-64, x86 (i686), AArch64, 32-bit ARM (ARM and Thumb), RISC-V (RV64, RV32), \
-     LoongArch64, PowerPC64 (ELFv1, ELFv2) and s390x; see the README's target table for how \
-     each is tested"
+     LoongArch64, PowerPC64 (ELFv1, ELFv2) and s390x; macOS on x86-64 and AArch64; iOS on \
+     AArch64; see the README's target table for how each is tested"
 );
