@@ -1,21 +1,23 @@
 //! Recovering from a stack overflow inside a coroutine.
 //!
 //! A coroutine recurses until it runs into the guard page of its 64 KiB
-//! stack. The SIGSEGV handler (running on an alternate signal stack, since
+//! stack. The signal handler (running on an alternate signal stack, since
 //! the faulting stack is full) checks that the fault happened on the stack
 //! of the running coroutine and uses its `CoroutineTrapHandler` to make it
 //! return -1 to `main`. The stack is then reused for a second overflow.
 //!
-//! Linux only (the registers of the interrupted context are written by
-//! `support/interrupted_context.rs`, per architecture).
+//! Linux and Darwin (the registers of the interrupted context are written by
+//! `support/interrupted_context.rs`, per architecture and system). Linux
+//! reports the overflow into the guard page as SIGSEGV, Darwin as SIGBUS (a
+//! protection failure on a mapped page), so the handler takes both.
 
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "macos", target_os = "ios"))]
 #[path = "support/interrupted_context.rs"]
 mod interrupted_context;
 
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "macos", target_os = "ios"))]
 mod imp {
     use super::interrupted_context;
     use std::cell::Cell;
@@ -51,9 +53,9 @@ mod imp {
         recurse(depth + 1) + black_box(frame[63])
     }
 
-    /// The SIGSEGV handler.
-    extern "C" fn on_sigsegv(
-        _signal: libc::c_int,
+    /// The SIGSEGV and SIGBUS handler.
+    extern "C" fn on_fault(
+        signal: libc::c_int,
         _info: *mut libc::siginfo_t,
         ctx: *mut libc::c_void,
     ) {
@@ -76,15 +78,15 @@ mod imp {
             _ => {
                 // Not ours: restore the default action and return, so that
                 // the faulting instruction runs again and kills the process
-                // with SIGSEGV as usual.
+                // with the signal as usual.
                 // SAFETY: resetting a signal to its default action.
-                unsafe { libc::signal(libc::SIGSEGV, libc::SIG_DFL) };
+                unsafe { libc::signal(signal, libc::SIG_DFL) };
             }
         }
     }
 
     /// Sets up an alternate signal stack for this thread and installs the
-    /// SIGSEGV handler.
+    /// handler for SIGSEGV and SIGBUS.
     fn install_handler() -> io::Result<()> {
         // The alternate stack must live as long as the handler may run:
         // for the rest of the program.
@@ -104,15 +106,17 @@ mod imp {
         // SAFETY: an all-zero sigaction is a valid value (empty mask, no
         // flags); the fields that matter are set below.
         let mut action: libc::sigaction = unsafe { mem::zeroed() };
-        action.sa_sigaction = on_sigsegv as *const () as libc::sighandler_t;
+        action.sa_sigaction = on_fault as *const () as libc::sighandler_t;
         action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
         // SAFETY: `action.sa_mask` is a valid sigset_t to initialise.
         unsafe { libc::sigemptyset(&mut action.sa_mask) };
-        // SAFETY: `on_sigsegv` has the signature SA_SIGINFO requires, and it
-        // only touches the thread-local, the coroutine's stack and the
-        // interrupted context.
-        if unsafe { libc::sigaction(libc::SIGSEGV, &action, ptr::null_mut()) } != 0 {
-            return Err(io::Error::last_os_error());
+        for signal in [libc::SIGSEGV, libc::SIGBUS] {
+            // SAFETY: `on_fault` has the signature SA_SIGINFO requires, and
+            // it only touches the thread-local, the coroutine's stack and
+            // the interrupted context.
+            if unsafe { libc::sigaction(signal, &action, ptr::null_mut()) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
         }
         Ok(())
     }
@@ -133,7 +137,7 @@ mod imp {
     }
 
     pub fn main() {
-        install_handler().expect("failed to install the SIGSEGV handler");
+        install_handler().expect("failed to install the signal handler");
 
         println!("[main] creating a coroutine on a 64 KiB stack");
         let stack = DefaultStack::new(COROUTINE_STACK_SIZE).expect("failed to allocate a stack");
@@ -158,12 +162,12 @@ mod imp {
     }
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "macos", target_os = "ios"))]
 fn main() {
     imp::main();
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "ios")))]
 fn main() {
-    println!("the trap example only supports Linux");
+    println!("the trap example only supports Linux and Darwin");
 }

@@ -1,6 +1,11 @@
-//! The interrupted context of a Linux signal handler (`ucontext_t`): read its
-//! stack pointer, and write a trap handler's registers into it. One block per
-//! architecture; shared by `examples/trap.rs` and `tests/trap.rs`.
+//! The interrupted context of a Linux or Darwin signal handler
+//! (`ucontext_t`): read its stack pointer, and write a trap handler's
+//! registers into it. One block per architecture and operating system;
+//! shared by `examples/trap.rs` and `tests/trap.rs`.
+//!
+//! Linux embeds the machine context in `ucontext_t`; Darwin's `uc_mcontext`
+//! is a pointer to it (`__darwin_mcontext64`), whose `__ss` is the thread
+//! state of the interrupted thread.
 
 use switchback::trap::TrapHandlerRegs;
 
@@ -11,9 +16,10 @@ use switchback::trap::TrapHandlerRegs;
 /// by nothing else while this runs.
 #[allow(dead_code)]
 pub unsafe fn stack_pointer(ctx: *mut libc::c_void) -> usize {
-    // SAFETY: per the caller, `ctx` points at the interrupted ucontext_t.
-    let ctx = unsafe { &*(ctx as *const libc::ucontext_t) };
-    imp::stack_pointer(ctx)
+    // SAFETY: per the caller, `ctx` points at the interrupted ucontext_t as
+    // the kernel wrote it (on Darwin, with `uc_mcontext` pointing at the
+    // saved machine context), which is what every `imp` requires.
+    unsafe { imp::stack_pointer(&*(ctx as *const libc::ucontext_t)) }
 }
 
 /// Writes every register of `regs` into the interrupted context, so that
@@ -24,12 +30,11 @@ pub unsafe fn stack_pointer(ctx: *mut libc::c_void) -> usize {
 /// `CoroutineTrapHandler::setup_trap_handler` for the interrupted coroutine.
 #[allow(dead_code)]
 pub unsafe fn redirect(ctx: *mut libc::c_void, regs: TrapHandlerRegs) {
-    // SAFETY: per the caller, `ctx` points at the interrupted ucontext_t.
-    let ctx = unsafe { &mut *(ctx as *mut libc::ucontext_t) };
-    imp::redirect(ctx, regs)
+    // SAFETY: as in `stack_pointer`.
+    unsafe { imp::redirect(&mut *(ctx as *mut libc::ucontext_t), regs) }
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod imp {
     use super::TrapHandlerRegs;
 
@@ -273,7 +278,7 @@ mod imp {
     }
 }
 
-#[cfg(target_arch = "aarch64")]
+#[cfg(all(target_arch = "aarch64", target_os = "linux"))]
 mod imp {
     use super::TrapHandlerRegs;
 
@@ -299,5 +304,81 @@ mod imp {
         mcontext.regs[1] = x1;
         mcontext.regs[29] = x29;
         mcontext.regs[30] = lr;
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", target_vendor = "apple"))]
+mod imp {
+    use super::TrapHandlerRegs;
+
+    /// # Safety
+    /// `ctx.uc_mcontext` must point at the machine context the kernel saved
+    /// for the interrupted thread.
+    pub unsafe fn stack_pointer(ctx: &libc::ucontext_t) -> usize {
+        // SAFETY: per the caller, the pointer is the live machine context.
+        unsafe { (*ctx.uc_mcontext).__ss.__rsp as usize }
+    }
+
+    /// # Safety
+    /// As [`stack_pointer`]; nothing else may use the machine context.
+    pub unsafe fn redirect(ctx: &mut libc::ucontext_t, regs: TrapHandlerRegs) {
+        // Destructured so that a field added to TrapHandlerRegs is a compile
+        // error here until it is written too.
+        let TrapHandlerRegs {
+            rip,
+            rsp,
+            rbp,
+            rdi,
+            rsi,
+        } = regs;
+        // SAFETY: per the caller, the pointer is the live machine context and
+        // this handler is its only user.
+        let ss = unsafe { &mut (*ctx.uc_mcontext).__ss };
+        ss.__rip = rip;
+        ss.__rsp = rsp;
+        ss.__rbp = rbp;
+        ss.__rdi = rdi;
+        ss.__rsi = rsi;
+    }
+}
+
+#[cfg(all(target_arch = "aarch64", target_vendor = "apple"))]
+mod imp {
+    use super::TrapHandlerRegs;
+
+    /// # Safety
+    /// `ctx.uc_mcontext` must point at the machine context the kernel saved
+    /// for the interrupted thread.
+    pub unsafe fn stack_pointer(ctx: &libc::ucontext_t) -> usize {
+        // SAFETY: per the caller, the pointer is the live machine context.
+        unsafe { (*ctx.uc_mcontext).__ss.__sp as usize }
+    }
+
+    /// Writes the registers into the arm64 thread state, where x0-x28 are
+    /// `__x` and x29, x30 are `__fp`, `__lr`. (arm64e processes keep these
+    /// fields signed and opaque; this is for plain arm64, the Rust target.)
+    ///
+    /// # Safety
+    /// As [`stack_pointer`]; nothing else may use the machine context.
+    pub unsafe fn redirect(ctx: &mut libc::ucontext_t, regs: TrapHandlerRegs) {
+        // Destructured so that a field added to TrapHandlerRegs is a compile
+        // error here until it is written too.
+        let TrapHandlerRegs {
+            pc,
+            sp,
+            x0,
+            x1,
+            x29,
+            lr,
+        } = regs;
+        // SAFETY: per the caller, the pointer is the live machine context and
+        // this handler is its only user.
+        let ss = unsafe { &mut (*ctx.uc_mcontext).__ss };
+        ss.__pc = pc;
+        ss.__sp = sp;
+        ss.__x[0] = x0;
+        ss.__x[1] = x1;
+        ss.__fp = x29;
+        ss.__lr = lr;
     }
 }
