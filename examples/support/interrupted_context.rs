@@ -16,10 +16,9 @@ use switchback::trap::TrapHandlerRegs;
 /// by nothing else while this runs.
 #[allow(dead_code)]
 pub unsafe fn stack_pointer(ctx: *mut libc::c_void) -> usize {
-    // SAFETY: per the caller, `ctx` points at the interrupted ucontext_t as
-    // the kernel wrote it (on Darwin, with `uc_mcontext` pointing at the
-    // saved machine context), which is what every `imp` requires.
-    unsafe { imp::stack_pointer(&*(ctx as *const libc::ucontext_t)) }
+    // SAFETY: per the caller, `ctx` is the interrupted context as the
+    // kernel wrote it, so its machine context is valid and unshared.
+    unsafe { imp::stack_pointer(&*machine_context(ctx)) }
 }
 
 /// Writes every register of `regs` into the interrupted context, so that
@@ -31,7 +30,24 @@ pub unsafe fn stack_pointer(ctx: *mut libc::c_void) -> usize {
 #[allow(dead_code)]
 pub unsafe fn redirect(ctx: *mut libc::c_void, regs: TrapHandlerRegs) {
     // SAFETY: as in `stack_pointer`.
-    unsafe { imp::redirect(&mut *(ctx as *mut libc::ucontext_t), regs) }
+    unsafe { imp::redirect(&mut *machine_context(ctx), regs) }
+}
+
+/// Linux: the registers are in the `ucontext_t` itself.
+#[cfg(target_os = "linux")]
+fn machine_context(ctx: *mut libc::c_void) -> *mut libc::ucontext_t {
+    ctx.cast()
+}
+
+/// Darwin: `uc_mcontext` points at the machine context.
+///
+/// # Safety
+/// `ctx` must point at a `ucontext_t` that the kernel wrote.
+#[cfg(target_vendor = "apple")]
+unsafe fn machine_context(ctx: *mut libc::c_void) -> *mut libc::__darwin_mcontext64 {
+    // SAFETY: per the caller, `ctx` is readable and its `uc_mcontext` is
+    // set.
+    unsafe { (*ctx.cast::<libc::ucontext_t>()).uc_mcontext }
 }
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
@@ -311,17 +327,11 @@ mod imp {
 mod imp {
     use super::TrapHandlerRegs;
 
-    /// # Safety
-    /// `ctx.uc_mcontext` must point at the machine context the kernel saved
-    /// for the interrupted thread.
-    pub unsafe fn stack_pointer(ctx: &libc::ucontext_t) -> usize {
-        // SAFETY: per the caller, the pointer is the live machine context.
-        unsafe { (*ctx.uc_mcontext).__ss.__rsp as usize }
+    pub fn stack_pointer(mcontext: &libc::__darwin_mcontext64) -> usize {
+        mcontext.__ss.__rsp as usize
     }
 
-    /// # Safety
-    /// As [`stack_pointer`]; nothing else may use the machine context.
-    pub unsafe fn redirect(ctx: &mut libc::ucontext_t, regs: TrapHandlerRegs) {
+    pub fn redirect(mcontext: &mut libc::__darwin_mcontext64, regs: TrapHandlerRegs) {
         // Destructured so that a field added to TrapHandlerRegs is a compile
         // error here until it is written too.
         let TrapHandlerRegs {
@@ -331,9 +341,7 @@ mod imp {
             rdi,
             rsi,
         } = regs;
-        // SAFETY: per the caller, the pointer is the live machine context and
-        // this handler is its only user.
-        let ss = unsafe { &mut (*ctx.uc_mcontext).__ss };
+        let ss = &mut mcontext.__ss;
         ss.__rip = rip;
         ss.__rsp = rsp;
         ss.__rbp = rbp;
@@ -342,25 +350,18 @@ mod imp {
     }
 }
 
+/// arm64's thread state keeps x0-x28 in `__x` and x29, x30 as `__fp`, `__lr`.
+/// (arm64e processes keep these fields signed and opaque; this is for plain
+/// arm64, the Rust targets.)
 #[cfg(all(target_arch = "aarch64", target_vendor = "apple"))]
 mod imp {
     use super::TrapHandlerRegs;
 
-    /// # Safety
-    /// `ctx.uc_mcontext` must point at the machine context the kernel saved
-    /// for the interrupted thread.
-    pub unsafe fn stack_pointer(ctx: &libc::ucontext_t) -> usize {
-        // SAFETY: per the caller, the pointer is the live machine context.
-        unsafe { (*ctx.uc_mcontext).__ss.__sp as usize }
+    pub fn stack_pointer(mcontext: &libc::__darwin_mcontext64) -> usize {
+        mcontext.__ss.__sp as usize
     }
 
-    /// Writes the registers into the arm64 thread state, where x0-x28 are
-    /// `__x` and x29, x30 are `__fp`, `__lr`. (arm64e processes keep these
-    /// fields signed and opaque; this is for plain arm64, the Rust target.)
-    ///
-    /// # Safety
-    /// As [`stack_pointer`]; nothing else may use the machine context.
-    pub unsafe fn redirect(ctx: &mut libc::ucontext_t, regs: TrapHandlerRegs) {
+    pub fn redirect(mcontext: &mut libc::__darwin_mcontext64, regs: TrapHandlerRegs) {
         // Destructured so that a field added to TrapHandlerRegs is a compile
         // error here until it is written too.
         let TrapHandlerRegs {
@@ -371,9 +372,7 @@ mod imp {
             x29,
             lr,
         } = regs;
-        // SAFETY: per the caller, the pointer is the live machine context and
-        // this handler is its only user.
-        let ss = unsafe { &mut (*ctx.uc_mcontext).__ss };
+        let ss = &mut mcontext.__ss;
         ss.__pc = pc;
         ss.__sp = sp;
         ss.__x[0] = x0;
