@@ -7,13 +7,16 @@
 #   bash .ci/targets.sh no-std    no-std-check/ built for each NO_STD_TARGETS
 #                                 entry (debug and release), so the asm is
 #                                 assembled for it
-#   bash .ci/targets.sh objects   for each OBJECT_TARGETS entry (no linker
-#                                 here): the library compiled to objects and
-#                                 inspected, the tests and examples compiled
-#                                 and assembled, no-std-check built
+#   bash .ci/targets.sh objects   the SCRIPTED_TARGETS scripts, then for each
+#                                 OBJECT_TARGETS entry (no linker here): the
+#                                 library compiled to objects and inspected,
+#                                 the tests and examples compiled and
+#                                 assembled, no-std-check built
 #   bash .ci/targets.sh list      print the tables
 #
-# `run` installs the cross toolchains itself (scripts/cross.sh --install).
+# `run` installs the cross toolchains itself (scripts/cross.sh --install);
+# `objects` adds the rustup targets it lacks, and rustup's llvm-tools if
+# llvm-objdump is not on PATH.
 # A target passes only if its `test result:` lines show tests ran and none
 # failed.
 set -euo pipefail
@@ -172,12 +175,16 @@ llvm_tool() {
 
 # Fails unless OBJECT (the library compiled for TARGET) holds the context
 # switch as its architecture file wrote it: the naked root functions
-# defined in the text section and, for Mach-O, the root's unwind info in a
-# form the linker keeps (a compact-unwind entry in DWARF mode and its FDE,
-# signal frame and CFA expression included: compact unwind cannot express
-# either). AArch64 Darwin must never use x18, the platform register.
+# defined in the text section. For Apple targets it must be a Mach-O object
+# whose unwind info for the coroutine root survives linking: the object is
+# linked into a dylib with rust-lld's Mach-O linker (ld64.lld, which follows
+# ld64's compact-unwind rules; undefined symbols are left to the loader),
+# and the dylib's __unwind_info entry for the root must be in DWARF mode
+# (compact unwind cannot express a CFA expression) and lead to the root's
+# FDE in __eh_frame: its address range, the CFA expression, and a CIE with
+# the signal-frame augmentation.
 check_object() {
-    local target=$1 object=$2 objdump symbols name address
+    local target=$1 object=$2 objdump symbols name
     objdump=$(llvm_tool llvm-objdump)
     symbols=$("$objdump" -t "$object")
     for name in coroutine_root stack_call_root; do
@@ -186,39 +193,64 @@ check_object() {
             return 1
         fi
     done
-    case $target in
-    *-apple-*)
+    if [[ $target == *-apple-* ]]; then
         local format
         format=$(sed -n 's/.*file format //p' <<<"$symbols")
         [[ ${format,,} == mach-o* ]] || {
             echo "$target: $object is not a Mach-O object: ${format:-unknown format}" >&2
             return 1
         }
-        address=$(awk '/ g +F .*coroutine_root17h[0-9a-f]+E$/ { print $1; exit }' <<<"$symbols")
-        address=$(printf '0x%x' "$((16#$address))")
-        # Entries read "start: 0xADDR symbol", "length: ...", "compact
-        # encoding: 0xENC"; bits 24-27 of the encoding are the mode (DWARF:
-        # 4 on x86-64, 3 on arm64).
-        local encoding dwarf_mode=3
-        [[ $target == x86_64-* ]] && dwarf_mode=4
-        encoding=$("$objdump" --macho --unwind-info "$object" | awk -v a="$address" '
-            $1 == "start:" { here = ($2 == a) }
-            here && $1 == "compact" && !done { print $3; done = 1 }')
-        if [[ -z $encoding ]] || (((encoding >> 24 & 15) != dwarf_mode)); then
-            echo "$target: coroutine_root's compact-unwind entry is not in DWARF mode" \
-                "(encoding: ${encoding:-none})" >&2
-            return 1
-        fi
-        local frames
-        frames=$("$objdump" --dwarf=frames "$object")
-        if ! grep -q 'Augmentation: *"zRS"' <<<"$frames" ||
-            ! grep -Eq 'DW_CFA_def_cfa_expression: DW_OP_breg(6|29) .*DW_OP_deref, DW_OP_plus_uconst' <<<"$frames"; then
-            echo "$target: no signal-frame FDE with the root's CFA expression in __eh_frame" >&2
-            return 1
-        fi
-        ;;
-    esac
+        check_linked_unwind_info "$target" "$object"
+    fi
     echo "$target: $(basename "$object") holds the switch and its unwind info"
+}
+
+# The Apple half of check_object (see there).
+check_linked_unwind_info() {
+    local target=$1 object=$2 objdump lld dylib arch=arm64 platform=macos dwarf_mode=3
+    objdump=$(llvm_tool llvm-objdump)
+    lld="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/rust-lld"
+    # Bits 24-27 of a compact-unwind encoding are the mode; DWARF mode is 4
+    # on x86-64 and 3 on arm64, and keeps the FDE's offset in bits 0-23.
+    [[ $target == x86_64-* ]] && arch=x86_64 dwarf_mode=4
+    [[ $target == *-ios ]] && platform=ios
+    dylib="${object%.o}.dylib"
+    "$lld" -flavor darwin -dylib -arch "$arch" -platform_version "$platform" 14.0 14.0 \
+        -undefined dynamic_lookup -o "$dylib" "$object"
+    local root encoding
+    root=$("$objdump" -t "$dylib" | awk '/ g +F .*coroutine_root17h[0-9a-f]+E$/ { print $1 }')
+    # Second-level entries read "[i]: function offset=0x..., encoding=0x..."
+    # (or "encoding[n]=0x..." on compressed pages).
+    encoding=$("$objdump" --macho --unwind-info "$dylib" | awk -F '[=, ]+' -v root="$root" '
+        /function offset=.*encoding/ {
+            offset = encoding = ""
+            for (i = 1; i < NF; i++) {
+                if ($i == "offset") offset = $(i + 1)
+                if ($i ~ /^encoding/) encoding = $(i + 1)
+            }
+            if (offset ~ /^0x/) print offset, encoding
+        }' | while read -r offset enc; do
+        if ((offset == 16#$root)); then echo "$enc"; fi
+    done)
+    if [[ -z $encoding ]] || (((encoding >> 24 & 15) != dwarf_mode)); then
+        echo "$target: the linked coroutine_root has no compact-unwind entry in DWARF mode" \
+            "(encoding: ${encoding:-none})" >&2
+        return 1
+    fi
+    local frames fde cie
+    frames=$("$objdump" --dwarf=frames "$dylib")
+    fde=$(awk -v at="$(printf '%08x' $((encoding & 0xffffff)))" '
+        $1 == at { on = 1 } on && !NF { exit } on' <<<"$frames")
+    cie=$(sed -n 's/.* FDE cie=\([0-9a-f]*\) .*/\1/p' <<<"$fde")
+    if ! grep -q "pc=0*${root#"${root%%[!0]*}"}\.\.\." <<<"$fde" ||
+        ! grep -Eq 'DW_CFA_def_cfa_expression: DW_OP_breg(6|29) .*DW_OP_deref, DW_OP_plus_uconst' <<<"$fde" ||
+        [[ -z $cie ]] ||
+        ! awk -v at="$cie" '$1 == at { on = 1 } on && !NF { exit } on' <<<"$frames" |
+        grep 'Augmentation: *"zRS"' >/dev/null; then
+        echo "$target: the linked coroutine_root's FDE is not the one its file wrote:" >&2
+        echo "${fde:-(no FDE at the offset the entry gives)}" >&2
+        return 1
+    fi
 }
 
 # Fails if the AArch64 Darwin code in OBJECT names x18 (reserved there).
