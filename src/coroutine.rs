@@ -248,6 +248,10 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
                 CoroutineExtents {
                     parent: StackExtent::unknown(),
                     resume: StackExtent::new(|| limit.get(), base.get()),
+                    #[cfg(windows)]
+                    parent_teb: crate::teb::TebState::fresh(stack.teb_fields()),
+                    #[cfg(windows)]
+                    resume_teb: crate::teb::TebState::fresh(stack.teb_fields()),
                 },
             );
             ptr::write(obj as *mut F, f);
@@ -287,12 +291,8 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
         }
         // SAFETY: `sp` is this coroutine's suspended (or initial) state on
         // its own stack; it decodes `input` once, before we run again.
-        let (output, state) = unsafe {
-            let saved = sanitizer::start_switch(self.resume_extent());
-            let switched = arch::switch_and_link(input, sp, self.base);
-            sanitizer::finish_switch(saved);
-            switched
-        };
+        let (output, state) =
+            unsafe { self.switch_in(|base| arch::switch_and_link(input, sp, base)) };
         if state > EXIT_PANICKED {
             // SAFETY: any other state is the suspended coroutine's stack
             // pointer, which is not null.
@@ -307,13 +307,55 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
         }
     }
 
+    /// Runs `switch(base)`, a switch into the coroutine, telling the stack
+    /// trackers: the sanitizer, and on Windows the TEB, whose fields the
+    /// coroutine puts back as it leaves (see `leave_stack`).
+    ///
+    /// # Safety
+    /// `switch` must resume this coroutine, which must be suspended.
+    #[inline(always)]
+    unsafe fn switch_in(
+        &mut self,
+        switch: impl FnOnce(StackPointer) -> (Word, usize),
+    ) -> (Word, usize) {
+        // SAFETY: the switch happens between the announcements, per the
+        // caller; the extents lie below the reserved top, and the coroutine
+        // changes them only while it runs.
+        unsafe {
+            let saved = sanitizer::start_switch(self.resume_extent());
+            #[cfg(windows)]
+            let extents = self.extents();
+            #[cfg(windows)]
+            {
+                (*extents).parent_teb = crate::teb::read();
+                crate::teb::write(&(*extents).resume_teb);
+            }
+            let switched = switch(self.base);
+            sanitizer::finish_switch(saved);
+            #[cfg(windows)]
+            if (*extents).resume_teb.fields.StackBase == self.base.get() {
+                let fields = (*extents).resume_teb.fields;
+                self.stack
+                    .update_teb_fields(fields.StackLimit, fields.GuaranteedStackBytes);
+            }
+            switched
+        }
+    }
+
+    /// Where the coroutine keeps its extents.
+    #[inline(always)]
+    fn extents(&self) -> *mut CoroutineExtents {
+        let link = (self.base.get() - arch::LINK_OFFSET) as *mut StackPointer;
+        // SAFETY: the slot lies below the reserved top of our stack.
+        unsafe { sanitizer::extents_slot(link) }
+    }
+
     /// The stack the coroutine continues on when resumed, for the sanitizer.
     #[inline(always)]
     fn resume_extent(&self) -> StackExtent {
-        let link = (self.base.get() - arch::LINK_OFFSET) as *mut StackPointer;
         // SAFETY: the extents were written at creation and are updated by
         // the coroutine only while it runs, not now.
-        unsafe { (*sanitizer::extents_slot(link)).resume }
+        unsafe { (*self.extents()).resume }
     }
 
     /// Whether the coroutine has been resumed at least once.
@@ -399,12 +441,8 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
             #[cfg(not(feature = "asm-unwind"))]
             // SAFETY: the coroutine started and is suspended in `suspend`,
             // which unwinds when it sees the request.
-            let (output, state) = unsafe {
-                let saved = sanitizer::start_switch(self.resume_extent());
-                let switched = arch::switch_and_unwind(sp, self.base);
-                sanitizer::finish_switch(saved);
-                switched
-            };
+            let (output, state) =
+                unsafe { self.switch_in(|base| arch::switch_and_unwind(sp, base)) };
             #[cfg(feature = "asm-unwind")]
             let (output, state) = {
                 let (base, extent) = (self.base, self.resume_extent());
@@ -626,9 +664,30 @@ fn leave_with<T>(value: T, exit: usize, link: *mut StackPointer) -> ! {
     // SAFETY: nothing left on this stack needs dropping; `slot` stays in
     // place (the stack is not freed) until the parent has decoded it.
     unsafe {
-        sanitizer::start_final_switch((*sanitizer::extents_slot(link)).parent);
+        let extents = sanitizer::extents_slot(link);
+        leave_stack(extents);
+        sanitizer::start_final_switch((*extents).parent);
         arch::switch_and_reset(output, exit, link)
     }
+}
+
+/// On Windows, as a coroutine leaves its stack (suspending or for good):
+/// records the TEB's fields for it (Windows may have changed them as the
+/// stack grew) and puts back its parent's, so that the parent's code never
+/// runs under the coroutine's stack bounds. Nothing elsewhere.
+///
+/// # Safety
+/// `extents` must be the running coroutine's, about to switch to its parent.
+#[inline(always)]
+unsafe fn leave_stack(extents: *mut CoroutineExtents) {
+    #[cfg(windows)]
+    // SAFETY: the parent wrote its fields as it resumed us, and we are about
+    // to run on its stack.
+    unsafe {
+        (*extents).resume_teb = crate::teb::read();
+        crate::teb::write(&(*extents).parent_teb);
+    }
+    let _ = extents;
 }
 
 /// The handle a running coroutine uses to suspend itself.
@@ -662,6 +721,7 @@ impl<Input, Yield> Yielder<Input, Yield> {
         let resumed = unsafe {
             let extents = sanitizer::extents_slot(link);
             (*extents).resume = sanitizer::current();
+            leave_stack(extents);
             let saved = sanitizer::start_switch((*extents).parent);
             let resumed = arch::switch_yield(output, link);
             (*extents).parent = sanitizer::finish_switch(saved);
@@ -701,8 +761,14 @@ impl<Input, Yield> Yielder<Input, Yield> {
         // SAFETY: while we run, the parent is blocked in switch_and_link and
         // its stack below the link value is unused.
         unsafe {
-            let parent_extent = (*sanitizer::extents_slot(self.link.as_ptr())).parent;
-            crate::on_stack::call_on_stack(top, parent_extent, f)
+            let extents = sanitizer::extents_slot(self.link.as_ptr());
+            crate::on_stack::call_on_stack(
+                top,
+                (*extents).parent,
+                #[cfg(windows)]
+                (*extents).parent_teb,
+                f,
+            )
         }
     }
 }

@@ -71,8 +71,8 @@
 //! and AddressSanitizer) and under qemu-user on the other Linux targets,
 //! builds the crate without features for `no_std` targets, and compiles the
 //! Apple targets (it has no Apple machine to run them); the README's table
-//! says how each target is checked. Any other target (Windows, the BSDs,
-//! UEFI) stops with a compile error that lists the supported ones.
+//! says how each target is checked. Any other target (the BSDs, UEFI, ...)
+//! stops with a compile error that lists the supported ones.
 //!
 //! # Cargo features
 //!
@@ -122,6 +122,8 @@ mod on_stack;
 mod sanitizer;
 mod scoped;
 pub mod stack;
+#[cfg(windows)]
+mod teb;
 pub mod trap;
 mod unwind;
 mod word;

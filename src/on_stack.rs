@@ -37,7 +37,15 @@ where
     let extent = StackExtent::new(|| limit.get(), base.get());
     // SAFETY: the Stack contract makes the memory below `base` ours while
     // `stack` lives, which is until after the call.
-    unsafe { call_on_stack(base.get(), extent, f) }
+    unsafe {
+        call_on_stack(
+            base.get(),
+            extent,
+            #[cfg(windows)]
+            crate::teb::TebState::fresh(stack.teb_fields()),
+            f,
+        )
+    }
 }
 
 /// The closure going in, then its result coming out.
@@ -47,11 +55,16 @@ union CallSlot<F, R> {
 }
 
 /// Calls `f` with the stack pointer at `top`, on the stack whose extent (for
-/// the sanitizer) is `extent`.
+/// the sanitizer) is `extent` and, on Windows, whose TEB state is `teb`.
 ///
 /// # Safety
 /// `top` must be 16-aligned with free stack below it for as long as `f` runs.
-pub(crate) unsafe fn call_on_stack<F, R>(top: usize, extent: StackExtent, f: F) -> R
+pub(crate) unsafe fn call_on_stack<F, R>(
+    top: usize,
+    extent: StackExtent,
+    #[cfg(windows)] teb: crate::teb::TebState,
+    f: F,
+) -> R
 where
     F: FnOnce() -> R,
 {
@@ -63,11 +76,19 @@ where
     // with asm-unwind leaves through the switch after `f` was moved out).
     unsafe {
         let saved = sanitizer::start_switch(extent);
+        // Windows: the new stack's bounds go in the TEB for the call, and
+        // ours come back after it (its leaving code runs no Rust).
+        #[cfg(windows)]
+        let saved_teb = crate::teb::read();
+        #[cfg(windows)]
+        crate::teb::write(&teb);
         arch::on_stack(
             &mut slot as *mut CallSlot<F, R> as *mut u8,
             top,
             call_slot_trampoline::<F, R>,
         );
+        #[cfg(windows)]
+        crate::teb::write(&saved_teb);
         sanitizer::finish_switch(saved);
         match ManuallyDrop::into_inner(slot.result) {
             Ok(value) => value,

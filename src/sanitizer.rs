@@ -1,5 +1,7 @@
 //! Telling AddressSanitizer about stack switches (feature `sanitizer`);
-//! without the feature every item here is a no-op that compiles away.
+//! without the feature every item here is a no-op that compiles away. The
+//! per-coroutine record kept for it also holds the Windows TEB fields that
+//! `coroutine` swaps (see `teb`).
 //!
 //! The protocol: a context about to switch stacks calls [`start_switch`]
 //! with the extent of the stack it goes to (or [`start_final_switch`] when it
@@ -38,7 +40,8 @@ pub struct SavedContext {
     fake_stack: *mut u8,
 }
 
-/// What a coroutine keeps just below its link (nothing without the feature).
+/// What a coroutine keeps just below its architecture's reserved top
+/// (nothing without the feature, except on Windows).
 #[derive(Clone, Copy, Debug)]
 pub struct CoroutineExtents {
     /// The stack of whoever resumed it last, to switch back to.
@@ -46,10 +49,20 @@ pub struct CoroutineExtents {
     /// The stack it was on when it last suspended (its own, or one it moved
     /// to with `on_stack`), for the parent to announce on the next resume.
     pub resume: StackExtent,
+    /// Windows: the TEB's stack fields of whoever resumed it last, written
+    /// by the parent as it resumes, put back by the coroutine as it leaves.
+    #[cfg(windows)]
+    pub parent_teb: crate::teb::TebState,
+    /// Windows: the TEB's stack fields for the stack it was on when it last
+    /// suspended, written by the coroutine as it leaves, put in place by
+    /// the parent as it resumes.
+    #[cfg(windows)]
+    pub resume_teb: crate::teb::TebState,
 }
 
-/// Bytes reserved on a coroutine stack just below the link for its
-/// [`CoroutineExtents`] (zero without the feature).
+/// Bytes reserved on a coroutine stack below the architecture's reserved
+/// top for its [`CoroutineExtents`] (zero without the feature, except on
+/// Windows).
 pub const EXTENTS_RESERVE: usize = core::mem::size_of::<CoroutineExtents>();
 const _: () = assert!(EXTENTS_RESERVE.is_multiple_of(16));
 
@@ -105,13 +118,15 @@ impl SavedContext {
     }
 }
 
-/// Where a coroutine keeps its [`CoroutineExtents`], given its link.
+/// Where a coroutine keeps its [`CoroutineExtents`], given its link: just
+/// below the architecture's reserved top.
 ///
 /// # Safety
-/// `link` must be a coroutine's link, with the reserve below it.
+/// `link` must be a coroutine's link, with the reserve below the top.
 #[inline(always)]
 pub unsafe fn extents_slot(link: *mut crate::stack::StackPointer) -> *mut CoroutineExtents {
-    (link as usize - EXTENTS_RESERVE) as *mut CoroutineExtents
+    (link as usize + crate::arch::LINK_OFFSET - crate::arch::RESERVED_TOP - EXTENTS_RESERVE)
+        as *mut CoroutineExtents
 }
 
 /// The stack this thread runs on now, as announced by the last switch.

@@ -11,15 +11,10 @@ use switchback::stack::{DefaultStack, Stack, StackPointer, MIN_STACK_SIZE};
 use switchback::{on_stack, Coroutine, CoroutineResult};
 
 mod common;
-use common::{panic_message, under_sanitizer};
+use common::{make_inaccessible, page_size, panic_message, under_sanitizer};
 
 /// The stack bytes kept for frames beside a closure.
 const FRAME_RESERVE: usize = 28 * 1024;
-
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
-}
 
 /// The biggest closure (align 1) that a stack of `usable` bytes takes.
 fn largest_closure(usable: usize) -> usize {
@@ -44,8 +39,7 @@ fn exact(usable: usize) -> Exact {
     assert_eq!(limit % page, 0, "sizes here are whole pages");
     // SAFETY: the page below `limit` belongs to `inner`'s mapping, and
     // nothing uses it.
-    let rc = unsafe { libc::mprotect((limit - page) as *mut libc::c_void, page, libc::PROT_NONE) };
-    assert_eq!(rc, 0);
+    unsafe { make_inaccessible(limit - page, page) };
     Exact {
         _inner: inner,
         base,
@@ -54,7 +48,7 @@ fn exact(usable: usize) -> Exact {
 }
 
 // SAFETY: [limit, base) is part of the inner stack's read-write mapping and
-// used only through this object; the page below `limit` is PROT_NONE.
+// used only through this object; the page below `limit` is inaccessible.
 unsafe impl Stack for Exact {
     fn base(&self) -> StackPointer {
         NonZeroUsize::new(self.base).unwrap()

@@ -17,12 +17,7 @@ use switchback::{Coroutine, CoroutineResult, ScopedCoroutine};
 mod common;
 #[cfg(target_os = "linux")]
 use common::under_qemu;
-use common::{run_child, under_sanitizer, under_valgrind};
-
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
-}
+use common::{page_size, run_child, under_sanitizer, under_valgrind};
 
 /// The permissions of the mapping containing `addr` in /proc/self/maps.
 #[cfg(target_os = "linux")]

@@ -6,14 +6,9 @@ use switchback::stack::{DefaultStack, Stack, StackPointer, MIN_STACK_SIZE, STACK
 use switchback::{Coroutine, CoroutineResult, ScopedCoroutine, Yielder};
 
 mod common;
-use common::under_sanitizer;
+use common::{page_size, under_sanitizer};
 #[cfg(target_os = "linux")]
 use common::{under_qemu, under_valgrind};
-
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
-}
 
 #[test]
 fn new_gives_requested_size_plus_guard_aligned() {
@@ -125,6 +120,44 @@ fn guard_page_is_mapped_without_access() {
     assert_eq!(perms, "rw-p");
     let (_, _, perms) = mapping_of(base - 1).unwrap();
     assert_eq!(perms, "rw-p");
+}
+
+#[test]
+#[cfg(windows)]
+fn guard_page_is_a_windows_guard_page() {
+    use windows_sys::Win32::System::Memory::{
+        VirtualQuery, MEMORY_BASIC_INFORMATION, MEM_COMMIT, MEM_RESERVE, PAGE_GUARD, PAGE_READWRITE,
+    };
+    let query = |addr: usize| {
+        // SAFETY: VirtualQuery only fills the structure it is given.
+        unsafe {
+            let mut info: MEMORY_BASIC_INFORMATION = std::mem::zeroed();
+            let len = std::mem::size_of::<MEMORY_BASIC_INFORMATION>();
+            assert_eq!(VirtualQuery(addr as *const _, &mut info, len), len);
+            info
+        }
+    };
+    let page = page_size();
+    let stack = DefaultStack::new(64 * 1024).unwrap();
+    let (base, limit) = (stack.base().get(), stack.limit().get());
+    let guard = query(limit - page);
+    assert_eq!(guard.State, MEM_COMMIT);
+    assert_eq!(guard.Protect, PAGE_READWRITE | PAGE_GUARD);
+    // Below the guard page, the bottom of the reservation is never committed.
+    let bottom = query(limit - 2 * page);
+    assert_eq!(bottom.State, MEM_RESERVE);
+    assert_eq!(bottom.AllocationBase as usize, limit - 2 * page);
+    for addr in [limit, base - 1] {
+        let usable = query(addr);
+        assert_eq!(usable.State, MEM_COMMIT);
+        assert_eq!(usable.Protect, PAGE_READWRITE);
+    }
+    // The TEB fields it reports describe the same stack.
+    let fields = stack.teb_fields();
+    assert_eq!(fields.StackBase, base);
+    assert_eq!(fields.StackLimit, limit);
+    assert_eq!(fields.DeallocationStack, limit - 2 * page);
+    assert_eq!(fields.GuaranteedStackBytes, 0);
 }
 
 #[test]

@@ -1,13 +1,17 @@
-//! `DefaultStack`: an mmap-allocated stack with a guard page, on Unix.
+//! `DefaultStack`: a stack with a guard page, mapped by the OS (`mmap` on
+//! Unix, `VirtualAlloc` on Windows).
 
 use std::io;
 
-use super::mapping::{page_size, rounded_stack_size, Mapping};
+use super::mapping::{page_size, Mapping, GUARD_PAGES};
+use super::rounded_stack_size;
 use super::{Stack, StackPointer};
 
-/// A stack allocated with `mmap`, with a `PROT_NONE` guard page below it so
-/// that an overflow faults, and registered with Valgrind so that memcheck
-/// follows switches onto it.
+/// A stack mapped by the OS with a guard page below it, so that an overflow
+/// faults: `mmap` with a `PROT_NONE` page on Unix (registered with Valgrind,
+/// so that memcheck follows switches onto it), `VirtualAlloc` with a
+/// `PAGE_GUARD` page on Windows, where an overflow raises
+/// `EXCEPTION_STACK_OVERFLOW` as on a thread's stack.
 ///
 /// For code that creates many coroutines, a
 /// [`StackPool`](super::StackPool) avoids the system calls.
@@ -46,10 +50,10 @@ impl DefaultStack {
     /// # Errors
     ///
     /// `InvalidInput` if `size` is too large to map (rounding it up, or
-    /// adding the guard page, passes `isize::MAX`); the OS error if `mmap`
-    /// or `mprotect` fails.
+    /// adding the guard page, passes `isize::MAX`); the OS error if mapping
+    /// the memory or protecting its guard page fails.
     pub fn new(size: usize) -> io::Result<Self> {
-        let mapping_len = rounded_stack_size(size)? + page_size();
+        let mapping_len = rounded_stack_size(size)? + GUARD_PAGES * page_size();
         Ok(Self {
             mapping: Mapping::new(mapping_len)?,
         })
@@ -70,8 +74,8 @@ impl Default for DefaultStack {
 }
 
 // SAFETY: the mapping is owned by this object and unmapped when it drops;
-// its lowest page, just below `limit`, is PROT_NONE (a page is at least
-// MIN_GUARD_SIZE); base and limit are page-aligned and fixed; at least
+// its lowest page, just below `limit`, is PROT_NONE or PAGE_GUARD (a page is
+// at least MIN_GUARD_SIZE); base and limit are page-aligned and fixed; at least
 // MIN_STACK_SIZE bytes lie between them.
 unsafe impl Stack for DefaultStack {
     #[inline]
@@ -82,5 +86,18 @@ unsafe impl Stack for DefaultStack {
     #[inline]
     fn limit(&self) -> StackPointer {
         self.mapping.limit
+    }
+
+    #[cfg(windows)]
+    #[inline]
+    fn teb_fields(&self) -> super::StackTebFields {
+        self.mapping.teb_fields()
+    }
+
+    #[cfg(windows)]
+    #[inline]
+    fn update_teb_fields(&mut self, stack_limit: usize, guaranteed_stack_bytes: usize) {
+        self.mapping
+            .update_teb_fields(stack_limit, guaranteed_stack_bytes)
     }
 }

@@ -4,7 +4,10 @@
 use core::sync::atomic::{AtomicUsize, Ordering};
 use std::io;
 
-use super::{StackPointer, ValgrindStackRegistration, MIN_STACK_SIZE};
+use super::{StackPointer, ValgrindStackRegistration};
+
+/// Pages of guard below each stack: one `PROT_NONE` page.
+pub(crate) const GUARD_PAGES: usize = 1;
 
 /// The system's page size, read once.
 pub(crate) fn page_size() -> usize {
@@ -17,34 +20,6 @@ pub(crate) fn page_size() -> usize {
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
     PAGE_SIZE.store(size, Ordering::Relaxed);
     size
-}
-
-/// A requested stack size: at least [`MIN_STACK_SIZE`] (smaller sizes, 0
-/// included, are rounded up to it, as corosensei does), rounded up to whole
-/// pages.
-///
-/// # Errors
-///
-/// `InvalidInput` if `size` is so large that rounding it (or adding the
-/// guard page) overflows.
-pub(crate) fn rounded_stack_size(size: usize) -> io::Result<usize> {
-    let page = page_size();
-    size.max(MIN_STACK_SIZE)
-        .checked_add(page - 1)
-        .map(|s| s & !(page - 1))
-        .filter(|s| {
-            s.checked_add(page)
-                .is_some_and(|len| len <= isize::MAX as usize)
-        })
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                std::format!(
-                    "switchback: a stack of {size} bytes is too large to map (ask for less \
-                     than isize::MAX bytes)"
-                ),
-            )
-        })
 }
 
 /// One stack's mapping, guard page included. Unmapped on drop.

@@ -3,19 +3,22 @@
 
 use core::num::NonZeroUsize;
 
-#[cfg(all(feature = "default-stack", unix))]
+#[cfg(all(feature = "default-stack", any(unix, windows)))]
 mod default_stack;
 #[cfg(all(feature = "default-stack", unix))]
 mod mapping;
-#[cfg(all(feature = "default-stack", unix))]
+#[cfg(all(feature = "default-stack", windows))]
+#[path = "mapping_windows.rs"]
+mod mapping;
+#[cfg(all(feature = "default-stack", any(unix, windows)))]
 mod pool;
 pub mod valgrind;
 
-#[cfg(all(feature = "default-stack", unix))]
+#[cfg(all(feature = "default-stack", any(unix, windows)))]
 pub use self::default_stack::DefaultStack;
-#[cfg(all(feature = "default-stack", unix))]
+#[cfg(all(feature = "default-stack", any(unix, windows)))]
 pub use self::pool::{PooledStack, StackPool, StackPoolBuilder};
-#[cfg(all(feature = "default-stack", unix))]
+#[cfg(all(feature = "default-stack", any(unix, windows)))]
 use self::valgrind::ValgrindStackRegistration;
 
 /// A stack address: the value of a stack pointer.
@@ -101,6 +104,56 @@ pub unsafe trait Stack {
     /// The lowest usable address of the stack (the guard page lies just
     /// below it), aligned to [`STACK_ALIGNMENT`].
     fn limit(&self) -> StackPointer;
+
+    /// Windows only: the values that the Thread Environment Block's stack
+    /// fields take while code runs on this stack. Windows reads them to
+    /// grow the stack into its guard page, to check stack pointers while
+    /// dispatching exceptions, and in the stack probes (`__chkstk`).
+    ///
+    /// The default describes `[limit(), base())` as committed memory with
+    /// the guard just below `limit()` and no guaranteed bytes, which is
+    /// right for any stack that keeps the [`Stack`] contract. A stack that
+    /// commits its memory lazily, as `DefaultStack` does not, returns its
+    /// current commit limit and the start of its reservation.
+    #[cfg(windows)]
+    fn teb_fields(&self) -> StackTebFields {
+        StackTebFields {
+            StackBase: self.base().get(),
+            StackLimit: self.limit().get(),
+            DeallocationStack: self.limit().get() - MIN_GUARD_SIZE,
+            GuaranteedStackBytes: 0,
+        }
+    }
+
+    /// Windows only: called after each switch away from this stack with
+    /// the TEB's `StackLimit` and `GuaranteedStackBytes` as they were then
+    /// (Windows lowers the limit as the stack grows, and
+    /// `SetThreadStackGuarantee` sets the guarantee), so that the next
+    /// [`teb_fields`](Stack::teb_fields) can return them. The default
+    /// ignores them.
+    #[cfg(windows)]
+    fn update_teb_fields(&mut self, stack_limit: usize, guaranteed_stack_bytes: usize) {
+        let _ = (stack_limit, guaranteed_stack_bytes);
+    }
+}
+
+/// Windows only: the stack fields of the Thread Environment Block (TEB) as
+/// they are while code runs on a given stack (see [`Stack::teb_fields`]).
+/// The names are the TEB's own.
+#[cfg(windows)]
+#[allow(non_snake_case)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StackTebFields {
+    /// The highest address of the stack: [`Stack::base`].
+    pub StackBase: usize,
+    /// The lowest committed address of the stack; Windows lowers it as
+    /// the stack grows into its guard page.
+    pub StackLimit: usize,
+    /// The lowest address of the stack's reservation, guard pages included.
+    pub DeallocationStack: usize,
+    /// Bytes kept free below the guard page for a stack-overflow handler
+    /// (`SetThreadStackGuarantee`).
+    pub GuaranteedStackBytes: usize,
 }
 
 // SAFETY: a mutable borrow owns the stack for its lifetime and forwards to a
@@ -115,6 +168,48 @@ unsafe impl<S: Stack + ?Sized> Stack for &mut S {
     fn limit(&self) -> StackPointer {
         (**self).limit()
     }
+
+    #[cfg(windows)]
+    #[inline]
+    fn teb_fields(&self) -> StackTebFields {
+        (**self).teb_fields()
+    }
+
+    #[cfg(windows)]
+    #[inline]
+    fn update_teb_fields(&mut self, stack_limit: usize, guaranteed_stack_bytes: usize) {
+        (**self).update_teb_fields(stack_limit, guaranteed_stack_bytes)
+    }
+}
+
+/// A requested stack size: at least [`MIN_STACK_SIZE`] (smaller sizes, 0
+/// included, are rounded up to it, as corosensei does), rounded up to whole
+/// pages.
+///
+/// # Errors
+///
+/// `InvalidInput` if `size` is so large that rounding it (or adding the
+/// guard pages) overflows.
+#[cfg(all(feature = "default-stack", any(unix, windows)))]
+pub(crate) fn rounded_stack_size(size: usize) -> std::io::Result<usize> {
+    use std::io;
+    let page = mapping::page_size();
+    size.max(MIN_STACK_SIZE)
+        .checked_add(page - 1)
+        .map(|s| s & !(page - 1))
+        .filter(|s| {
+            s.checked_add(mapping::GUARD_PAGES * page)
+                .is_some_and(|len| len <= isize::MAX as usize)
+        })
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                std::format!(
+                    "switchback: a stack of {size} bytes is too large to map (ask for less \
+                     than isize::MAX bytes)"
+                ),
+            )
+        })
 }
 
 /// Reads a stack's bounds and checks what portable code can check of the

@@ -17,7 +17,8 @@ use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::vec::Vec;
 
-use super::mapping::{page_size, rounded_stack_size, Mapping};
+use super::mapping::{page_size, Mapping, GUARD_PAGES};
+use super::rounded_stack_size;
 use super::{Stack, StackPointer};
 use crate::{Coroutine, Yielder};
 
@@ -166,7 +167,7 @@ struct CacheAligned<T>(T);
 struct Shared {
     /// Usable bytes per stack (a whole number of pages).
     stack_size: usize,
-    /// Bytes per mapping: `stack_size` plus the guard page.
+    /// Bytes per mapping: `stack_size` plus the guard pages.
     mapping_len: usize,
     max_idle: usize,
     thread_cache: usize,
@@ -423,7 +424,7 @@ impl StackPoolBuilder {
         let page = page_size();
         let shared = Arc::new(Shared {
             stack_size,
-            mapping_len: stack_size + page,
+            mapping_len: stack_size + GUARD_PAGES * page,
             max_idle: self.max_idle,
             thread_cache: self.thread_cache.min(self.max_idle),
             release_idle_memory: self.release_idle_memory,
@@ -703,6 +704,20 @@ unsafe impl Stack for PooledStack {
     #[inline]
     fn limit(&self) -> StackPointer {
         self.slot.mapping.limit
+    }
+
+    #[cfg(windows)]
+    #[inline]
+    fn teb_fields(&self) -> super::StackTebFields {
+        self.slot.mapping.teb_fields()
+    }
+
+    #[cfg(windows)]
+    #[inline]
+    fn update_teb_fields(&mut self, stack_limit: usize, guaranteed_stack_bytes: usize) {
+        self.slot
+            .mapping
+            .update_teb_fields(stack_limit, guaranteed_stack_bytes)
     }
 }
 

@@ -23,6 +23,45 @@ pub fn under_qemu() -> bool {
     std::env::var_os("SWITCHBACK_QEMU_RUNNER").is_some()
 }
 
+/// The system's page size.
+pub fn page_size() -> usize {
+    #[cfg(unix)]
+    // SAFETY: sysconf has no preconditions.
+    unsafe {
+        libc::sysconf(libc::_SC_PAGESIZE) as usize
+    }
+    #[cfg(windows)]
+    // SAFETY: GetSystemInfo fills the structure it is given.
+    unsafe {
+        let mut info = std::mem::zeroed();
+        windows_sys::Win32::System::SystemInformation::GetSystemInfo(&mut info);
+        info.dwPageSize as usize
+    }
+}
+
+/// Makes `len` bytes at `addr` (whole pages) fault on any access.
+///
+/// # Safety
+/// The pages must be mapped, owned by the caller and unused.
+pub unsafe fn make_inaccessible(addr: usize, len: usize) {
+    #[cfg(unix)]
+    // SAFETY: per the caller.
+    let ok = unsafe { libc::mprotect(addr as *mut libc::c_void, len, libc::PROT_NONE) == 0 };
+    #[cfg(windows)]
+    // SAFETY: per the caller.
+    let ok = unsafe {
+        use windows_sys::Win32::System::Memory::{VirtualProtect, PAGE_NOACCESS};
+        let mut old = 0;
+        VirtualProtect(addr as *const _, len, PAGE_NOACCESS, &mut old) != 0
+    };
+    assert!(ok, "cannot protect {len} bytes at {addr:#x}");
+}
+
+/// Set by `scripts/wine.sh` when the tests run under Wine.
+pub fn under_wine() -> bool {
+    std::env::var_os("SWITCHBACK_WINE").is_some()
+}
+
 /// A shared count of drops.
 pub fn counter() -> Rc<Cell<u32>> {
     Rc::new(Cell::new(0))

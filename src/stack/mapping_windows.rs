@@ -1,0 +1,193 @@
+//! One `VirtualAlloc`ed stack region with a guard page: the memory behind
+//! `DefaultStack` and pooled stacks on Windows.
+//!
+//! ```text
+//! base  +----------------------+  StackBase
+//!       | committed, RW        |
+//! limit +----------------------+  StackLimit
+//!       | PAGE_GUARD page      |
+//!       +----------------------+
+//!       | reserved page        |
+//! start +----------------------+  DeallocationStack
+//! ```
+//!
+//! The whole usable part is committed at once, so `[limit, base)` is
+//! readable and writable as the `Stack` contract asks (Windows backs
+//! committed pages with memory only when they are touched, but charges them
+//! against the commit limit). Below it is the layout Windows' own stack
+//! growth expects at the bottom of a thread's stack: a guard page, and
+//! under it a page of the reservation that is never committed. With the TEB
+//! describing this stack (the context switch sees to that), running into the
+//! guard page raises `EXCEPTION_STACK_OVERFLOW`, as on a thread's stack, and
+//! the guard page becomes the room its handlers run in; running past that
+//! faults on the reserved page, which belongs to no one else.
+
+use core::ffi::c_void;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use std::io;
+
+use windows_sys::Win32::System::Memory::{
+    VirtualAlloc, VirtualFree, MEM_COMMIT, MEM_DECOMMIT, MEM_RELEASE, MEM_RESERVE, PAGE_GUARD,
+    PAGE_READWRITE,
+};
+use windows_sys::Win32::System::SystemInformation::{GetSystemInfo, SYSTEM_INFO};
+
+use super::{StackPointer, StackTebFields, ValgrindStackRegistration};
+
+/// Pages of guard below each stack: the `PAGE_GUARD` page and the reserved
+/// page below it.
+pub(crate) const GUARD_PAGES: usize = 2;
+
+/// The system's page size, read once.
+pub(crate) fn page_size() -> usize {
+    static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
+    let cached = PAGE_SIZE.load(Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    // SAFETY: GetSystemInfo fills the structure it is given; all-zero is a
+    // valid SYSTEM_INFO to start from.
+    let size = unsafe {
+        let mut info: SYSTEM_INFO = core::mem::zeroed();
+        GetSystemInfo(&mut info);
+        info.dwPageSize as usize
+    };
+    PAGE_SIZE.store(size, Ordering::Relaxed);
+    size
+}
+
+/// One stack's reservation, guard page included. Released on drop.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    /// The lowest address of the reservation: the never-committed page.
+    start: usize,
+    /// The lowest usable address, just above the guard page.
+    pub(crate) limit: StackPointer,
+    /// The highest address of the reservation.
+    pub(crate) base: StackPointer,
+    /// The TEB's `StackLimit` when code last left this stack.
+    teb_stack_limit: usize,
+    /// The TEB's `GuaranteedStackBytes` when code last left this stack.
+    teb_guaranteed_bytes: usize,
+    _valgrind: ValgrindStackRegistration,
+}
+
+impl Mapping {
+    /// Reserves `mapping_len` bytes (a whole number of pages, at least
+    /// three), commits all but the lowest page and makes the page above it a
+    /// guard page.
+    pub(crate) fn new(mapping_len: usize) -> io::Result<Self> {
+        let page = page_size();
+        // SAFETY: a fresh reservation at an address of the system's choosing
+        // touches no existing memory.
+        let reservation =
+            unsafe { VirtualAlloc(core::ptr::null(), mapping_len, MEM_RESERVE, PAGE_READWRITE) };
+        if reservation.is_null() {
+            return Err(io::Error::last_os_error());
+        }
+        let start = reservation as usize;
+        let limit = start + GUARD_PAGES * page;
+        let mapping = Self {
+            start,
+            // A reservation is never at address 0 and never ends at the top
+            // of the address space, so both are nonzero.
+            limit: StackPointer::new(limit).expect("VirtualAlloc returned address 0"),
+            base: StackPointer::new(start + mapping_len).expect("VirtualAlloc wrapped around"),
+            teb_stack_limit: limit,
+            teb_guaranteed_bytes: 0,
+            _valgrind: ValgrindStackRegistration::new(
+                limit as *mut u8,
+                start + mapping_len - limit,
+            ),
+        };
+        // On failure `mapping` drops here, releasing the reservation.
+        mapping.commit_usable()?;
+        mapping.arm_guard_page()?;
+        Ok(mapping)
+    }
+
+    /// Commits the usable part, read-write.
+    fn commit_usable(&self) -> io::Result<()> {
+        // SAFETY: the range is part of our own reservation, and nothing runs
+        // on it now.
+        let committed = unsafe {
+            VirtualAlloc(
+                self.limit.get() as *const c_void,
+                self.base.get() - self.limit.get(),
+                MEM_COMMIT,
+                PAGE_READWRITE,
+            )
+        };
+        if committed.is_null() {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Commits the page below the limit as a guard page (again, after a
+    /// stack overflow used it up).
+    fn arm_guard_page(&self) -> io::Result<()> {
+        let page = page_size();
+        // SAFETY: the page is part of our own reservation, just below the
+        // usable part; nothing runs on it now.
+        let committed = unsafe {
+            VirtualAlloc(
+                (self.limit.get() - page) as *const c_void,
+                page,
+                MEM_COMMIT,
+                PAGE_READWRITE | PAGE_GUARD,
+            )
+        };
+        if committed.is_null() {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Drops the contents of the usable pages, giving the memory back to
+    /// the OS (they read as zero afterwards), and re-arms the guard page.
+    /// Returns false if that failed, in which case the mapping must not be
+    /// reused.
+    pub(crate) fn discard(&self) -> bool {
+        let len = self.base.get() - self.limit.get();
+        // SAFETY: the range is the usable part of our own reservation, and
+        // nothing runs on it (the stack is being returned to the pool);
+        // decommitting and committing again gives fresh zero pages.
+        let decommitted =
+            unsafe { VirtualFree(self.limit.get() as *mut c_void, len, MEM_DECOMMIT) != 0 };
+        decommitted && self.commit_usable().is_ok() && self.arm_guard_page().is_ok()
+    }
+
+    /// The TEB's stack fields for this stack.
+    pub(crate) fn teb_fields(&self) -> StackTebFields {
+        StackTebFields {
+            StackBase: self.base.get(),
+            StackLimit: self.teb_stack_limit,
+            DeallocationStack: self.start,
+            GuaranteedStackBytes: self.teb_guaranteed_bytes,
+        }
+    }
+
+    /// Records the TEB's stack fields as code left this stack.
+    pub(crate) fn update_teb_fields(&mut self, stack_limit: usize, guaranteed_stack_bytes: usize) {
+        // The usable part is committed from the start, so Windows lowers
+        // the limit only into the guard page, as it raises a stack
+        // overflow; a limit outside the usable part is not kept, so that the
+        // next user of the stack (whose guard page `discard` re-arms) is
+        // told the truth.
+        if (self.limit.get()..self.base.get()).contains(&stack_limit) {
+            self.teb_stack_limit = stack_limit;
+        }
+        self.teb_guaranteed_bytes = guaranteed_stack_bytes;
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: the reservation is ours and nothing runs on it any more:
+        // it is dropped only when idle or when its coroutine has finished.
+        unsafe {
+            VirtualFree(self.start as *mut c_void, 0, MEM_RELEASE);
+        }
+    }
+}

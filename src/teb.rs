@@ -1,0 +1,106 @@
+//! Windows only: the stack fields of the current thread's Thread
+//! Environment Block (TEB), read and written around every stack switch.
+//!
+//! Windows keeps the bounds of the running stack in the TEB: its exception
+//! dispatcher refuses frames outside them, its guard-page handler grows
+//! only the stack they describe, and the stack probes (`__chkstk`) compare
+//! against `StackLimit`. So whoever switches stacks writes the fields of
+//! the stack it goes to (see `sanitizer::start_switch`).
+//!
+//! Offsets from the start of the TEB, from the documented `NT_TIB` header
+//! (`StackBase` and `StackLimit` are its second and third words) and the
+//! stable TEB layout of each pointer width:
+//!
+//! | field                  | 64-bit   | 32-bit  |
+//! |------------------------|----------|---------|
+//! | `StackBase`            | `0x8`    | `0x4`   |
+//! | `StackLimit`           | `0x10`   | `0x8`   |
+//! | `DeallocationStack`    | `0x1478` | `0xe0c` |
+//! | `GuaranteedStackBytes` | `0x1748` | `0xf78` |
+//!
+//! `GuaranteedStackBytes` is a 32-bit `ULONG`; the others are pointers.
+//!
+//! The first word of the `NT_TIB`, `ExceptionList`, is swapped too. On x86
+//! it heads the chain of SEH registration records on the stack; on x86-64
+//! Windows itself leaves it unused, but Wine keeps its own handler frames
+//! there and calls every one that lies below the frame being searched, so a
+//! parent's frames would be called for an exception raised on a coroutine
+//! stack above them. A fresh stack starts with the empty chain.
+
+use crate::stack::StackTebFields;
+
+/// Everything the TEB says about the running stack.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(16))]
+pub struct TebState {
+    /// The fields a `Stack` describes itself with.
+    pub fields: StackTebFields,
+    /// The head of the SEH registration chain.
+    pub exception_list: usize,
+}
+
+/// The `ExceptionList` value that ends the chain.
+const END_OF_CHAIN: usize = usize::MAX;
+
+impl TebState {
+    /// The state for a stack that no code has run on yet.
+    #[inline(always)]
+    pub fn fresh(fields: StackTebFields) -> Self {
+        Self {
+            fields,
+            exception_list: END_OF_CHAIN,
+        }
+    }
+}
+
+const WORD: usize = core::mem::size_of::<usize>();
+const EXCEPTION_LIST: usize = 0;
+const STACK_BASE: usize = WORD;
+const STACK_LIMIT: usize = 2 * WORD;
+#[cfg(target_pointer_width = "64")]
+const DEALLOCATION_STACK: usize = 0x1478;
+#[cfg(target_pointer_width = "64")]
+const GUARANTEED_STACK_BYTES: usize = 0x1748;
+#[cfg(target_pointer_width = "32")]
+const DEALLOCATION_STACK: usize = 0xe0c;
+#[cfg(target_pointer_width = "32")]
+const GUARANTEED_STACK_BYTES: usize = 0xf78;
+
+/// The current thread's TEB stack state.
+#[inline(always)]
+pub fn read() -> TebState {
+    let teb = crate::arch::thread_environment_block();
+    // SAFETY: the TEB is the current thread's, mapped for its whole life;
+    // the offsets are the fields' (see the module documentation).
+    unsafe {
+        TebState {
+            fields: StackTebFields {
+                StackBase: *(teb.add(STACK_BASE) as *const usize),
+                StackLimit: *(teb.add(STACK_LIMIT) as *const usize),
+                DeallocationStack: *(teb.add(DEALLOCATION_STACK) as *const usize),
+                GuaranteedStackBytes: *(teb.add(GUARANTEED_STACK_BYTES) as *const u32) as usize,
+            },
+            exception_list: *(teb.add(EXCEPTION_LIST) as *const usize),
+        }
+    }
+}
+
+/// Makes the current thread's TEB describe the stack that `state`
+/// describes.
+///
+/// # Safety
+/// The thread must be about to run on that stack (or be running on it).
+#[inline(always)]
+pub unsafe fn write(state: &TebState) {
+    let teb = crate::arch::thread_environment_block();
+    let fields = &state.fields;
+    // SAFETY: as in `read`; only this thread reads these fields, and the
+    // caller makes them true.
+    unsafe {
+        *(teb.add(EXCEPTION_LIST) as *mut usize) = state.exception_list;
+        *(teb.add(STACK_BASE) as *mut usize) = fields.StackBase;
+        *(teb.add(STACK_LIMIT) as *mut usize) = fields.StackLimit;
+        *(teb.add(DEALLOCATION_STACK) as *mut usize) = fields.DeallocationStack;
+        *(teb.add(GUARANTEED_STACK_BYTES) as *mut u32) = fields.GuaranteedStackBytes as u32;
+    }
+}
