@@ -7,11 +7,16 @@
 #   bash .ci/targets.sh no-std    no-std-check/ built for each NO_STD_TARGETS
 #                                 entry (debug and release), so the asm is
 #                                 assembled for it
-#   bash .ci/targets.sh objects   the library and no-std-check compiled for
-#                                 each OBJECT_TARGETS entry (no linker here)
+#   bash .ci/targets.sh objects   the SCRIPTED_TARGETS scripts, then for each
+#                                 OBJECT_TARGETS entry (no linker here): the
+#                                 library compiled to objects and inspected,
+#                                 the tests and examples compiled and
+#                                 assembled, no-std-check built
 #   bash .ci/targets.sh list      print the tables
 #
-# `run` installs the cross toolchains itself (scripts/cross.sh --install).
+# `run` installs the cross toolchains itself (scripts/cross.sh --install);
+# `objects` adds the rustup targets it lacks, and rustup's llvm-tools if
+# llvm-objdump is not on PATH.
 # A target passes only if its `test result:` lines show tests ran and none
 # failed.
 set -euo pipefail
@@ -45,8 +50,15 @@ NO_STD_TARGETS=(
 )
 
 # Targets compiled but not run here: "triple toolchain" (nightly builds std
-# or core from source where rustup ships none).
+# or core from source where rustup ships none). For a stable entry the
+# library is compiled to an object in each feature configuration and the
+# object inspected (check_object), and the tests and examples are compiled
+# with `true` standing in for the linker, so every asm! block they
+# instantiate is assembled (`cargo check` assembles nothing).
 OBJECT_TARGETS=(
+    "x86_64-apple-darwin stable"
+    "aarch64-apple-darwin stable"
+    "aarch64-apple-ios stable"
 )
 
 # Targets with a script of their own (what each checks is in its header).
@@ -145,6 +157,178 @@ no_std_targets() {
     done
 }
 
+# Prints the path of LLVM tool $1: on PATH, or from rustup's llvm-tools
+# component (installed if neither has it).
+llvm_tool() {
+    local found
+    if found=$(command -v "$1"); then
+        echo "$found"
+        return
+    fi
+    found="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/$1"
+    if [[ ! -x $found ]]; then
+        rustup component add llvm-tools >&2
+    fi
+    [[ -x $found ]] || { echo "no $1 on PATH or in rustup's llvm-tools" >&2; return 1; }
+    echo "$found"
+}
+
+# Fails unless OBJECT (the library compiled for TARGET) holds the context
+# switch as its architecture file wrote it: the naked root functions
+# defined in the text section. For Apple targets it must be a Mach-O object
+# whose unwind info for the coroutine root survives linking: the object is
+# linked into a dylib with rust-lld's Mach-O linker (ld64.lld, which follows
+# ld64's compact-unwind rules; undefined symbols are left to the loader),
+# and the dylib's __unwind_info entry for the root must be in DWARF mode
+# (compact unwind cannot express a CFA expression) and lead to the root's
+# FDE in __eh_frame: its address range, the CFA expression, and a CIE with
+# the signal-frame augmentation.
+check_object() {
+    local target=$1 object=$2 objdump symbols name
+    objdump=$(llvm_tool llvm-objdump)
+    symbols=$("$objdump" -t "$object")
+    for name in coroutine_root stack_call_root; do
+        if ! grep -Eq " g +F .*text.*${name}17h[0-9a-f]+E\$" <<<"$symbols"; then
+            echo "$target: $object defines no $name" >&2
+            return 1
+        fi
+    done
+    if [[ $target == *-apple-* ]]; then
+        local format
+        format=$(sed -n 's/.*file format //p' <<<"$symbols")
+        [[ ${format,,} == mach-o* ]] || {
+            echo "$target: $object is not a Mach-O object: ${format:-unknown format}" >&2
+            return 1
+        }
+        check_linked_unwind_info "$target" "$object"
+    fi
+    echo "$target: $(basename "$object") holds the switch and its unwind info"
+}
+
+# The Apple half of check_object (see there).
+check_linked_unwind_info() {
+    local target=$1 object=$2 objdump lld dylib arch=arm64 platform=macos dwarf_mode=3
+    objdump=$(llvm_tool llvm-objdump)
+    lld="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/rust-lld"
+    # Bits 24-27 of a compact-unwind encoding are the mode; DWARF mode is 4
+    # on x86-64 and 3 on arm64, and keeps the FDE's offset in bits 0-23.
+    [[ $target == x86_64-* ]] && arch=x86_64 dwarf_mode=4
+    [[ $target == *-ios ]] && platform=ios
+    dylib="${object%.o}.dylib"
+    "$lld" -flavor darwin -dylib -arch "$arch" -platform_version "$platform" 14.0 14.0 \
+        -undefined dynamic_lookup -o "$dylib" "$object"
+    local root encoding
+    root=$("$objdump" -t "$dylib" | awk '/ g +F .*coroutine_root17h[0-9a-f]+E$/ { print $1 }')
+    # Second-level entries read "[i]: function offset=0x..., encoding=0x..."
+    # (or "encoding[n]=0x..." on compressed pages).
+    encoding=$("$objdump" --macho --unwind-info "$dylib" | awk -F '[=, ]+' -v root="$root" '
+        /function offset=.*encoding/ {
+            offset = encoding = ""
+            for (i = 1; i < NF; i++) {
+                if ($i == "offset") offset = $(i + 1)
+                if ($i ~ /^encoding/) encoding = $(i + 1)
+            }
+            if (offset ~ /^0x/) print offset, encoding
+        }' | while read -r offset enc; do
+        if ((offset == 16#$root)); then echo "$enc"; fi
+    done)
+    if [[ -z $encoding ]] || (((encoding >> 24 & 15) != dwarf_mode)); then
+        echo "$target: the linked coroutine_root has no compact-unwind entry in DWARF mode" \
+            "(encoding: ${encoding:-none})" >&2
+        return 1
+    fi
+    local frames fde cie
+    frames=$("$objdump" --dwarf=frames "$dylib")
+    fde=$(awk -v at="$(printf '%08x' $((encoding & 0xffffff)))" '
+        $1 == at { on = 1 } on && !NF { exit } on' <<<"$frames")
+    cie=$(sed -n 's/.* FDE cie=\([0-9a-f]*\) .*/\1/p' <<<"$fde")
+    if ! grep -q "pc=0*${root#"${root%%[!0]*}"}\.\.\." <<<"$fde" ||
+        ! grep -Eq 'DW_CFA_def_cfa_expression: DW_OP_breg(6|29) .*DW_OP_deref, DW_OP_plus_uconst' <<<"$fde" ||
+        [[ -z $cie ]] ||
+        ! awk -v at="$cie" '$1 == at { on = 1 } on && !NF { exit } on' <<<"$frames" |
+        grep 'Augmentation: *"zRS"' >/dev/null; then
+        echo "$target: the linked coroutine_root's FDE is not the one its file wrote:" >&2
+        echo "${fde:-(no FDE at the offset the entry gives)}" >&2
+        return 1
+    fi
+}
+
+# Fails if the AArch64 Darwin code in OBJECT names x18 (reserved there).
+check_no_x18() {
+    local target=$1 object=$2 objdump
+    objdump=$(llvm_tool llvm-objdump)
+    if "$objdump" -d "$object" | grep -E '\b[wx]18\b'; then
+        echo "$target: $object uses x18, the platform register" >&2
+        return 1
+    fi
+    echo "$target: $(basename "$object") leaves x18 alone"
+}
+
+# Runs a cargo command (echoed) and fails if it fails or warns.
+cargo_without_warnings() {
+    local log status=0
+    log=$(mktemp)
+    echo "+ $*"
+    "$@" 2>&1 | tee "$log" || status=$?
+    if ((status == 0)) && grep -q '^warning' "$log"; then
+        echo "warnings (see above) from: $*" >&2
+        status=1
+    fi
+    rm -f "$log"
+    return "$status"
+}
+
+# The library of a stable OBJECT_TARGETS entry compiled to objects (one per
+# feature configuration) and inspected, then the tests and examples
+# compiled and assembled, with `true` as the linker: there is no linker or
+# SDK for these targets here, so nothing is linked.
+compile_objects() {
+    local target=$1 dir config
+    dir="$TARGET_DIR/objects/inspected/$target"
+    mkdir -p "$dir"
+    local env=(
+        CARGO_TARGET_DIR="$TARGET_DIR/objects"
+        "CARGO_TARGET_$(tr 'a-z-' 'A-Z_' <<<"$target")_LINKER=true"
+    )
+    # rustc asks xcrun for an Apple SDK to give the linker; an empty
+    # directory named as the platform's SDK stands in for it (unused, since
+    # nothing is linked) and keeps the build free of that warning.
+    case $target in
+    *-apple-darwin) env+=(SDKROOT="$dir/sdk/MacOSX.sdk") ;;
+    *-apple-ios) env+=(SDKROOT="$dir/sdk/iPhoneOS.sdk") ;;
+    esac
+    mkdir -p "$dir/sdk/MacOSX.sdk" "$dir/sdk/iPhoneOS.sdk"
+    for config in default no-default-features unwind; do
+        local features=()
+        case $config in
+        no-default-features) features=(--no-default-features) ;;
+        unwind) features=(--no-default-features --features unwind) ;;
+        esac
+        cargo_without_warnings env "${env[@]}" \
+            cargo rustc -q --lib --target "$target" "${features[@]}" -- \
+            -C codegen-units=1 --emit=obj="$dir/lib-$config.o"
+        check_object "$target" "$dir/lib-$config.o"
+    done
+    cargo_without_warnings env "${env[@]}" cargo build -q --target "$target" --tests --examples
+    # Code only these targets compile (their trap support, for one) gets
+    # the lints the host's code gets.
+    cargo_without_warnings env "${env[@]}" \
+        cargo clippy -q --target "$target" --all-targets -- -D warnings
+    # tests/frame_pointers.rs exists only with this cfg (Apple targets keep
+    # frame pointers anyway); passed to the test crate alone.
+    cargo_without_warnings env "${env[@]}" \
+        cargo rustc -q --target "$target" --test frame_pointers -- --cfg switchback_frame_pointers
+    if [[ $target == aarch64-apple-* ]]; then
+        # A test that instantiates every switch, as an object to inspect.
+        cargo_without_warnings env "${env[@]}" \
+            cargo rustc -q --target "$target" --test values -- \
+            -C codegen-units=1 --emit=obj="$dir/test-values.o"
+        check_no_x18 "$target" "$dir/lib-default.o"
+        check_no_x18 "$target" "$dir/test-values.o"
+    fi
+    echo "$target: library, tests and examples compiled and assembled"
+}
+
 object_targets() {
     local entry target toolchain script
     for entry in "${SCRIPTED_TARGETS[@]}"; do
@@ -161,6 +345,7 @@ object_targets() {
             )
         else
             rustup target list --installed | grep -qx "$target" || run rustup target add "$target"
+            compile_objects "$target"
             (
                 cd no-std-check
                 run env CARGO_TARGET_DIR="$TARGET_DIR/objects" cargo build --target "$target"

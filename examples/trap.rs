@@ -1,23 +1,26 @@
 //! Recovering from a stack overflow inside a coroutine.
 //!
 //! A coroutine recurses until it runs into the guard page of its 64 KiB
-//! stack. The fault handler (on Linux a SIGSEGV handler running on an
-//! alternate signal stack, since the faulting stack is full; on Windows a
-//! vectored exception handler for `EXCEPTION_STACK_OVERFLOW`) checks that
-//! the fault happened on the stack of the running coroutine and uses its
-//! `CoroutineTrapHandler` to make it return -1 to `main`. The stack is then
-//! reused for a second overflow.
+//! stack. The fault handler (on Linux and Darwin a signal handler running
+//! on an alternate signal stack, since the faulting stack is full; on
+//! Windows a vectored exception handler for `EXCEPTION_STACK_OVERFLOW`)
+//! checks that the fault happened on the stack of the running coroutine and
+//! uses its `CoroutineTrapHandler` to make it return -1 to `main`. The stack
+//! is then reused for a second overflow.
 //!
-//! Linux and Windows (the registers of the interrupted context are written
-//! by `support/interrupted_context.rs`, per architecture).
+//! Linux, Darwin and Windows (the registers of the interrupted context are
+//! written by `support/interrupted_context.rs`, per architecture and
+//! system). Linux reports the overflow into the guard page as SIGSEGV,
+//! Darwin as SIGBUS (a protection failure on a mapped page), so the signal
+//! handler takes both.
 
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-#[cfg(any(target_os = "linux", windows))]
+#[cfg(any(target_os = "linux", target_vendor = "apple", windows))]
 #[path = "support/interrupted_context.rs"]
 mod interrupted_context;
 
-#[cfg(any(target_os = "linux", windows))]
+#[cfg(any(target_os = "linux", target_vendor = "apple", windows))]
 mod imp {
     use super::interrupted_context;
     use std::cell::Cell;
@@ -78,10 +81,10 @@ mod imp {
         Some(unsafe { handler.setup_trap_handler(|| -1) })
     }
 
-    /// The SIGSEGV handler, on an alternate signal stack.
+    /// The SIGSEGV and SIGBUS handler, on an alternate signal stack.
     #[cfg(unix)]
-    extern "C" fn on_sigsegv(
-        _signal: libc::c_int,
+    extern "C" fn on_fault(
+        signal: libc::c_int,
         _info: *mut libc::siginfo_t,
         ctx: *mut libc::c_void,
     ) {
@@ -96,15 +99,15 @@ mod imp {
             None => {
                 // Not ours: restore the default action and return, so that
                 // the faulting instruction runs again and kills the process
-                // with SIGSEGV as usual.
+                // with the signal as usual.
                 // SAFETY: resetting a signal to its default action.
-                unsafe { libc::signal(libc::SIGSEGV, libc::SIG_DFL) };
+                unsafe { libc::signal(signal, libc::SIG_DFL) };
             }
         }
     }
 
     /// Sets up an alternate signal stack for this thread and installs the
-    /// SIGSEGV handler.
+    /// handler for SIGSEGV and SIGBUS.
     #[cfg(unix)]
     fn install_handler() -> io::Result<()> {
         use std::{mem, ptr};
@@ -126,15 +129,17 @@ mod imp {
         // SAFETY: an all-zero sigaction is a valid value (empty mask, no
         // flags); the fields that matter are set below.
         let mut action: libc::sigaction = unsafe { mem::zeroed() };
-        action.sa_sigaction = on_sigsegv as *const () as libc::sighandler_t;
+        action.sa_sigaction = on_fault as *const () as libc::sighandler_t;
         action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
         // SAFETY: `action.sa_mask` is a valid sigset_t to initialise.
         unsafe { libc::sigemptyset(&mut action.sa_mask) };
-        // SAFETY: `on_sigsegv` has the signature SA_SIGINFO requires, and it
-        // only touches the thread-local, the coroutine's stack and the
-        // interrupted context.
-        if unsafe { libc::sigaction(libc::SIGSEGV, &action, ptr::null_mut()) } != 0 {
-            return Err(io::Error::last_os_error());
+        for signal in [libc::SIGSEGV, libc::SIGBUS] {
+            // SAFETY: `on_fault` has the signature SA_SIGINFO requires, and
+            // it only touches the thread-local, the coroutine's stack and
+            // the interrupted context.
+            if unsafe { libc::sigaction(signal, &action, ptr::null_mut()) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
         }
         Ok(())
     }
@@ -223,12 +228,12 @@ mod imp {
     }
 }
 
-#[cfg(any(target_os = "linux", windows))]
+#[cfg(any(target_os = "linux", target_vendor = "apple", windows))]
 fn main() {
     imp::main();
 }
 
-#[cfg(not(any(target_os = "linux", windows)))]
+#[cfg(not(any(target_os = "linux", target_vendor = "apple", windows)))]
 fn main() {
-    println!("the trap example only supports Linux and Windows");
+    println!("the trap example only supports Linux, Darwin and Windows");
 }

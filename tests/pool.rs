@@ -15,7 +15,9 @@ use switchback::stack::{PooledStack, Stack, StackPool, StackPoolBuilder, MIN_STA
 use switchback::{Coroutine, CoroutineResult, ScopedCoroutine};
 
 mod common;
-use common::{page_size, run_child, under_qemu, under_sanitizer, under_valgrind};
+#[cfg(target_os = "linux")]
+use common::under_qemu;
+use common::{page_size, run_child, under_sanitizer, under_valgrind};
 
 /// The permissions of the mapping containing `addr` in /proc/self/maps.
 #[cfg(target_os = "linux")]
@@ -239,6 +241,8 @@ fn panicking_coroutine_returns_its_stack() {
 }
 
 #[test]
+// Linux only: it reads /proc/self/maps, which Darwin does not have (the
+// trap tests show the guard page faulting there instead).
 #[cfg(target_os = "linux")]
 fn guard_page_survives_reuse() {
     if under_qemu() {
@@ -575,6 +579,9 @@ fn zero_on_reuse_clears_the_stack() {
 }
 
 #[test]
+// Linux only: the sizes are chosen against Linux's 47-bit user address
+// space; Darwin's differs (iOS gives a process tens of GiB), so the test
+// would prove nothing there without sizes of its own.
 #[cfg(target_os = "linux")]
 fn dropping_the_pool_unmaps_idle_stacks() {
     if under_valgrind() || under_sanitizer() || under_qemu() {

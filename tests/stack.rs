@@ -98,6 +98,8 @@ fn mapping_of(addr: usize) -> Option<(usize, usize, String)> {
 }
 
 #[test]
+// Linux only: it reads /proc/self/maps, which Darwin does not have (the
+// trap tests show the guard page faulting there instead).
 #[cfg(target_os = "linux")]
 fn guard_page_is_mapped_without_access() {
     if under_qemu() {
@@ -166,6 +168,9 @@ fn guard_page_is_a_windows_guard_page() {
 }
 
 #[test]
+// Linux only: the sizes are chosen against Linux's 47-bit user address
+// space; Darwin's differs (iOS gives a process tens of GiB), so the test
+// would prove nothing there without sizes of its own.
 #[cfg(target_os = "linux")]
 fn dropping_default_stack_unmaps_it() {
     if under_valgrind() || under_sanitizer() || under_qemu() {

@@ -1,17 +1,18 @@
 //! Trap recovery: a fault handler makes a faulting coroutine (stack overflow, bad address) return a value.
 //!
-//! Linux (SIGSEGV/SIGBUS handlers) and Windows (a vectored exception
-//! handler); the registers of the interrupted context are read and written
-//! per architecture by `examples/support/interrupted_context.rs`. Fault
-//! handlers are process-wide, so the tests take a lock, install the
-//! handlers (on Linux with an alternate signal stack set up on the test's
-//! own thread) and restore the previous ones afterwards.
+//! Linux and Darwin (SIGSEGV/SIGBUS handlers) and Windows (a vectored
+//! exception handler); the registers of the interrupted context are read
+//! and written per architecture and system by
+//! `examples/support/interrupted_context.rs`. Fault handlers are
+//! process-wide, so the tests take a lock, install the handlers (on Unix
+//! with an alternate signal stack set up on the test's own thread) and
+//! restore the previous ones afterwards.
 //!
 //! Every test that raises a signal skips itself when
 //! `SWITCHBACK_UNDER_VALGRIND=1` (set by CI when it runs the test binaries
 //! under valgrind): the recovery works there too, but memcheck reports each
 //! deliberate invalid access as an error, failing `--error-exitcode=1`.
-#![cfg(any(target_os = "linux", windows))]
+#![cfg(any(target_os = "linux", target_vendor = "apple", windows))]
 
 use std::cell::Cell;
 use std::hint::black_box;
@@ -74,9 +75,32 @@ unsafe fn recover(code: i64, value: i32, sp: usize, addr: usize) -> Option<TrapH
     })
 }
 
+/// The signal raised by an access to a mapped page that allows no access
+/// (a guard page, a `PROT_NONE` mapping): SIGSEGV on Linux. Darwin reports
+/// such a protection failure as SIGBUS, and keeps SIGSEGV for invalid
+/// addresses (nothing usable mapped there, like the null page that
+/// `write_to_invalid_address_recovers` writes to).
+#[cfg(unix)]
+const PROTECTION_SIGNAL: libc::c_int = if cfg!(target_vendor = "apple") {
+    libc::SIGBUS
+} else {
+    libc::SIGSEGV
+};
+
+/// What the handler makes a coroutine return after a fault on a mapped page
+/// that allows no access: -2 for SIGBUS, -1 for SIGSEGV and on Windows.
+#[cfg(unix)]
+const PROTECTION_FAULT: i32 = if PROTECTION_SIGNAL == libc::SIGBUS {
+    -2
+} else {
+    -1
+};
+#[cfg(windows)]
+const PROTECTION_FAULT: i32 = -1;
+
 /// The fault code `recover` reports for a stack overflow.
 #[cfg(unix)]
-const OVERFLOW_CODE: i64 = libc::SIGSEGV as i64;
+const OVERFLOW_CODE: i64 = PROTECTION_SIGNAL as i64;
 #[cfg(windows)]
 const OVERFLOW_CODE: i64 = windows_sys::Win32::Foundation::EXCEPTION_STACK_OVERFLOW as i64;
 
@@ -310,7 +334,7 @@ fn stack_overflow_recovers_twice_on_the_same_stack() {
         let stack = DefaultStack::new(64 * 1024).unwrap();
         let (base, limit) = (stack.base().get(), stack.limit().get());
         let mut co = overflowing(stack);
-        assert_eq!(run(&mut co), CoroutineResult::Return(-1));
+        assert_eq!(run(&mut co), CoroutineResult::Return(PROTECTION_FAULT));
         assert!(co.done());
         assert_eq!(recovered(), 1);
         // The fault was in the guard page, just below the limit.
@@ -322,7 +346,7 @@ fn stack_overflow_recovers_twice_on_the_same_stack() {
 
         let stack = co.into_stack();
         let mut co = overflowing(stack);
-        assert_eq!(run(&mut co), CoroutineResult::Return(-1));
+        assert_eq!(run(&mut co), CoroutineResult::Return(PROTECTION_FAULT));
         assert_eq!(recovered(), 2);
 
         // The stack still works normally afterwards.
@@ -342,7 +366,7 @@ fn stack_overflow_on_default_stack() {
     skip_under_valgrind!();
     with_trap_handlers(|| {
         let mut co: Coroutine<(), (), i32> = Coroutine::new(|_, ()| recurse(0) as i32);
-        assert_eq!(run(&mut co), CoroutineResult::Return(-1));
+        assert_eq!(run(&mut co), CoroutineResult::Return(PROTECTION_FAULT));
         assert_eq!(recovered(), 1);
     });
 }
@@ -391,7 +415,7 @@ fn write_to_inaccessible_page_after_suspends_recovers() {
         for i in 0..3 {
             assert_eq!(run(&mut co), CoroutineResult::Yield(i));
         }
-        assert_eq!(run(&mut co), CoroutineResult::Return(-1));
+        assert_eq!(run(&mut co), CoroutineResult::Return(PROTECTION_FAULT));
         assert_eq!(FAULT_ADDR.with(Cell::get), as_reported(addr + 100));
         os::release_page(addr);
     });
@@ -407,7 +431,7 @@ fn touching_the_guard_page_directly_faults_and_recovers() {
             // SAFETY: faults on the guard page; the handler recovers.
             unsafe { ptr::read_volatile((guard + 64) as *const u8) as i32 }
         });
-        assert_eq!(run(&mut co), CoroutineResult::Return(-1));
+        assert_eq!(run(&mut co), CoroutineResult::Return(PROTECTION_FAULT));
         assert_eq!(FAULT_ADDR.with(Cell::get), as_reported(guard + 64));
     });
 }
@@ -471,7 +495,7 @@ fn trap_in_scoped_coroutine_recovers() {
             assert!(co.done());
             r
         });
-        assert_eq!(r, CoroutineResult::Return(-1));
+        assert_eq!(r, CoroutineResult::Return(PROTECTION_FAULT));
         assert_eq!(before, 1);
         // The borrowed stack is reusable.
         let co = ScopedCoroutine::with_stack(&mut stack, |_: &Yielder<(), ()>, ()| 3);
@@ -490,7 +514,10 @@ fn trap_in_nested_coroutine_recovers_inner_only() {
             RUNNING.with(|c| c.set(saved));
             r.as_return().unwrap() * 10
         });
-        assert_eq!(run(&mut outer), CoroutineResult::Return(-10));
+        assert_eq!(
+            run(&mut outer),
+            CoroutineResult::Return(PROTECTION_FAULT * 10)
+        );
         assert_eq!(recovered(), 1);
     });
 }
@@ -517,7 +544,7 @@ fn panic_in_recovery_closure_continues_from_resume() {
         assert!(co.done());
         // And the stack is still reusable.
         let mut co = overflowing(co.into_stack());
-        assert_eq!(run(&mut co), CoroutineResult::Return(-1));
+        assert_eq!(run(&mut co), CoroutineResult::Return(PROTECTION_FAULT));
     });
 }
 
