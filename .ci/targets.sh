@@ -7,6 +7,9 @@
 #   bash .ci/targets.sh no-std    no-std-check/ built for each NO_STD_TARGETS
 #                                 entry (debug and release), so the asm is
 #                                 assembled for it
+#   bash .ci/targets.sh windows   the whole test suite and the examples of
+#                                 WINE_TARGET under Wine (scripts/wine.sh),
+#                                 and its clippy lints
 #   bash .ci/targets.sh objects   the SCRIPTED_TARGETS scripts, then for each
 #                                 OBJECT_TARGETS entry (no linker here): the
 #                                 library compiled to objects and inspected,
@@ -37,6 +40,10 @@ RUN_TARGETS=(
     powerpc64le-unknown-linux-gnu
     powerpc64-unknown-linux-gnu
 )
+
+# The Windows target whose whole suite runs under Wine (scripts/wine.sh
+# installs Wine and mingw-w64, and builds the DLL that Wine 8 lacks).
+WINE_TARGET=x86_64-pc-windows-gnu
 
 # Targets without std: the crate with no features, instantiated by
 # no-std-check/.
@@ -91,9 +98,8 @@ require_tests_ran() {
 run_targets() {
     ((${#RUN_TARGETS[@]})) || return 0
     run bash scripts/cross.sh --install "${RUN_TARGETS[@]}"
-    local target log out failed=()
+    local target log failed=()
     log=$(mktemp)
-    out=$(mktemp -d)
     for target in "${RUN_TARGETS[@]}"; do
         echo
         echo "-- $target"
@@ -102,25 +108,7 @@ run_targets() {
             failed+=("$target (tests)")
             continue
         fi
-        local name examples_ok=1
-        for name in basic panic trap; do
-            if ! bash scripts/cross.sh "$target" run -q --example "$name" \
-                >"$out/$name.out" 2>"$out/$name.err" ||
-                ! diff -u ".ci/expected/$name.txt" "$out/$name.out"; then
-                echo "$target: example $name failed or printed something else" >&2
-                cat "$out/$name.err" >&2
-                failed+=("$target (example $name)")
-                examples_ok=0
-            fi
-        done
-        if ! bash scripts/cross.sh "$target" run -q --example backtrace >"$out/bt.out" 2>&1 ||
-            ! grep -q sub_function "$out/bt.out"; then
-            echo "$target: the backtrace example does not reach sub_function" >&2
-            cat "$out/bt.out" >&2
-            failed+=("$target (example backtrace)")
-            examples_ok=0
-        fi
-        ((examples_ok)) && echo "$target: examples print their expected output"
+        check_examples "$target" bash scripts/cross.sh "$target" || failed+=("$target (examples)")
         # The frame-pointer chain (tests/frame_pointers.rs exists only with
         # this cfg); s390x keeps a back chain only with +backchain. Skipped
         # for targets whose std is built from source (it would be built
@@ -137,11 +125,56 @@ run_targets() {
             failed+=("$target (frame pointers)")
         fi
     done
-    rm -rf "$log" "$out"
+    rm -f "$log"
     if ((${#failed[@]})); then
         printf 'failed: %s\n' "${failed[@]}" >&2
         return 1
     fi
+}
+
+# The examples of a target, run with COMMAND (a runner script and its first
+# arguments): basic, panic and trap print what .ci/expected holds, and the
+# backtrace example reaches sub_function. Prints each failure; fails if any.
+check_examples() {
+    local what=$1 out name status=0
+    shift
+    out=$(mktemp -d)
+    for name in basic panic trap; do
+        if ! "$@" run -q --example "$name" >"$out/$name.out" 2>"$out/$name.err" ||
+            ! diff -u ".ci/expected/$name.txt" "$out/$name.out"; then
+            echo "$what: example $name failed or printed something else" >&2
+            cat "$out/$name.err" >&2
+            status=1
+        fi
+    done
+    if ! "$@" run -q --example backtrace >"$out/bt.out" 2>&1 ||
+        ! grep -q sub_function "$out/bt.out"; then
+        echo "$what: the backtrace example does not reach sub_function" >&2
+        cat "$out/bt.out" >&2
+        status=1
+    fi
+    rm -rf "$out"
+    ((status == 0)) && echo "$what: examples print their expected output"
+    return "$status"
+}
+
+windows_target() {
+    run bash scripts/wine.sh --install
+    local log status=0
+    log=$(mktemp)
+    cargo_without_warnings cargo clippy -q --target "$WINE_TARGET" --all-targets -- -D warnings
+    # Unit, integration and doc tests, all through Wine.
+    if ! run bash scripts/wine.sh test 2>&1 | tee "$log" ||
+        ! require_tests_ran "$log" "$WINE_TARGET"; then
+        status=1
+    fi
+    if ! run bash scripts/wine.sh test --release --tests 2>&1 | tee "$log" ||
+        ! require_tests_ran "$log" "$WINE_TARGET (release)"; then
+        status=1
+    fi
+    check_examples "$WINE_TARGET" bash scripts/wine.sh || status=1
+    rm -f "$log"
+    return "$status"
 }
 
 no_std_targets() {
@@ -356,16 +389,18 @@ object_targets() {
 
 case "${1:-}" in
 run) run_targets ;;
+windows) windows_target ;;
 no-std) no_std_targets ;;
 objects) object_targets ;;
 list)
     printf 'run under qemu: %s\n' "${RUN_TARGETS[@]}"
+    printf 'run under Wine: %s\n' "$WINE_TARGET"
     printf 'no_std build:   %s\n' "${NO_STD_TARGETS[@]}"
     printf 'compiled:       %s\n' "${OBJECT_TARGETS[@]}"
     printf 'scripted:       %s\n' "${SCRIPTED_TARGETS[@]}"
     ;;
 *)
-    sed -n '2,16p' "$0" >&2
+    sed -n '2,19p' "$0" >&2
     exit 2
     ;;
 esac

@@ -1,7 +1,7 @@
 //! `StackPool`: reuse, guard pages after reuse, the idle bound, sharing
 //! between threads, releasing and zeroing idle memory, and coroutines built
 //! with `with_pool` returning their stacks on every kind of exit.
-#![cfg(all(unix, feature = "default-stack"))]
+#![cfg(all(any(unix, windows), feature = "default-stack"))]
 
 use std::cell::Cell;
 use std::hint::black_box;
@@ -34,6 +34,7 @@ fn perms_at(addr: usize) -> Option<String> {
 }
 
 /// How many pages of `[start, end)` are resident, by `mincore`.
+#[cfg(unix)]
 fn resident_pages(start: usize, end: usize) -> usize {
     let page = page_size();
     let pages = (end - start) / page;
@@ -301,24 +302,30 @@ static GUARD: [std::sync::atomic::AtomicUsize; 2] = [
 const FAULT_IN_GUARD: i32 = 42;
 const FAULT_ELSEWHERE: i32 = 43;
 
+/// The exit code for a fault at `addr`.
+fn fault_exit_code(addr: usize) -> i32 {
+    use std::sync::atomic::Ordering::Relaxed;
+    if (GUARD[0].load(Relaxed)..GUARD[1].load(Relaxed)).contains(&addr) {
+        FAULT_IN_GUARD
+    } else {
+        FAULT_ELSEWHERE
+    }
+}
+
+#[cfg(unix)]
 extern "C" fn on_fault(
     _signal: libc::c_int,
     info: *mut libc::siginfo_t,
     _context: *mut libc::c_void,
 ) {
-    use std::sync::atomic::Ordering::Relaxed;
     // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
     let addr = unsafe { (*info).si_addr() } as usize;
-    let code = if (GUARD[0].load(Relaxed)..GUARD[1].load(Relaxed)).contains(&addr) {
-        FAULT_IN_GUARD
-    } else {
-        FAULT_ELSEWHERE
-    };
     // SAFETY: _exit is async-signal-safe.
-    unsafe { libc::_exit(code) }
+    unsafe { libc::_exit(fault_exit_code(addr)) }
 }
 
 /// Runs the overflow child's fault handler on its own stack.
+#[cfg(unix)]
 fn install_fault_handler() {
     const ALT_SIZE: usize = 64 * 1024;
     let alt = Box::leak(vec![0u8; ALT_SIZE].into_boxed_slice());
@@ -340,6 +347,30 @@ fn install_fault_handler() {
             assert_eq!(libc::sigaction(signal, &action, std::ptr::null_mut()), 0);
         }
     }
+}
+
+/// Exits with the code for the first stack overflow or access violation:
+/// a vectored exception handler, which Windows runs in the room a stack
+/// leaves below its guard page.
+#[cfg(windows)]
+fn install_fault_handler() {
+    use windows_sys::Win32::Foundation::{EXCEPTION_ACCESS_VIOLATION, EXCEPTION_STACK_OVERFLOW};
+    use windows_sys::Win32::System::Diagnostics::Debug::{
+        AddVectoredExceptionHandler, EXCEPTION_CONTINUE_SEARCH, EXCEPTION_POINTERS,
+    };
+    unsafe extern "system" fn on_exception(info: *mut EXCEPTION_POINTERS) -> i32 {
+        // SAFETY: Windows passes a valid exception record.
+        let record = unsafe { &*(*info).ExceptionRecord };
+        if record.ExceptionCode != EXCEPTION_STACK_OVERFLOW
+            && record.ExceptionCode != EXCEPTION_ACCESS_VIOLATION
+        {
+            return EXCEPTION_CONTINUE_SEARCH;
+        }
+        // Both carry the faulting address as their second parameter.
+        std::process::exit(fault_exit_code(record.ExceptionInformation[1]))
+    }
+    // SAFETY: the handler has the signature Windows expects.
+    assert!(!unsafe { AddVectoredExceptionHandler(1, Some(on_exception)) }.is_null());
 }
 
 #[test]
@@ -499,6 +530,7 @@ fn stack_dropped_on_another_thread_goes_back_to_the_pool() {
 }
 
 #[test]
+#[cfg(unix)] // residency is read with mincore; Windows has no cheap equivalent
 fn release_idle_memory_gives_memory_back() {
     const TOUCHED: usize = 128 * 1024;
     let page = page_size();
