@@ -7,13 +7,19 @@
 #   bash .ci/targets.sh no-std    no-std-check/ built for each NO_STD_TARGETS
 #                                 entry (debug and release), so the asm is
 #                                 assembled for it
-#   bash .ci/targets.sh objects   the library and no-std-check compiled for
-#                                 each OBJECT_TARGETS entry (no linker here),
-#                                 and the library and tests compiled for each
-#                                 WINDOWS_OBJECT_TARGETS entry
+#   bash .ci/targets.sh windows   the whole test suite and the examples of
+#                                 WINE_TARGET under Wine (scripts/wine.sh),
+#                                 and its clippy lints
+#   bash .ci/targets.sh objects   the SCRIPTED_TARGETS scripts, then for each
+#                                 OBJECT_TARGETS entry (no linker here): the
+#                                 library compiled to objects and inspected,
+#                                 the tests and examples compiled and
+#                                 assembled, no-std-check built
 #   bash .ci/targets.sh list      print the tables
 #
-# `run` installs the cross toolchains itself (scripts/cross.sh --install).
+# `run` installs the cross toolchains itself (scripts/cross.sh --install);
+# `objects` adds the rustup targets it lacks, and rustup's llvm-tools if
+# llvm-objdump is not on PATH.
 # A target passes only if its `test result:` lines show tests ran and none
 # failed.
 set -euo pipefail
@@ -35,6 +41,10 @@ RUN_TARGETS=(
     powerpc64-unknown-linux-gnu
 )
 
+# The Windows target whose whole suite runs under Wine (scripts/wine.sh
+# installs Wine and mingw-w64, and builds the DLL that Wine 8 lacks).
+WINE_TARGET=x86_64-pc-windows-gnu
+
 # Targets without std: the crate with no features, instantiated by
 # no-std-check/.
 NO_STD_TARGETS=(
@@ -47,23 +57,20 @@ NO_STD_TARGETS=(
 )
 
 # Targets compiled but not run here: "triple toolchain" (nightly builds std
-# or core from source where rustup ships none).
+# or core from source where rustup ships none). For a stable entry the
+# library is compiled to an object in each feature configuration and the
+# object inspected (check_object), and the tests and examples are compiled
+# with `true` standing in for the linker, so every asm! block they
+# instantiate is assembled (`cargo check` assembles nothing).
 OBJECT_TARGETS=(
-)
-
-# Windows targets with no runner here (no MSVC or LLVM-mingw linker; no
-# 32-bit Wine: its i386 packages do not install beside this machine's amd64
-# libraries): the library compiled to objects with the default features, in
-# release, and with `unwind` alone, so that every asm block is assembled
-# with the std code paths, and each test file compiled to an object too.
-# The -gnu ones are linked by mingw, so their test binaries and examples
-# are built whole.
-WINDOWS_OBJECT_TARGETS=(
-    i686-pc-windows-gnu
-    i686-pc-windows-msvc
-    aarch64-pc-windows-msvc
-    aarch64-pc-windows-gnullvm
-    x86_64-pc-windows-msvc
+    "x86_64-apple-darwin stable"
+    "aarch64-apple-darwin stable"
+    "aarch64-apple-ios stable"
+    "i686-pc-windows-gnu stable"
+    "i686-pc-windows-msvc stable"
+    "aarch64-pc-windows-msvc stable"
+    "aarch64-pc-windows-gnullvm stable"
+    "x86_64-pc-windows-msvc stable"
 )
 
 # Targets with a script of their own (what each checks is in its header).
@@ -96,9 +103,8 @@ require_tests_ran() {
 run_targets() {
     ((${#RUN_TARGETS[@]})) || return 0
     run bash scripts/cross.sh --install "${RUN_TARGETS[@]}"
-    local target log out failed=()
+    local target log failed=()
     log=$(mktemp)
-    out=$(mktemp -d)
     for target in "${RUN_TARGETS[@]}"; do
         echo
         echo "-- $target"
@@ -107,25 +113,7 @@ run_targets() {
             failed+=("$target (tests)")
             continue
         fi
-        local name examples_ok=1
-        for name in basic panic trap; do
-            if ! bash scripts/cross.sh "$target" run -q --example "$name" \
-                >"$out/$name.out" 2>"$out/$name.err" ||
-                ! diff -u ".ci/expected/$name.txt" "$out/$name.out"; then
-                echo "$target: example $name failed or printed something else" >&2
-                cat "$out/$name.err" >&2
-                failed+=("$target (example $name)")
-                examples_ok=0
-            fi
-        done
-        if ! bash scripts/cross.sh "$target" run -q --example backtrace >"$out/bt.out" 2>&1 ||
-            ! grep -q sub_function "$out/bt.out"; then
-            echo "$target: the backtrace example does not reach sub_function" >&2
-            cat "$out/bt.out" >&2
-            failed+=("$target (example backtrace)")
-            examples_ok=0
-        fi
-        ((examples_ok)) && echo "$target: examples print their expected output"
+        check_examples "$target" bash scripts/cross.sh "$target" || failed+=("$target (examples)")
         # The frame-pointer chain (tests/frame_pointers.rs exists only with
         # this cfg); s390x keeps a back chain only with +backchain. Skipped
         # for targets whose std is built from source (it would be built
@@ -142,11 +130,56 @@ run_targets() {
             failed+=("$target (frame pointers)")
         fi
     done
-    rm -rf "$log" "$out"
+    rm -f "$log"
     if ((${#failed[@]})); then
         printf 'failed: %s\n' "${failed[@]}" >&2
         return 1
     fi
+}
+
+# The examples of a target, run with COMMAND (a runner script and its first
+# arguments): basic, panic and trap print what .ci/expected holds, and the
+# backtrace example reaches sub_function. Prints each failure; fails if any.
+check_examples() {
+    local what=$1 out name status=0
+    shift
+    out=$(mktemp -d)
+    for name in basic panic trap; do
+        if ! "$@" run -q --example "$name" >"$out/$name.out" 2>"$out/$name.err" ||
+            ! diff -u ".ci/expected/$name.txt" "$out/$name.out"; then
+            echo "$what: example $name failed or printed something else" >&2
+            cat "$out/$name.err" >&2
+            status=1
+        fi
+    done
+    if ! "$@" run -q --example backtrace >"$out/bt.out" 2>&1 ||
+        ! grep -q sub_function "$out/bt.out"; then
+        echo "$what: the backtrace example does not reach sub_function" >&2
+        cat "$out/bt.out" >&2
+        status=1
+    fi
+    rm -rf "$out"
+    ((status == 0)) && echo "$what: examples print their expected output"
+    return "$status"
+}
+
+windows_target() {
+    run bash scripts/wine.sh --install
+    local log status=0
+    log=$(mktemp)
+    cargo_without_warnings cargo clippy -q --target "$WINE_TARGET" --all-targets -- -D warnings
+    # Unit, integration and doc tests, all through Wine.
+    if ! run bash scripts/wine.sh test 2>&1 | tee "$log" ||
+        ! require_tests_ran "$log" "$WINE_TARGET"; then
+        status=1
+    fi
+    if ! run bash scripts/wine.sh test --release --tests 2>&1 | tee "$log" ||
+        ! require_tests_ran "$log" "$WINE_TARGET (release)"; then
+        status=1
+    fi
+    check_examples "$WINE_TARGET" bash scripts/wine.sh || status=1
+    rm -f "$log"
+    return "$status"
 }
 
 no_std_targets() {
@@ -160,6 +193,261 @@ no_std_targets() {
             run env CARGO_TARGET_DIR="$TARGET_DIR/no-std-check" cargo build --release --target "$target"
         )
     done
+}
+
+# Prints the path of LLVM tool $1: on PATH, or from rustup's llvm-tools
+# component (installed if neither has it).
+llvm_tool() {
+    local found
+    if found=$(command -v "$1"); then
+        echo "$found"
+        return
+    fi
+    found="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/$1"
+    if [[ ! -x $found ]]; then
+        rustup component add llvm-tools >&2
+    fi
+    [[ -x $found ]] || { echo "no $1 on PATH or in rustup's llvm-tools" >&2; return 1; }
+    echo "$found"
+}
+
+# Fails unless OBJECT (the library compiled for TARGET) holds the context
+# switch as its architecture file wrote it: the naked root functions
+# defined in the text section. For Apple targets it must be a Mach-O object
+# whose unwind info for the coroutine root survives linking: the object is
+# linked into a dylib with rust-lld's Mach-O linker (ld64.lld, which follows
+# ld64's compact-unwind rules; undefined symbols are left to the loader),
+# and the dylib's __unwind_info entry for the root must be in DWARF mode
+# (compact unwind cannot express a CFA expression) and lead to the root's
+# FDE in __eh_frame: its address range, the CFA expression, and a CIE with
+# the signal-frame augmentation.
+check_object() {
+    local target=$1 object=$2 objdump symbols name
+    objdump=$(llvm_tool llvm-objdump)
+    symbols=$("$objdump" -t "$object")
+    # A global function: ELF and Mach-O tables print "g F .text"; COFF
+    # tables print "(ty 20)(scl 2)" (function type, external class).
+    local global=" g +F .*text.*"
+    [[ $target == *-windows-* ]] && global="\(ty +20\)\(scl +2\).*"
+    for name in coroutine_root stack_call_root; do
+        if ! grep -Eq "${global}${name}17h[0-9a-f]+E\$" <<<"$symbols"; then
+            echo "$target: $object defines no $name" >&2
+            return 1
+        fi
+    done
+    if [[ $target == *-apple-* ]]; then
+        local format
+        format=$(sed -n 's/.*file format //p' <<<"$symbols")
+        [[ ${format,,} == mach-o* ]] || {
+            echo "$target: $object is not a Mach-O object: ${format:-unknown format}" >&2
+            return 1
+        }
+        check_linked_unwind_info "$target" "$object"
+    fi
+    if [[ $target == *-windows-* ]]; then
+        check_windows_unwind_info "$target" "$object"
+    fi
+    echo "$target: $(basename "$object") holds the switch and its unwind info"
+}
+
+# The Apple half of check_object (see there).
+check_linked_unwind_info() {
+    local target=$1 object=$2 objdump lld dylib arch=arm64 platform=macos dwarf_mode=3
+    objdump=$(llvm_tool llvm-objdump)
+    lld="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/rust-lld"
+    # Bits 24-27 of a compact-unwind encoding are the mode; DWARF mode is 4
+    # on x86-64 and 3 on arm64, and keeps the FDE's offset in bits 0-23.
+    [[ $target == x86_64-* ]] && arch=x86_64 dwarf_mode=4
+    [[ $target == *-ios ]] && platform=ios
+    dylib="${object%.o}.dylib"
+    "$lld" -flavor darwin -dylib -arch "$arch" -platform_version "$platform" 14.0 14.0 \
+        -undefined dynamic_lookup -o "$dylib" "$object"
+    local root encoding
+    root=$("$objdump" -t "$dylib" | awk '/ g +F .*coroutine_root17h[0-9a-f]+E$/ { print $1 }')
+    # Second-level entries read "[i]: function offset=0x..., encoding=0x..."
+    # (or "encoding[n]=0x..." on compressed pages).
+    encoding=$("$objdump" --macho --unwind-info "$dylib" | awk -F '[=, ]+' -v root="$root" '
+        /function offset=.*encoding/ {
+            offset = encoding = ""
+            for (i = 1; i < NF; i++) {
+                if ($i == "offset") offset = $(i + 1)
+                if ($i ~ /^encoding/) encoding = $(i + 1)
+            }
+            if (offset ~ /^0x/) print offset, encoding
+        }' | while read -r offset enc; do
+        if ((offset == 16#$root)); then echo "$enc"; fi
+    done)
+    if [[ -z $encoding ]] || (((encoding >> 24 & 15) != dwarf_mode)); then
+        echo "$target: the linked coroutine_root has no compact-unwind entry in DWARF mode" \
+            "(encoding: ${encoding:-none})" >&2
+        return 1
+    fi
+    local frames fde cie
+    frames=$("$objdump" --dwarf=frames "$dylib")
+    fde=$(awk -v at="$(printf '%08x' $((encoding & 0xffffff)))" '
+        $1 == at { on = 1 } on && !NF { exit } on' <<<"$frames")
+    cie=$(sed -n 's/.* FDE cie=\([0-9a-f]*\) .*/\1/p' <<<"$fde")
+    if ! grep -q "pc=0*${root#"${root%%[!0]*}"}\.\.\." <<<"$fde" ||
+        ! grep -Eq 'DW_CFA_def_cfa_expression: DW_OP_breg(6|29) .*DW_OP_deref, DW_OP_plus_uconst' <<<"$fde" ||
+        [[ -z $cie ]] ||
+        ! awk -v at="$cie" '$1 == at { on = 1 } on && !NF { exit } on' <<<"$frames" |
+        grep 'Augmentation: *"zRS"' >/dev/null; then
+        echo "$target: the linked coroutine_root's FDE is not the one its file wrote:" >&2
+        echo "${fde:-(no FDE at the offset the entry gives)}" >&2
+        return 1
+    fi
+}
+
+# Fails if the AArch64 Darwin code in OBJECT names x18 (reserved there).
+# The unwind codes that the `.pdata`/`.xdata` of OBJECT give the function
+# NAME, as `llvm-readobj --unwind` decodes them for ARM64: its prologue's
+# opcode bytes, in the order they are stored (the unwinder's order).
+arm64_unwind_codes() {
+    local object=$1 name=$2 readobj
+    readobj=$(llvm_tool llvm-readobj)
+    "$readobj" --unwind "$object" | awk -v name="${name}17h" '
+        /Function: / { on = index($0, name) > 0; next }
+        on && /EpilogueScopes \[|RuntimeFunction/ { on = 0 }
+        on && $1 ~ /^0x[0-9a-f]+$/ && $2 == ";" { printf "%s ", $1 }'
+}
+
+# Windows: the unwind info that leads from a coroutine's root frame into its
+# parent, decoded from the object, as each architecture file describes it.
+check_windows_unwind_info() {
+    local target=$1 object=$2 codes
+    case $target in
+    aarch64-*)
+        # The root: set_fp (sp from x29), then a machine frame (sp and pc
+        # from [sp]); the parent frame: {x29, x30} pushed (0x81) after x19
+        # (0xd401); each ends with 0xe4.
+        codes=$(arm64_unwind_codes "$object" coroutine_root)
+        if [[ $codes != "0xe1 0xe9 0xe4 " ]]; then
+            echo "$target: coroutine_root's unwind codes are '${codes}', not set_fp, machine frame" >&2
+            return 1
+        fi
+        codes=$(arm64_unwind_codes "$object" parent_frame)
+        if [[ $codes != "0x81 0xd401 0xe4 " ]]; then
+            echo "$target: parent_frame's unwind codes are '${codes}', not the x19 and {x29, x30} pushes" >&2
+            return 1
+        fi
+        ;;
+    x86_64-*)
+        local readobj root
+        readobj=$(llvm_tool llvm-readobj)
+        root=$("$readobj" --unwind "$object" | awk '
+            /StartAddress: / { on = /coroutine_root17h/ } on')
+        if ! grep -q "SET_FPREG reg=RBP" <<<"$root" || ! grep -q "PUSH_MACHFRAME" <<<"$root"; then
+            echo "$target: coroutine_root's unwind info is not rbp then a machine frame:" >&2
+            echo "${root:-(no entry)}" >&2
+            return 1
+        fi
+        ;;
+    i686-*-gnu)
+        # Panics and backtraces use DWARF CFI here: the roots' signal-frame
+        # CIE, and the root's CFA read through the link (ebp is DWARF reg 5).
+        local frames objdump
+        objdump=$(llvm_tool llvm-objdump)
+        frames=$("$objdump" --dwarf=frames "$object")
+        if ! grep -q 'Augmentation: *"zRS"' <<<"$frames" ||
+            ! grep -Eq 'DW_CFA_def_cfa_expression: DW_OP_breg5 \+0, DW_OP_deref, DW_OP_plus_uconst' \
+                <<<"$frames"; then
+            echo "$target: $object lacks the root's DWARF CFI (signal frame, CFA through the link)" >&2
+            return 1
+        fi
+        ;;
+    esac
+    # i686-pc-windows-msvc has no unwind tables: its SEH chain lives on the
+    # stack, and its backtraces follow frame pointers.
+}
+
+check_no_x18() {
+    local target=$1 object=$2 objdump used windows=
+    objdump=$(llvm_tool llvm-objdump)
+    [[ $target == *-windows-* ]] && windows=1
+    # Disassembly lines are "address: bytes<TAB>mnemonic<TAB>operands".
+    # Windows keeps the TEB's address in x18: there reading it is allowed (a
+    # copy, as in thread_environment_block; a base register without
+    # writeback, as in compiler-generated TLS accesses), changing it is not.
+    used=$("$objdump" -d "$object" | awk -F '\t' -v windows="$windows" '
+        $3 !~ /(^|[^0-9a-z_])[wx]18([^0-9]|$)/ { next }
+        windows && $2 == "mov" && $3 ~ /^x[0-9]+, x18$/ { next }
+        windows {
+            rest = $3
+            sub(/\[x18(, #[^]]*)?\]$/, "", rest)
+            if (rest != $3 && rest !~ /(^|[^0-9a-z_])[wx]18([^0-9]|$)/) next
+        }
+        { print }')
+    if [[ -n $used ]]; then
+        echo "$used"
+        echo "$target: $object ${windows:+changes or }uses x18, the platform register" >&2
+        return 1
+    fi
+    echo "$target: $(basename "$object") leaves x18 alone${windows:+ (reads of the TEB pointer aside)}"
+}
+
+# Runs a cargo command (echoed) and fails if it fails or warns.
+cargo_without_warnings() {
+    local log status=0
+    log=$(mktemp)
+    echo "+ $*"
+    "$@" 2>&1 | tee "$log" || status=$?
+    if ((status == 0)) && grep -q '^warning' "$log"; then
+        echo "warnings (see above) from: $*" >&2
+        status=1
+    fi
+    rm -f "$log"
+    return "$status"
+}
+
+# The library of a stable OBJECT_TARGETS entry compiled to objects (one per
+# feature configuration) and inspected, then the tests and examples
+# compiled and assembled, with `true` as the linker: there is no linker or
+# SDK for these targets here, so nothing is linked.
+compile_objects() {
+    local target=$1 dir config
+    dir="$TARGET_DIR/objects/inspected/$target"
+    mkdir -p "$dir"
+    local env=(
+        CARGO_TARGET_DIR="$TARGET_DIR/objects"
+        "CARGO_TARGET_$(tr 'a-z-' 'A-Z_' <<<"$target")_LINKER=true"
+    )
+    # rustc asks xcrun for an Apple SDK to give the linker; an empty
+    # directory named as the platform's SDK stands in for it (unused, since
+    # nothing is linked) and keeps the build free of that warning.
+    case $target in
+    *-apple-darwin) env+=(SDKROOT="$dir/sdk/MacOSX.sdk") ;;
+    *-apple-ios) env+=(SDKROOT="$dir/sdk/iPhoneOS.sdk") ;;
+    esac
+    mkdir -p "$dir/sdk/MacOSX.sdk" "$dir/sdk/iPhoneOS.sdk"
+    for config in default no-default-features unwind; do
+        local features=()
+        case $config in
+        no-default-features) features=(--no-default-features) ;;
+        unwind) features=(--no-default-features --features unwind) ;;
+        esac
+        cargo_without_warnings env "${env[@]}" \
+            cargo rustc -q --lib --target "$target" "${features[@]}" -- \
+            -C codegen-units=1 --emit=obj="$dir/lib-$config.o"
+        check_object "$target" "$dir/lib-$config.o"
+    done
+    cargo_without_warnings env "${env[@]}" cargo build -q --target "$target" --tests --examples
+    # Code only these targets compile (their trap support, for one) gets
+    # the lints the host's code gets.
+    cargo_without_warnings env "${env[@]}" \
+        cargo clippy -q --target "$target" --all-targets -- -D warnings
+    # tests/frame_pointers.rs exists only with this cfg (Apple targets keep
+    # frame pointers anyway); passed to the test crate alone.
+    cargo_without_warnings env "${env[@]}" \
+        cargo rustc -q --target "$target" --test frame_pointers -- --cfg switchback_frame_pointers
+    if [[ $target == aarch64-apple-* || $target == aarch64-*-windows-* ]]; then
+        # A test that instantiates every switch, as an object to inspect.
+        cargo_without_warnings env "${env[@]}" \
+            cargo rustc -q --target "$target" --test values -- \
+            -C codegen-units=1 --emit=obj="$dir/test-values.o"
+        check_no_x18 "$target" "$dir/lib-default.o"
+        check_no_x18 "$target" "$dir/test-values.o"
+    fi
+    echo "$target: library, tests and examples compiled and assembled"
 }
 
 object_targets() {
@@ -178,6 +466,7 @@ object_targets() {
             )
         else
             rustup target list --installed | grep -qx "$target" || run rustup target add "$target"
+            compile_objects "$target"
             (
                 cd no-std-check
                 run env CARGO_TARGET_DIR="$TARGET_DIR/objects" cargo build --target "$target"
@@ -186,63 +475,20 @@ object_targets() {
     done
 }
 
-windows_objects() {
-    local target flags test installed
-    installed=$(rustup target list --installed)
-    for target in "${WINDOWS_OBJECT_TARGETS[@]}"; do
-        grep -qx "$target" <<<"$installed" || run rustup target add "$target"
-        local cargo=(env CARGO_TARGET_DIR="$TARGET_DIR/windows-objects" cargo)
-        for flags in "" "--release" "--no-default-features --features unwind"; do
-            # shellcheck disable=SC2086 # the flags are words
-            run "${cargo[@]}" rustc -q --lib --target "$target" $flags -- --emit=obj
-        done
-        if [[ $target == *-windows-gnu ]]; then
-            # The mingw cross gcc is the linker (Debian's package names it
-            # by architecture: gcc-mingw-w64-i686, gcc-mingw-w64-x86-64).
-            if ! command -v "${target%%-*}-w64-mingw32-gcc" >/dev/null; then
-                local arch=${target%%-*}
-                run sudo_apt_install "gcc-mingw-w64-${arch//_/-}"
-            fi
-            run "${cargo[@]}" test -q --no-run --target "$target"
-            run "${cargo[@]}" build -q --examples --target "$target"
-        else
-            # No linker: `-C linker=true` lets rustc finish after writing
-            # the object of each test file.
-            for test in tests/*.rs; do
-                test=$(basename "$test" .rs)
-                run "${cargo[@]}" rustc -q --test "$test" --target "$target" -- \
-                    --emit=obj -C linker=true
-            done
-        fi
-    done
-}
-
-# Installs Debian packages (with sudo when not root).
-sudo_apt_install() {
-    local sudo=()
-    if [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null; then
-        sudo=(sudo)
-    fi
-    "${sudo[@]}" apt-get update
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"
-}
-
 case "${1:-}" in
 run) run_targets ;;
+windows) windows_target ;;
 no-std) no_std_targets ;;
-objects)
-    object_targets
-    windows_objects
-    ;;
+objects) object_targets ;;
 list)
     printf 'run under qemu: %s\n' "${RUN_TARGETS[@]}"
+    printf 'run under Wine: %s\n' "$WINE_TARGET"
     printf 'no_std build:   %s\n' "${NO_STD_TARGETS[@]}"
     printf 'compiled:       %s\n' "${OBJECT_TARGETS[@]}"
     printf 'scripted:       %s\n' "${SCRIPTED_TARGETS[@]}"
-    printf 'windows objects: %s\n' "${WINDOWS_OBJECT_TARGETS[@]}"
     ;;
 *)
-    sed -n '2,16p' "$0" >&2
+    sed -n '2,19p' "$0" >&2
     exit 2
     ;;
 esac

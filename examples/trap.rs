@@ -1,40 +1,53 @@
 //! Recovering from a stack overflow inside a coroutine.
 //!
 //! A coroutine recurses until it runs into the guard page of its 64 KiB
-//! stack. The SIGSEGV handler (running on an alternate signal stack, since
-//! the faulting stack is full) checks that the fault happened on the stack
-//! of the running coroutine and uses its `CoroutineTrapHandler` to make it
-//! return -1 to `main`. The stack is then reused for a second overflow.
+//! stack. The fault handler (on Linux and Darwin a signal handler running
+//! on an alternate signal stack, since the faulting stack is full; on
+//! Windows a vectored exception handler for `EXCEPTION_STACK_OVERFLOW`)
+//! checks that the fault happened on the stack of the running coroutine and
+//! uses its `CoroutineTrapHandler` to make it return -1 to `main`. The stack
+//! is then reused for a second overflow.
 //!
-//! Linux only (the registers of the interrupted context are written by
-//! `support/interrupted_context.rs`, per architecture).
+//! Linux, Darwin and Windows (the registers of the interrupted context are
+//! written by `support/interrupted_context.rs`, per architecture and
+//! system). Linux reports the overflow into the guard page as SIGSEGV,
+//! Darwin as SIGBUS (a protection failure on a mapped page), so the signal
+//! handler takes both.
 
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_vendor = "apple", windows))]
 #[path = "support/interrupted_context.rs"]
 mod interrupted_context;
 
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_vendor = "apple", windows))]
 mod imp {
     use super::interrupted_context;
     use std::cell::Cell;
     use std::hint::black_box;
-    use std::{io, mem, ptr};
+    use std::io;
 
     use switchback::stack::DefaultStack;
-    use switchback::trap::CoroutineTrapHandler;
+    use switchback::trap::{CoroutineTrapHandler, TrapHandlerRegs};
     use switchback::Coroutine;
+    #[cfg(windows)]
+    use windows_sys::Win32::Foundation::{EXCEPTION_ACCESS_VIOLATION, EXCEPTION_STACK_OVERFLOW};
+    #[cfg(windows)]
+    use windows_sys::Win32::System::Diagnostics::Debug::{
+        AddVectoredExceptionHandler, EXCEPTION_CONTINUE_EXECUTION, EXCEPTION_CONTINUE_SEARCH,
+        EXCEPTION_POINTERS,
+    };
 
     /// Size of the coroutine's stack.
     const COROUTINE_STACK_SIZE: usize = 64 * 1024;
     /// Size of the alternate stack the signal handler runs on.
+    #[cfg(unix)]
     const SIGNAL_STACK_SIZE: usize = 64 * 1024;
 
     thread_local! {
         /// The trap handler of the coroutine running on this thread, if any.
         /// A `const`-initialised `Cell` of a `Copy` type has no lazy
-        /// initialisation and no destructor, so reading it in a signal
+        /// initialisation and no destructor, so reading it in a fault
         /// handler is fine.
         static RUNNING: Cell<Option<CoroutineTrapHandler<i32>>> = const { Cell::new(None) };
     }
@@ -51,9 +64,27 @@ mod imp {
         recurse(depth + 1) + black_box(frame[63])
     }
 
-    /// The SIGSEGV handler.
-    extern "C" fn on_sigsegv(
-        _signal: libc::c_int,
+    /// What the fault handler does: if the fault happened on the stack of
+    /// the coroutine running on this thread (`sp` is the interrupted stack
+    /// pointer), the registers that make that coroutine return -1.
+    ///
+    /// # Safety
+    /// Must be called from a fault handler, about the fault it handles.
+    unsafe fn recover(sp: usize) -> Option<TrapHandlerRegs> {
+        let handler = RUNNING
+            .with(Cell::get)
+            .filter(|h| h.stack_ptr_in_bounds(sp))?;
+        // SAFETY: the coroutine is running (RUNNING is only set around
+        // `resume`) and it faulted on its own stack, as just checked; the
+        // caller writes every register into the context. The recursion owns
+        // nothing that needs dropping.
+        Some(unsafe { handler.setup_trap_handler(|| -1) })
+    }
+
+    /// The SIGSEGV and SIGBUS handler, on an alternate signal stack.
+    #[cfg(unix)]
+    extern "C" fn on_fault(
+        signal: libc::c_int,
         _info: *mut libc::siginfo_t,
         ctx: *mut libc::c_void,
     ) {
@@ -61,31 +92,25 @@ mod imp {
         // interrupted context as the third argument; nothing else uses it
         // while the handler runs.
         let sp = unsafe { interrupted_context::stack_pointer(ctx) };
-
-        match RUNNING.with(Cell::get) {
-            Some(handler) if handler.stack_ptr_in_bounds(sp) => {
-                // SAFETY: the coroutine is running (RUNNING is only set
-                // around `resume`) and it faulted on its own stack, as just
-                // checked. `redirect` writes every register into the
-                // context. The recursion owns nothing that needs dropping.
-                unsafe {
-                    let regs = handler.setup_trap_handler(|| -1);
-                    interrupted_context::redirect(ctx, regs);
-                }
-            }
-            _ => {
+        // SAFETY: we are that handler.
+        match unsafe { recover(sp) } {
+            // SAFETY: the registers are for this context.
+            Some(regs) => unsafe { interrupted_context::redirect(ctx, regs) },
+            None => {
                 // Not ours: restore the default action and return, so that
                 // the faulting instruction runs again and kills the process
-                // with SIGSEGV as usual.
+                // with the signal as usual.
                 // SAFETY: resetting a signal to its default action.
-                unsafe { libc::signal(libc::SIGSEGV, libc::SIG_DFL) };
+                unsafe { libc::signal(signal, libc::SIG_DFL) };
             }
         }
     }
 
     /// Sets up an alternate signal stack for this thread and installs the
-    /// SIGSEGV handler.
+    /// handler for SIGSEGV and SIGBUS.
+    #[cfg(unix)]
     fn install_handler() -> io::Result<()> {
+        use std::{mem, ptr};
         // The alternate stack must live as long as the handler may run:
         // for the rest of the program.
         let altstack: &'static mut [u8] =
@@ -104,14 +129,59 @@ mod imp {
         // SAFETY: an all-zero sigaction is a valid value (empty mask, no
         // flags); the fields that matter are set below.
         let mut action: libc::sigaction = unsafe { mem::zeroed() };
-        action.sa_sigaction = on_sigsegv as *const () as libc::sighandler_t;
+        action.sa_sigaction = on_fault as *const () as libc::sighandler_t;
         action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
         // SAFETY: `action.sa_mask` is a valid sigset_t to initialise.
         unsafe { libc::sigemptyset(&mut action.sa_mask) };
-        // SAFETY: `on_sigsegv` has the signature SA_SIGINFO requires, and it
-        // only touches the thread-local, the coroutine's stack and the
-        // interrupted context.
-        if unsafe { libc::sigaction(libc::SIGSEGV, &action, ptr::null_mut()) } != 0 {
+        for signal in [libc::SIGSEGV, libc::SIGBUS] {
+            // SAFETY: `on_fault` has the signature SA_SIGINFO requires, and
+            // it only touches the thread-local, the coroutine's stack and
+            // the interrupted context.
+            if unsafe { libc::sigaction(signal, &action, ptr::null_mut()) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+
+    /// The vectored exception handler. Windows runs it on the faulting
+    /// stack, in the guard page that the stack overflow has just turned
+    /// into usable memory (there is no alternate stack), so it does little.
+    #[cfg(windows)]
+    unsafe extern "system" fn on_exception(info: *mut EXCEPTION_POINTERS) -> i32 {
+        // SAFETY: Windows passes the exception's record and context, which
+        // only this handler uses while it runs.
+        let (code, ctx) = unsafe {
+            (
+                (*(*info).ExceptionRecord).ExceptionCode,
+                (*info).ContextRecord,
+            )
+        };
+        if code != EXCEPTION_STACK_OVERFLOW && code != EXCEPTION_ACCESS_VIOLATION {
+            return EXCEPTION_CONTINUE_SEARCH;
+        }
+        // SAFETY: `ctx` is the interrupted context.
+        let sp = unsafe { interrupted_context::stack_pointer(ctx.cast()) };
+        // SAFETY: we are that handler.
+        match unsafe { recover(sp) } {
+            Some(regs) => {
+                // SAFETY: the registers are for this context.
+                unsafe { interrupted_context::redirect(ctx.cast(), regs) };
+                EXCEPTION_CONTINUE_EXECUTION
+            }
+            // Not ours: let the next handler (or the default, which ends
+            // the process) have it.
+            None => EXCEPTION_CONTINUE_SEARCH,
+        }
+    }
+
+    /// Installs the vectored exception handler, first in line.
+    #[cfg(windows)]
+    fn install_handler() -> io::Result<()> {
+        // SAFETY: `on_exception` has the signature Windows expects and only
+        // touches the thread-local, the coroutine's stack and the context.
+        let handle = unsafe { AddVectoredExceptionHandler(1, Some(on_exception)) };
+        if handle.is_null() {
             return Err(io::Error::last_os_error());
         }
         Ok(())
@@ -133,7 +203,7 @@ mod imp {
     }
 
     pub fn main() {
-        install_handler().expect("failed to install the SIGSEGV handler");
+        install_handler().expect("failed to install the fault handler");
 
         println!("[main] creating a coroutine on a 64 KiB stack");
         let stack = DefaultStack::new(COROUTINE_STACK_SIZE).expect("failed to allocate a stack");
@@ -158,12 +228,12 @@ mod imp {
     }
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_vendor = "apple", windows))]
 fn main() {
     imp::main();
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", target_vendor = "apple", windows)))]
 fn main() {
-    println!("the trap example only supports Linux");
+    println!("the trap example only supports Linux, Darwin and Windows");
 }

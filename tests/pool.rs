@@ -1,7 +1,7 @@
 //! `StackPool`: reuse, guard pages after reuse, the idle bound, sharing
 //! between threads, releasing and zeroing idle memory, and coroutines built
 //! with `with_pool` returning their stacks on every kind of exit.
-#![cfg(all(unix, feature = "default-stack"))]
+#![cfg(all(any(unix, windows), feature = "default-stack"))]
 
 use std::cell::Cell;
 use std::hint::black_box;
@@ -15,7 +15,9 @@ use switchback::stack::{PooledStack, Stack, StackPool, StackPoolBuilder, MIN_STA
 use switchback::{Coroutine, CoroutineResult, ScopedCoroutine};
 
 mod common;
-use common::{page_size, run_child, under_qemu, under_sanitizer, under_valgrind};
+#[cfg(target_os = "linux")]
+use common::under_qemu;
+use common::{page_size, run_child, under_sanitizer, under_valgrind};
 
 /// The permissions of the mapping containing `addr` in /proc/self/maps.
 #[cfg(target_os = "linux")]
@@ -32,6 +34,7 @@ fn perms_at(addr: usize) -> Option<String> {
 }
 
 /// How many pages of `[start, end)` are resident, by `mincore`.
+#[cfg(unix)]
 fn resident_pages(start: usize, end: usize) -> usize {
     let page = page_size();
     let pages = (end - start) / page;
@@ -239,6 +242,8 @@ fn panicking_coroutine_returns_its_stack() {
 }
 
 #[test]
+// Linux only: it reads /proc/self/maps, which Darwin does not have (the
+// trap tests show the guard page faulting there instead).
 #[cfg(target_os = "linux")]
 fn guard_page_survives_reuse() {
     if under_qemu() {
@@ -297,24 +302,30 @@ static GUARD: [std::sync::atomic::AtomicUsize; 2] = [
 const FAULT_IN_GUARD: i32 = 42;
 const FAULT_ELSEWHERE: i32 = 43;
 
+/// The exit code for a fault at `addr`.
+fn fault_exit_code(addr: usize) -> i32 {
+    use std::sync::atomic::Ordering::Relaxed;
+    if (GUARD[0].load(Relaxed)..GUARD[1].load(Relaxed)).contains(&addr) {
+        FAULT_IN_GUARD
+    } else {
+        FAULT_ELSEWHERE
+    }
+}
+
+#[cfg(unix)]
 extern "C" fn on_fault(
     _signal: libc::c_int,
     info: *mut libc::siginfo_t,
     _context: *mut libc::c_void,
 ) {
-    use std::sync::atomic::Ordering::Relaxed;
     // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
     let addr = unsafe { (*info).si_addr() } as usize;
-    let code = if (GUARD[0].load(Relaxed)..GUARD[1].load(Relaxed)).contains(&addr) {
-        FAULT_IN_GUARD
-    } else {
-        FAULT_ELSEWHERE
-    };
     // SAFETY: _exit is async-signal-safe.
-    unsafe { libc::_exit(code) }
+    unsafe { libc::_exit(fault_exit_code(addr)) }
 }
 
 /// Runs the overflow child's fault handler on its own stack.
+#[cfg(unix)]
 fn install_fault_handler() {
     const ALT_SIZE: usize = 64 * 1024;
     let alt = Box::leak(vec![0u8; ALT_SIZE].into_boxed_slice());
@@ -336,6 +347,30 @@ fn install_fault_handler() {
             assert_eq!(libc::sigaction(signal, &action, std::ptr::null_mut()), 0);
         }
     }
+}
+
+/// Exits with the code for the first stack overflow or access violation:
+/// a vectored exception handler, which Windows runs in the room a stack
+/// leaves below its guard page.
+#[cfg(windows)]
+fn install_fault_handler() {
+    use windows_sys::Win32::Foundation::{EXCEPTION_ACCESS_VIOLATION, EXCEPTION_STACK_OVERFLOW};
+    use windows_sys::Win32::System::Diagnostics::Debug::{
+        AddVectoredExceptionHandler, EXCEPTION_CONTINUE_SEARCH, EXCEPTION_POINTERS,
+    };
+    unsafe extern "system" fn on_exception(info: *mut EXCEPTION_POINTERS) -> i32 {
+        // SAFETY: Windows passes a valid exception record.
+        let record = unsafe { &*(*info).ExceptionRecord };
+        if record.ExceptionCode != EXCEPTION_STACK_OVERFLOW
+            && record.ExceptionCode != EXCEPTION_ACCESS_VIOLATION
+        {
+            return EXCEPTION_CONTINUE_SEARCH;
+        }
+        // Both carry the faulting address as their second parameter.
+        std::process::exit(fault_exit_code(record.ExceptionInformation[1]))
+    }
+    // SAFETY: the handler has the signature Windows expects.
+    assert!(!unsafe { AddVectoredExceptionHandler(1, Some(on_exception)) }.is_null());
 }
 
 #[test]
@@ -495,6 +530,7 @@ fn stack_dropped_on_another_thread_goes_back_to_the_pool() {
 }
 
 #[test]
+#[cfg(unix)] // residency is read with mincore; Windows has no cheap equivalent
 fn release_idle_memory_gives_memory_back() {
     const TOUCHED: usize = 128 * 1024;
     let page = page_size();
@@ -575,6 +611,9 @@ fn zero_on_reuse_clears_the_stack() {
 }
 
 #[test]
+// Linux only: the sizes are chosen against Linux's 47-bit user address
+// space; Darwin's differs (iOS gives a process tens of GiB), so the test
+// would prove nothing there without sizes of its own.
 #[cfg(target_os = "linux")]
 fn dropping_the_pool_unmaps_idle_stacks() {
     if under_valgrind() || under_sanitizer() || under_qemu() {

@@ -98,6 +98,8 @@ fn mapping_of(addr: usize) -> Option<(usize, usize, String)> {
 }
 
 #[test]
+// Linux only: it reads /proc/self/maps, which Darwin does not have (the
+// trap tests show the guard page faulting there instead).
 #[cfg(target_os = "linux")]
 fn guard_page_is_mapped_without_access() {
     if under_qemu() {
@@ -124,7 +126,7 @@ fn guard_page_is_mapped_without_access() {
 #[cfg(windows)]
 fn guard_page_is_a_windows_guard_page() {
     use windows_sys::Win32::System::Memory::{
-        VirtualQuery, MEMORY_BASIC_INFORMATION, MEM_COMMIT, PAGE_GUARD, PAGE_READWRITE,
+        VirtualQuery, MEMORY_BASIC_INFORMATION, MEM_COMMIT, MEM_RESERVE, PAGE_GUARD, PAGE_READWRITE,
     };
     let query = |addr: usize| {
         // SAFETY: VirtualQuery only fills the structure it is given.
@@ -141,7 +143,15 @@ fn guard_page_is_a_windows_guard_page() {
     let guard = query(limit - page);
     assert_eq!(guard.State, MEM_COMMIT);
     assert_eq!(guard.Protect, PAGE_READWRITE | PAGE_GUARD);
-    assert_eq!(guard.AllocationBase as usize, limit - page);
+    // Below the guard page: room for overflow handlers, then the bottom
+    // page of the reservation, never committed.
+    let room = query(limit - 2 * page);
+    assert_eq!(room.State, MEM_COMMIT);
+    assert_eq!(room.Protect, PAGE_READWRITE);
+    let bottom_page = guard.AllocationBase as usize;
+    let bottom = query(bottom_page);
+    assert_eq!(bottom.State, MEM_RESERVE);
+    assert!(limit - bottom_page >= 3 * page);
     for addr in [limit, base - 1] {
         let usable = query(addr);
         assert_eq!(usable.State, MEM_COMMIT);
@@ -151,11 +161,16 @@ fn guard_page_is_a_windows_guard_page() {
     let fields = stack.teb_fields();
     assert_eq!(fields.StackBase, base);
     assert_eq!(fields.StackLimit, limit);
-    assert_eq!(fields.DeallocationStack, limit - page);
-    assert_eq!(fields.GuaranteedStackBytes, 0);
+    assert_eq!(fields.DeallocationStack, bottom_page);
+    // The guarantee covers the room and the guard page, so that running
+    // into the guard page raises the overflow at once.
+    assert_eq!(fields.GuaranteedStackBytes, limit - page - bottom_page);
 }
 
 #[test]
+// Linux only: the sizes are chosen against Linux's 47-bit user address
+// space; Darwin's differs (iOS gives a process tens of GiB), so the test
+// would prove nothing there without sizes of its own.
 #[cfg(target_os = "linux")]
 fn dropping_default_stack_unmaps_it() {
     if under_valgrind() || under_sanitizer() || under_qemu() {

@@ -1,23 +1,26 @@
-//! Trap recovery: a SIGSEGV/SIGBUS handler makes a faulting coroutine (stack overflow, bad address) return a value.
+//! Trap recovery: a fault handler makes a faulting coroutine (stack overflow, bad address) return a value.
 //!
-//! Linux only; the registers of the interrupted context are read and
-//! written per architecture by `examples/support/interrupted_context.rs`. Signal handlers are process-wide, so the tests take a
-//! lock, install the handlers (with an alternate signal stack set up on the
-//! test's own thread) and restore the previous ones afterwards.
+//! Linux and Darwin (SIGSEGV/SIGBUS handlers) and Windows (a vectored
+//! exception handler); the registers of the interrupted context are read
+//! and written per architecture and system by
+//! `examples/support/interrupted_context.rs`. Fault handlers are
+//! process-wide, so the tests take a lock, install the handlers (on Unix
+//! with an alternate signal stack set up on the test's own thread) and
+//! restore the previous ones afterwards.
 //!
 //! Every test that raises a signal skips itself when
 //! `SWITCHBACK_UNDER_VALGRIND=1` (set by CI when it runs the test binaries
 //! under valgrind): the recovery works there too, but memcheck reports each
 //! deliberate invalid access as an error, failing `--error-exitcode=1`.
-#![cfg(target_os = "linux")]
+#![cfg(any(target_os = "linux", target_vendor = "apple", windows))]
 
 use std::cell::Cell;
 use std::hint::black_box;
+use std::ptr;
 use std::sync::Mutex;
-use std::{mem, ptr};
 
 use switchback::stack::{DefaultStack, Stack, MIN_GUARD_SIZE};
-use switchback::trap::CoroutineTrapHandler;
+use switchback::trap::{CoroutineTrapHandler, TrapHandlerRegs};
 use switchback::{Coroutine, CoroutineResult, ScopedCoroutine, Yielder};
 
 mod common;
@@ -45,101 +48,247 @@ thread_local! {
     static FAULT_ADDR: Cell<usize> = const { Cell::new(0) };
 }
 
-extern "C" fn on_trap(signal: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    // SAFETY: with SA_SIGINFO the kernel passes the siginfo and the
-    // interrupted context, which only this handler uses while it runs.
-    let (sp, addr) = unsafe {
-        (
-            interrupted_context::stack_pointer(ctx),
-            (*info).si_addr() as usize,
-        )
-    };
-    match RUNNING.with(Cell::get) {
-        Some(handler) if handler.stack_ptr_in_bounds(sp) => {
-            FAULT_ADDR.with(|f| f.set(addr));
-            RECOVERED.with(|r| r.set(r.get() + 1));
-            let value = if signal == libc::SIGBUS { -2 } else { -1 };
-            // SAFETY: RUNNING is only set while the coroutine runs and it
-            // trapped on its own stack (checked above); `redirect` writes
-            // every register; the faulting code owns nothing that needs
-            // dropping.
-            unsafe {
-                let regs = match RECOVERY.with(Cell::get) {
-                    Recovery::Value => handler.setup_trap_handler(move || value),
-                    Recovery::Panic => handler.setup_trap_handler(move || -> i32 {
-                        panic!("recovered from signal {signal} by panicking")
-                    }),
-                };
-                interrupted_context::redirect(ctx, regs);
+/// What every fault handler here does: if the fault happened on the stack
+/// of the coroutine running on this thread (`sp` is the interrupted stack
+/// pointer, `addr` the faulting address, `code` says which fault), the
+/// registers that make that coroutine return `value`, or panic.
+///
+/// # Safety
+/// Must be called from a fault handler, about the fault it handles, which
+/// writes the registers into the interrupted context.
+unsafe fn recover(code: i64, value: i32, sp: usize, addr: usize) -> Option<TrapHandlerRegs> {
+    let handler = RUNNING
+        .with(Cell::get)
+        .filter(|h| h.stack_ptr_in_bounds(sp))?;
+    FAULT_ADDR.with(|f| f.set(addr));
+    RECOVERED.with(|r| r.set(r.get() + 1));
+    // SAFETY: RUNNING is only set while the coroutine runs and it trapped on
+    // its own stack (checked above); the caller writes every register; the
+    // faulting code owns nothing that needs dropping.
+    Some(unsafe {
+        match RECOVERY.with(Cell::get) {
+            Recovery::Value => handler.setup_trap_handler(move || value),
+            Recovery::Panic => handler.setup_trap_handler(move || -> i32 {
+                panic!("recovered from fault {code} by panicking")
+            }),
+        }
+    })
+}
+
+/// The signal raised by an access to a mapped page that allows no access
+/// (a guard page, a `PROT_NONE` mapping): SIGSEGV on Linux. Darwin reports
+/// such a protection failure as SIGBUS, and keeps SIGSEGV for invalid
+/// addresses (nothing usable mapped there, like the null page that
+/// `write_to_invalid_address_recovers` writes to).
+#[cfg(unix)]
+const PROTECTION_SIGNAL: libc::c_int = if cfg!(target_vendor = "apple") {
+    libc::SIGBUS
+} else {
+    libc::SIGSEGV
+};
+
+/// What the handler makes a coroutine return after a fault on a mapped page
+/// that allows no access: -2 for SIGBUS, -1 for SIGSEGV and on Windows.
+#[cfg(unix)]
+const PROTECTION_FAULT: i32 = if PROTECTION_SIGNAL == libc::SIGBUS {
+    -2
+} else {
+    -1
+};
+#[cfg(windows)]
+const PROTECTION_FAULT: i32 = -1;
+
+/// The fault code `recover` reports for a stack overflow.
+#[cfg(unix)]
+const OVERFLOW_CODE: i64 = PROTECTION_SIGNAL as i64;
+#[cfg(windows)]
+const OVERFLOW_CODE: i64 = windows_sys::Win32::Foundation::EXCEPTION_STACK_OVERFLOW as i64;
+
+#[cfg(unix)]
+mod os {
+    //! SIGSEGV and SIGBUS handlers on an alternate signal stack.
+    use super::*;
+    use std::mem;
+
+    extern "C" fn on_trap(signal: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+        // SAFETY: with SA_SIGINFO the kernel passes the siginfo and the
+        // interrupted context, which only this handler uses while it runs.
+        let (sp, addr) = unsafe {
+            (
+                interrupted_context::stack_pointer(ctx),
+                (*info).si_addr() as usize,
+            )
+        };
+        let value = if signal == libc::SIGBUS { -2 } else { -1 };
+        // SAFETY: we are the handler of this fault.
+        match unsafe { recover(signal.into(), value, sp, addr) } {
+            // SAFETY: the registers are for this context.
+            Some(regs) => unsafe { interrupted_context::redirect(ctx, regs) },
+            None => {
+                // Not a coroutine trap: die with the signal as usual.
+                // SAFETY: resetting a signal to its default action.
+                unsafe { libc::signal(signal, libc::SIG_DFL) };
             }
         }
-        _ => {
-            // Not a coroutine trap: die with the signal as usual.
-            // SAFETY: resetting a signal to its default action.
-            unsafe { libc::signal(signal, libc::SIG_DFL) };
+    }
+
+    /// Installs the handlers (and an alternate signal stack on this
+    /// thread), runs `f` and restores everything.
+    pub fn with_handlers_installed(f: impl FnOnce()) {
+        const ALT_SIZE: usize = 256 * 1024;
+        let mut altstack = vec![0u8; ALT_SIZE];
+        let ss = libc::stack_t {
+            ss_sp: altstack.as_mut_ptr().cast(),
+            ss_flags: 0,
+            ss_size: ALT_SIZE,
+        };
+        // SAFETY: an all-zero stack_t / sigaction is a valid value to overwrite.
+        let mut old_ss: libc::stack_t = unsafe { mem::zeroed() };
+        // SAFETY: `altstack` outlives the registration (restored below).
+        assert_eq!(unsafe { libc::sigaltstack(&ss, &mut old_ss) }, 0);
+
+        // SAFETY: as above.
+        let mut action: libc::sigaction = unsafe { mem::zeroed() };
+        action.sa_sigaction = on_trap as *const () as libc::sighandler_t;
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+        // SAFETY: initialising a sigset_t we own.
+        unsafe { libc::sigemptyset(&mut action.sa_mask) };
+        // SAFETY: as above.
+        let mut old_segv: libc::sigaction = unsafe { mem::zeroed() };
+        let mut old_bus: libc::sigaction = unsafe { mem::zeroed() };
+        // SAFETY: `on_trap` has the SA_SIGINFO signature and only touches
+        // thread-locals, the coroutine's stack and the context.
+        unsafe {
+            assert_eq!(libc::sigaction(libc::SIGSEGV, &action, &mut old_segv), 0);
+            assert_eq!(libc::sigaction(libc::SIGBUS, &action, &mut old_bus), 0);
         }
+
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+
+        // SAFETY: restoring what was there before.
+        unsafe {
+            assert_eq!(
+                libc::sigaction(libc::SIGSEGV, &old_segv, ptr::null_mut()),
+                0
+            );
+            assert_eq!(libc::sigaction(libc::SIGBUS, &old_bus, ptr::null_mut()), 0);
+            if old_ss.ss_flags & libc::SS_DISABLE != 0 {
+                let disable = libc::stack_t {
+                    ss_sp: ptr::null_mut(),
+                    ss_flags: libc::SS_DISABLE,
+                    ss_size: 0,
+                };
+                assert_eq!(libc::sigaltstack(&disable, ptr::null_mut()), 0);
+            } else {
+                assert_eq!(libc::sigaltstack(&old_ss, ptr::null_mut()), 0);
+            }
+        }
+        drop(altstack);
+        if let Err(payload) = result {
+            std::panic::resume_unwind(payload);
+        }
+    }
+
+    /// A fresh page that faults on any access.
+    pub fn inaccessible_page() -> usize {
+        // SAFETY: a fresh anonymous mapping with no access.
+        let page = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                4096,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANON,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(page, libc::MAP_FAILED);
+        page as usize
+    }
+
+    /// Gives back a page from `inaccessible_page`.
+    pub fn release_page(page: usize) {
+        // SAFETY: unmapping our own mapping.
+        unsafe { libc::munmap(page as *mut libc::c_void, 4096) };
     }
 }
 
-static SIGNAL_LOCK: Mutex<()> = Mutex::new(());
-
-/// Installs the handlers (and an alternate signal stack on this thread),
-/// runs `f` and restores everything.
-fn with_trap_handlers(f: impl FnOnce()) {
-    let _lock = SIGNAL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    const ALT_SIZE: usize = 256 * 1024;
-    let mut altstack = vec![0u8; ALT_SIZE];
-    let ss = libc::stack_t {
-        ss_sp: altstack.as_mut_ptr().cast(),
-        ss_flags: 0,
-        ss_size: ALT_SIZE,
+#[cfg(windows)]
+mod os {
+    //! A vectored exception handler, first in line. Windows runs it on the
+    //! faulting stack (in the guard page a stack overflow has just made
+    //! usable), as there is no alternate stack.
+    use super::*;
+    use windows_sys::Win32::Foundation::{EXCEPTION_ACCESS_VIOLATION, EXCEPTION_STACK_OVERFLOW};
+    use windows_sys::Win32::System::Diagnostics::Debug::{
+        AddVectoredExceptionHandler, RemoveVectoredExceptionHandler, EXCEPTION_CONTINUE_EXECUTION,
+        EXCEPTION_CONTINUE_SEARCH, EXCEPTION_POINTERS,
     };
-    // SAFETY: an all-zero stack_t / sigaction is a valid value to overwrite.
-    let mut old_ss: libc::stack_t = unsafe { mem::zeroed() };
-    // SAFETY: `altstack` outlives the registration (restored below).
-    assert_eq!(unsafe { libc::sigaltstack(&ss, &mut old_ss) }, 0);
+    use windows_sys::Win32::System::Memory::{
+        VirtualAlloc, VirtualFree, MEM_COMMIT, MEM_RELEASE, MEM_RESERVE, PAGE_NOACCESS,
+    };
 
-    // SAFETY: as above.
-    let mut action: libc::sigaction = unsafe { mem::zeroed() };
-    action.sa_sigaction = on_trap as *const () as libc::sighandler_t;
-    action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
-    // SAFETY: initialising a sigset_t we own.
-    unsafe { libc::sigemptyset(&mut action.sa_mask) };
-    // SAFETY: as above.
-    let mut old_segv: libc::sigaction = unsafe { mem::zeroed() };
-    let mut old_bus: libc::sigaction = unsafe { mem::zeroed() };
-    // SAFETY: `on_trap` has the SA_SIGINFO signature and only touches
-    // thread-locals, the coroutine's stack and the context.
-    unsafe {
-        assert_eq!(libc::sigaction(libc::SIGSEGV, &action, &mut old_segv), 0);
-        assert_eq!(libc::sigaction(libc::SIGBUS, &action, &mut old_bus), 0);
-    }
-    RECOVERED.with(|r| r.set(0));
-
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-
-    // SAFETY: restoring what was there before.
-    unsafe {
-        assert_eq!(
-            libc::sigaction(libc::SIGSEGV, &old_segv, ptr::null_mut()),
-            0
-        );
-        assert_eq!(libc::sigaction(libc::SIGBUS, &old_bus, ptr::null_mut()), 0);
-        if old_ss.ss_flags & libc::SS_DISABLE != 0 {
-            let disable = libc::stack_t {
-                ss_sp: ptr::null_mut(),
-                ss_flags: libc::SS_DISABLE,
-                ss_size: 0,
-            };
-            assert_eq!(libc::sigaltstack(&disable, ptr::null_mut()), 0);
-        } else {
-            assert_eq!(libc::sigaltstack(&old_ss, ptr::null_mut()), 0);
+    unsafe extern "system" fn on_exception(info: *mut EXCEPTION_POINTERS) -> i32 {
+        // SAFETY: Windows passes the exception's record and context, which
+        // only this handler uses while it runs.
+        let (record, ctx) = unsafe { (&*(*info).ExceptionRecord, (*info).ContextRecord) };
+        let code = record.ExceptionCode;
+        if code != EXCEPTION_STACK_OVERFLOW && code != EXCEPTION_ACCESS_VIOLATION {
+            return EXCEPTION_CONTINUE_SEARCH;
+        }
+        // Both carry the faulting address as their second parameter.
+        let addr = record.ExceptionInformation[1];
+        // SAFETY: `ctx` is the interrupted context.
+        let sp = unsafe { interrupted_context::stack_pointer(ctx.cast()) };
+        // SAFETY: we are the handler of this fault.
+        match unsafe { recover(code.into(), -1, sp, addr) } {
+            Some(regs) => {
+                // SAFETY: the registers are for this context.
+                unsafe { interrupted_context::redirect(ctx.cast(), regs) };
+                EXCEPTION_CONTINUE_EXECUTION
+            }
+            None => EXCEPTION_CONTINUE_SEARCH,
         }
     }
-    drop(altstack);
-    if let Err(payload) = result {
-        std::panic::resume_unwind(payload);
+
+    /// Installs the handler, runs `f` and removes it.
+    pub fn with_handlers_installed(f: impl FnOnce()) {
+        // SAFETY: `on_exception` has the handler signature and only touches
+        // thread-locals, the coroutine's stack and the context.
+        let handle = unsafe { AddVectoredExceptionHandler(1, Some(on_exception)) };
+        assert!(!handle.is_null());
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        // SAFETY: removing the handler added above.
+        assert_ne!(unsafe { RemoveVectoredExceptionHandler(handle) }, 0);
+        if let Err(payload) = result {
+            std::panic::resume_unwind(payload);
+        }
     }
+
+    /// A fresh page that faults on any access.
+    pub fn inaccessible_page() -> usize {
+        // SAFETY: a fresh allocation with no access.
+        let page =
+            unsafe { VirtualAlloc(ptr::null(), 4096, MEM_RESERVE | MEM_COMMIT, PAGE_NOACCESS) };
+        assert!(!page.is_null());
+        page as usize
+    }
+
+    /// Gives back a page from `inaccessible_page`.
+    pub fn release_page(page: usize) {
+        // SAFETY: releasing our own allocation.
+        unsafe { VirtualFree(page as *mut _, 0, MEM_RELEASE) };
+    }
+}
+
+static TRAP_LOCK: Mutex<()> = Mutex::new(());
+
+/// Installs the fault handlers for the duration of `f` (one test at a
+/// time: they are process-wide).
+fn with_trap_handlers(f: impl FnOnce()) {
+    let _lock = TRAP_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    RECOVERED.with(|r| r.set(0));
+    os::with_handlers_installed(f);
 }
 
 /// Resumes `co` with its trap handler registered.
@@ -185,7 +334,7 @@ fn stack_overflow_recovers_twice_on_the_same_stack() {
         let stack = DefaultStack::new(64 * 1024).unwrap();
         let (base, limit) = (stack.base().get(), stack.limit().get());
         let mut co = overflowing(stack);
-        assert_eq!(run(&mut co), CoroutineResult::Return(-1));
+        assert_eq!(run(&mut co), CoroutineResult::Return(PROTECTION_FAULT));
         assert!(co.done());
         assert_eq!(recovered(), 1);
         // The fault was in the guard page, just below the limit.
@@ -197,7 +346,7 @@ fn stack_overflow_recovers_twice_on_the_same_stack() {
 
         let stack = co.into_stack();
         let mut co = overflowing(stack);
-        assert_eq!(run(&mut co), CoroutineResult::Return(-1));
+        assert_eq!(run(&mut co), CoroutineResult::Return(PROTECTION_FAULT));
         assert_eq!(recovered(), 2);
 
         // The stack still works normally afterwards.
@@ -217,7 +366,7 @@ fn stack_overflow_on_default_stack() {
     skip_under_valgrind!();
     with_trap_handlers(|| {
         let mut co: Coroutine<(), (), i32> = Coroutine::new(|_, ()| recurse(0) as i32);
-        assert_eq!(run(&mut co), CoroutineResult::Return(-1));
+        assert_eq!(run(&mut co), CoroutineResult::Return(PROTECTION_FAULT));
         assert_eq!(recovered(), 1);
     });
 }
@@ -250,22 +399,10 @@ fn write_to_invalid_address_recovers() {
 }
 
 #[test]
-fn write_to_prot_none_page_after_suspends_recovers() {
+fn write_to_inaccessible_page_after_suspends_recovers() {
     skip_under_valgrind!();
     with_trap_handlers(|| {
-        // SAFETY: a fresh anonymous mapping with no access.
-        let page = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                4096,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANON,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(page, libc::MAP_FAILED);
-        let addr = page as usize;
+        let addr = os::inaccessible_page();
         let mut co: Coroutine<(), u32, i32> = Coroutine::new(move |y, ()| {
             // Suspend a few times first, so the link has been rewritten.
             for i in 0..3 {
@@ -278,10 +415,9 @@ fn write_to_prot_none_page_after_suspends_recovers() {
         for i in 0..3 {
             assert_eq!(run(&mut co), CoroutineResult::Yield(i));
         }
-        assert_eq!(run(&mut co), CoroutineResult::Return(-1));
+        assert_eq!(run(&mut co), CoroutineResult::Return(PROTECTION_FAULT));
         assert_eq!(FAULT_ADDR.with(Cell::get), as_reported(addr + 100));
-        // SAFETY: unmapping our own mapping.
-        unsafe { libc::munmap(page, 4096) };
+        os::release_page(addr);
     });
 }
 
@@ -295,12 +431,13 @@ fn touching_the_guard_page_directly_faults_and_recovers() {
             // SAFETY: faults on the guard page; the handler recovers.
             unsafe { ptr::read_volatile((guard + 64) as *const u8) as i32 }
         });
-        assert_eq!(run(&mut co), CoroutineResult::Return(-1));
+        assert_eq!(run(&mut co), CoroutineResult::Return(PROTECTION_FAULT));
         assert_eq!(FAULT_ADDR.with(Cell::get), as_reported(guard + 64));
     });
 }
 
 #[test]
+#[cfg(unix)]
 fn sigbus_recovers() {
     skip_under_valgrind!();
     with_trap_handlers(|| {
@@ -358,7 +495,7 @@ fn trap_in_scoped_coroutine_recovers() {
             assert!(co.done());
             r
         });
-        assert_eq!(r, CoroutineResult::Return(-1));
+        assert_eq!(r, CoroutineResult::Return(PROTECTION_FAULT));
         assert_eq!(before, 1);
         // The borrowed stack is reusable.
         let co = ScopedCoroutine::with_stack(&mut stack, |_: &Yielder<(), ()>, ()| 3);
@@ -377,7 +514,10 @@ fn trap_in_nested_coroutine_recovers_inner_only() {
             RUNNING.with(|c| c.set(saved));
             r.as_return().unwrap() * 10
         });
-        assert_eq!(run(&mut outer), CoroutineResult::Return(-10));
+        assert_eq!(
+            run(&mut outer),
+            CoroutineResult::Return(PROTECTION_FAULT * 10)
+        );
         assert_eq!(recovered(), 1);
     });
 }
@@ -397,11 +537,14 @@ fn panic_in_recovery_closure_continues_from_resume() {
             .downcast_ref::<String>()
             .cloned()
             .unwrap_or_default();
-        assert_eq!(msg, "recovered from signal 11 by panicking");
+        assert_eq!(
+            msg,
+            format!("recovered from fault {OVERFLOW_CODE} by panicking")
+        );
         assert!(co.done());
         // And the stack is still reusable.
         let mut co = overflowing(co.into_stack());
-        assert_eq!(run(&mut co), CoroutineResult::Return(-1));
+        assert_eq!(run(&mut co), CoroutineResult::Return(PROTECTION_FAULT));
     });
 }
 

@@ -1,19 +1,28 @@
-//! The interrupted context of a Linux signal handler (`ucontext_t`): read its
-//! stack pointer, and write a trap handler's registers into it. One block per
-//! architecture; shared by `examples/trap.rs` and `tests/trap.rs`.
+//! The interrupted context of a fault handler (a Linux or Darwin signal
+//! handler's `ucontext_t`, a Windows vectored exception handler's
+//! `CONTEXT`): read its stack pointer, and write a trap handler's registers
+//! into it. One block per architecture and operating system; shared by
+//! `examples/trap.rs` and `tests/trap.rs`.
+//!
+//! Linux embeds the machine context in `ucontext_t`; Darwin's `uc_mcontext`
+//! is a pointer to it (`__darwin_mcontext64`), whose `__ss` is the thread
+//! state of the interrupted thread; Windows hands the `CONTEXT` itself.
+
+use core::ffi::c_void;
 
 use switchback::trap::TrapHandlerRegs;
 
-/// The stack pointer of the context that a `SA_SIGINFO` handler interrupted.
+/// The stack pointer of the context that a fault handler interrupted.
 ///
 /// # Safety
-/// `ctx` must be the third argument of a `SA_SIGINFO` signal handler, used
-/// by nothing else while this runs.
+/// `ctx` must be the third argument of a `SA_SIGINFO` signal handler (Unix)
+/// or the `ContextRecord` of a vectored exception handler's
+/// `EXCEPTION_POINTERS` (Windows), used by nothing else while this runs.
 #[allow(dead_code)]
-pub unsafe fn stack_pointer(ctx: *mut libc::c_void) -> usize {
-    // SAFETY: per the caller, `ctx` points at the interrupted ucontext_t.
-    let ctx = unsafe { &*(ctx as *const libc::ucontext_t) };
-    imp::stack_pointer(ctx)
+pub unsafe fn stack_pointer(ctx: *mut c_void) -> usize {
+    // SAFETY: per the caller, `ctx` is the interrupted context as the
+    // kernel wrote it, so its machine context is valid and unshared.
+    unsafe { imp::stack_pointer(&*machine_context(ctx)) }
 }
 
 /// Writes every register of `regs` into the interrupted context, so that
@@ -23,13 +32,64 @@ pub unsafe fn stack_pointer(ctx: *mut libc::c_void) -> usize {
 /// As [`stack_pointer`]; `regs` must come from
 /// `CoroutineTrapHandler::setup_trap_handler` for the interrupted coroutine.
 #[allow(dead_code)]
-pub unsafe fn redirect(ctx: *mut libc::c_void, regs: TrapHandlerRegs) {
-    // SAFETY: per the caller, `ctx` points at the interrupted ucontext_t.
-    let ctx = unsafe { &mut *(ctx as *mut libc::ucontext_t) };
-    imp::redirect(ctx, regs)
+pub unsafe fn redirect(ctx: *mut c_void, regs: TrapHandlerRegs) {
+    // SAFETY: as in `stack_pointer`.
+    unsafe { imp::redirect(&mut *machine_context(ctx), regs) }
 }
 
-#[cfg(target_arch = "x86_64")]
+/// Linux: the registers are in the `ucontext_t` itself.
+#[cfg(target_os = "linux")]
+fn machine_context(ctx: *mut c_void) -> *mut libc::ucontext_t {
+    ctx.cast()
+}
+
+/// Darwin: `uc_mcontext` points at the machine context.
+///
+/// # Safety
+/// `ctx` must point at a `ucontext_t` that the kernel wrote.
+#[cfg(target_vendor = "apple")]
+unsafe fn machine_context(ctx: *mut c_void) -> *mut libc::__darwin_mcontext64 {
+    // SAFETY: per the caller, `ctx` is readable and its `uc_mcontext` is
+    // set.
+    unsafe { (*ctx.cast::<libc::ucontext_t>()).uc_mcontext }
+}
+
+/// Windows: the handler is given the `CONTEXT` itself.
+#[cfg(windows)]
+fn machine_context(
+    ctx: *mut c_void,
+) -> *mut windows_sys::Win32::System::Diagnostics::Debug::CONTEXT {
+    ctx.cast()
+}
+
+#[cfg(all(target_arch = "x86_64", windows))]
+mod imp {
+    use super::TrapHandlerRegs;
+    use windows_sys::Win32::System::Diagnostics::Debug::CONTEXT;
+
+    pub fn stack_pointer(ctx: &CONTEXT) -> usize {
+        ctx.Rsp as usize
+    }
+
+    pub fn redirect(ctx: &mut CONTEXT, regs: TrapHandlerRegs) {
+        // Destructured so that a field added to TrapHandlerRegs is a compile
+        // error here until it is written too.
+        let TrapHandlerRegs {
+            rip,
+            rsp,
+            rbp,
+            rcx,
+            rdx,
+        } = regs;
+        ctx.Rip = rip;
+        ctx.Rsp = rsp;
+        ctx.Rbp = rbp;
+        ctx.Rcx = rcx;
+        ctx.Rdx = rdx;
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod imp {
     use super::TrapHandlerRegs;
 
@@ -246,7 +306,34 @@ mod imp {
     }
 }
 
-#[cfg(target_arch = "x86")]
+#[cfg(all(target_arch = "x86", windows))]
+mod imp {
+    use super::TrapHandlerRegs;
+    use windows_sys::Win32::System::Diagnostics::Debug::CONTEXT;
+
+    pub fn stack_pointer(ctx: &CONTEXT) -> usize {
+        ctx.Esp as usize
+    }
+
+    pub fn redirect(ctx: &mut CONTEXT, regs: TrapHandlerRegs) {
+        // Destructured so that a field added to TrapHandlerRegs is a compile
+        // error here until it is written too.
+        let TrapHandlerRegs {
+            eip,
+            esp,
+            ebp,
+            ecx,
+            edx,
+        } = regs;
+        ctx.Eip = eip;
+        ctx.Esp = esp;
+        ctx.Ebp = ebp;
+        ctx.Ecx = ecx;
+        ctx.Edx = edx;
+    }
+}
+
+#[cfg(all(target_arch = "x86", target_os = "linux"))]
 mod imp {
     use super::TrapHandlerRegs;
 
@@ -273,7 +360,7 @@ mod imp {
     }
 }
 
-#[cfg(target_arch = "aarch64")]
+#[cfg(all(target_arch = "aarch64", target_os = "linux"))]
 mod imp {
     use super::TrapHandlerRegs;
 
@@ -299,5 +386,98 @@ mod imp {
         mcontext.regs[1] = x1;
         mcontext.regs[29] = x29;
         mcontext.regs[30] = lr;
+    }
+}
+
+#[cfg(all(target_arch = "aarch64", windows))]
+mod imp {
+    use super::TrapHandlerRegs;
+    use windows_sys::Win32::System::Diagnostics::Debug::CONTEXT;
+
+    pub fn stack_pointer(ctx: &CONTEXT) -> usize {
+        ctx.Sp as usize
+    }
+
+    pub fn redirect(ctx: &mut CONTEXT, regs: TrapHandlerRegs) {
+        // Destructured so that a field added to TrapHandlerRegs is a compile
+        // error here until it is written too.
+        let TrapHandlerRegs {
+            pc,
+            sp,
+            x0,
+            x1,
+            x29,
+            lr,
+        } = regs;
+        ctx.Pc = pc;
+        ctx.Sp = sp;
+        // SAFETY: the general registers are a union of `X: [u64; 31]` and
+        // named fields (x0-x28, fp, lr) over the same plain integers, for
+        // which every bit pattern is valid; x29 is `X[29]` (fp), lr `X[30]`.
+        unsafe {
+            ctx.Anonymous.X[0] = x0;
+            ctx.Anonymous.X[1] = x1;
+            ctx.Anonymous.X[29] = x29;
+            ctx.Anonymous.X[30] = lr;
+        }
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", target_vendor = "apple"))]
+mod imp {
+    use super::TrapHandlerRegs;
+
+    pub fn stack_pointer(mcontext: &libc::__darwin_mcontext64) -> usize {
+        mcontext.__ss.__rsp as usize
+    }
+
+    pub fn redirect(mcontext: &mut libc::__darwin_mcontext64, regs: TrapHandlerRegs) {
+        // Destructured so that a field added to TrapHandlerRegs is a compile
+        // error here until it is written too.
+        let TrapHandlerRegs {
+            rip,
+            rsp,
+            rbp,
+            rdi,
+            rsi,
+        } = regs;
+        let ss = &mut mcontext.__ss;
+        ss.__rip = rip;
+        ss.__rsp = rsp;
+        ss.__rbp = rbp;
+        ss.__rdi = rdi;
+        ss.__rsi = rsi;
+    }
+}
+
+/// arm64's thread state keeps x0-x28 in `__x` and x29, x30 as `__fp`, `__lr`.
+/// (arm64e processes keep these fields signed and opaque; this is for plain
+/// arm64, the Rust targets.)
+#[cfg(all(target_arch = "aarch64", target_vendor = "apple"))]
+mod imp {
+    use super::TrapHandlerRegs;
+
+    pub fn stack_pointer(mcontext: &libc::__darwin_mcontext64) -> usize {
+        mcontext.__ss.__sp as usize
+    }
+
+    pub fn redirect(mcontext: &mut libc::__darwin_mcontext64, regs: TrapHandlerRegs) {
+        // Destructured so that a field added to TrapHandlerRegs is a compile
+        // error here until it is written too.
+        let TrapHandlerRegs {
+            pc,
+            sp,
+            x0,
+            x1,
+            x29,
+            lr,
+        } = regs;
+        let ss = &mut mcontext.__ss;
+        ss.__pc = pc;
+        ss.__sp = sp;
+        ss.__x[0] = x0;
+        ss.__x[1] = x1;
+        ss.__fp = x29;
+        ss.__lr = lr;
     }
 }

@@ -1,4 +1,5 @@
-//! The context switch for AArch64 (AAPCS64): Linux and bare metal.
+//! The context switch for AArch64 (AAPCS64): Linux, bare metal, macOS and
+//! iOS.
 //!
 //! # Stack layout
 //!
@@ -54,6 +55,38 @@
 //! address of a Rust function is only authenticated by that function's
 //! epilogue, with the stack pointer it was signed with, which the switch
 //! restores exactly.
+//!
+//! # Darwin (macOS, iOS)
+//!
+//! Apple's arm64 ABI is AAPCS64 with a few changes; the code is the same
+//! on Darwin because none of them touches it:
+//!
+//! - x18 is reserved for the platform: nothing here reads or writes it,
+//!   and on Apple targets `clobber_abi("C")` leaves it out.
+//! - x29 must always point at a valid frame record. It does: between
+//!   switches it is either the parent's record or the root's `{link,
+//!   label}` record, never a scratch value.
+//! - The 128-byte red zone below `sp` is not used by these blocks (none is
+//!   `nostack`, so the compiler keeps nothing there across a switch).
+//! - The variadic convention differs, but nothing here is variadic; the
+//!   16-byte stack alignment is the same.
+//! - Mach-O: rustc emits the naked functions with Mach-O's symbol rules,
+//!   and this file uses no ELF-only directive. Its labels are numeric, so
+//!   the assembler makes them temporary (`Ltmp`, never symbols that would
+//!   split an atom under `.subsections_via_symbols`), and `adr` to them
+//!   resolves within the function.
+//! - Unwind info: the root's CFA is a DWARF expression, which compact unwind
+//!   cannot express, so the assembler gives it a compact-unwind entry in
+//!   DWARF mode and the linker keeps its FDE (with the signal-frame
+//!   augmentation) in `__eh_frame`; `.ci/targets.sh` checks this in a
+//!   dylib linked from the object by rust-lld's Mach-O linker.
+//! - Apple's arm64 does not use BTI: `hint #34` is a no-op there, kept so
+//!   that the resume prologue has the same length everywhere.
+//! - arm64e (return addresses signed with pointer authentication, which
+//!   Rust's `arm64e-apple-darwin` shares every cfg with) is not covered:
+//!   the root record's label is stored unsigned.
+//! - Valgrind has no arm64 Darwin port; outside Valgrind the client
+//!   request's sequence changes nothing, so it stays.
 
 use core::arch::{asm, naked_asm};
 

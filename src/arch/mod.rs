@@ -107,13 +107,17 @@ macro_rules! architecture {
 
 // Each file is written for the ELF targets of its architecture (Linux and
 // bare metal, no OS) unless its name says otherwise (`_windows`: the
-// Microsoft ABI, SEH unwind tables). Other operating systems have their own
-// ABI details (calling conventions, unwind formats, reserved registers) and
-// stop at the compile error below until a file is written for them.
+// Microsoft ABI, SEH unwind tables); `x86_64.rs` and `aarch64.rs` also serve
+// Darwin (macOS, and iOS on AArch64: Mach-O objects, whose differences each
+// file's header lists); `x86_windows.rs` and `aarch64_windows.rs` take the
+// switch of `x86.rs` and `aarch64.rs` and add their own root frames, unwind
+// info and TEB access. Other operating systems have their own ABI details
+// (calling conventions, unwind formats, reserved registers) and stop at the
+// compile error below until a file is written for them.
 architecture!(
     all(
         target_arch = "x86_64",
-        any(target_os = "linux", target_os = "none")
+        any(target_os = "linux", target_os = "none", target_os = "macos")
     ),
     x86_64
 );
@@ -164,7 +168,12 @@ architecture!(
 architecture!(
     all(
         target_arch = "aarch64",
-        any(target_os = "linux", target_os = "none")
+        any(
+            target_os = "linux",
+            target_os = "none",
+            target_os = "macos",
+            target_os = "ios"
+        )
     ),
     aarch64
 );
@@ -188,10 +197,13 @@ architecture!(all(target_arch = "aarch64", windows), aarch64_windows);
     all(target_arch = "x86_64", windows),
     all(target_arch = "x86", windows),
     all(target_arch = "aarch64", windows),
+    all(target_arch = "x86_64", target_os = "macos"),
+    all(target_arch = "aarch64", any(target_os = "macos", target_os = "ios")),
 )))]
 compile_error!(
     "switchback does not support this target yet. Supported: Linux and bare-metal (no OS) \
      targets of x86-64, x86 (i686), AArch64, 32-bit ARM (ARM and Thumb), RISC-V (RV64, RV32), \
-     LoongArch64, PowerPC64 (ELFv1, ELFv2) and s390x, and Windows on x86-64, x86 (i686) and \
-     AArch64; see the README's target table for how each is tested"
+     LoongArch64, PowerPC64 (ELFv1, ELFv2) and s390x; Windows on x86-64, x86 (i686) and \
+     AArch64; macOS on x86-64 and AArch64; iOS on AArch64; see the README's target table for \
+     how each is tested"
 );

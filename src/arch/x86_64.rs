@@ -1,4 +1,5 @@
-//! The context switch for x86-64 on System V targets: Linux and bare metal.
+//! The context switch for x86-64 on System V targets: Linux, bare metal and
+//! macOS.
 //!
 //! The same design as `x86.rs`, register for register: `rdi`/`edi` carry the
 //! word, `rsi`/`ecx` the stack base, `rdx`/`edx` the control word going in
@@ -66,6 +67,34 @@
 //! `asm!` may not name `rbx`, `rbp` or `rsp`, so those are saved by hand as
 //! above; every other register is declared clobbered, so the compiler
 //! spills only what is live across the switch.
+//!
+//! # Darwin (macOS)
+//!
+//! macOS uses the same System V calling convention, so the code is the same;
+//! what differs is around it:
+//!
+//! - Mach-O objects: rustc emits the naked functions with Mach-O's symbol
+//!   rules (the leading underscore, no `.type`/`.size`), and this file uses
+//!   no ELF-only directive. Its labels are numeric (`2:`, `3:`), which the
+//!   assembler turns into temporary labels (`Ltmp` on Mach-O, `.Ltmp` on
+//!   ELF): never symbols, so they split no atom under
+//!   `.subsections_via_symbols`, and the `lea` of a label resolves inside
+//!   its own function without a relocation.
+//! - Unwind info: the assembler turns each function's CFI into a
+//!   compact-unwind entry where it can. The root's CFA is a DWARF
+//!   expression, which compact unwind cannot express, so its entry is in
+//!   DWARF mode and the linker keeps its FDE in `__eh_frame`, signal-frame
+//!   augmentation included (`stack_call_root`'s entry is in DWARF mode too);
+//!   `.ci/targets.sh` checks this in a dylib linked from the object by
+//!   rust-lld's Mach-O linker.
+//! - Frame pointers, which Apple requires to form a chain at all times: the
+//!   root's `{link, label}` record keeps the chain going into the parent,
+//!   as on Linux.
+//! - The 128-byte red zone is the same; every switch is an `asm!` without
+//!   `nostack`, so the compiler keeps nothing there across it.
+//! - Valgrind's client request uses the same instruction sequence on
+//!   amd64-darwin as on amd64-linux (though Valgrind only supports old
+//!   macOS releases); outside Valgrind it changes nothing.
 
 use core::arch::{asm, naked_asm};
 

@@ -3,7 +3,7 @@
 
 use std::io;
 
-use super::mapping::{page_size, Mapping};
+use super::mapping::{page_size, Mapping, GUARD_PAGES};
 use super::rounded_stack_size;
 use super::{Stack, StackPointer};
 
@@ -53,7 +53,7 @@ impl DefaultStack {
     /// adding the guard page, passes `isize::MAX`); the OS error if mapping
     /// the memory or protecting its guard page fails.
     pub fn new(size: usize) -> io::Result<Self> {
-        let mapping_len = rounded_stack_size(size)? + page_size();
+        let mapping_len = rounded_stack_size(size)? + GUARD_PAGES * page_size();
         Ok(Self {
             mapping: Mapping::new(mapping_len)?,
         })

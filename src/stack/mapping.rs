@@ -6,6 +6,9 @@ use std::io;
 
 use super::{StackPointer, ValgrindStackRegistration};
 
+/// Pages of guard below each stack: one `PROT_NONE` page.
+pub(crate) const GUARD_PAGES: usize = 1;
+
 /// The system's page size, read once.
 pub(crate) fn page_size() -> usize {
     static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
@@ -43,7 +46,7 @@ impl Mapping {
                 core::ptr::null_mut(),
                 mapping_len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANON | libc::MAP_NORESERVE | map_stack(),
+                libc::MAP_PRIVATE | libc::MAP_ANON | map_noreserve() | map_stack(),
                 -1,
                 0,
             )
@@ -98,6 +101,8 @@ impl Mapping {
         }
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
         {
+            // Elsewhere (Darwin included) MADV_DONTNEED and MADV_FREE may
+            // leave the old contents readable, so the pages are replaced.
             // SAFETY: replaces the usable part of our own mapping, which
             // nothing uses, with fresh zero pages; the guard page below is
             // left alone.
@@ -108,7 +113,7 @@ impl Mapping {
                     libc::PROT_READ | libc::PROT_WRITE,
                     libc::MAP_PRIVATE
                         | libc::MAP_ANON
-                        | libc::MAP_NORESERVE
+                        | map_noreserve()
                         | libc::MAP_FIXED
                         | map_stack(),
                     -1,
@@ -140,5 +145,17 @@ fn map_stack() -> libc::c_int {
 
 #[cfg(not(any(target_os = "linux", target_os = "freebsd", target_os = "openbsd")))]
 fn map_stack() -> libc::c_int {
+    0
+}
+
+/// `MAP_NORESERVE` where `mmap` documents it. Darwin's headers define it but
+/// its mmap(2) does not, and it commits anonymous memory lazily anyway.
+#[cfg(not(target_vendor = "apple"))]
+fn map_noreserve() -> libc::c_int {
+    libc::MAP_NORESERVE
+}
+
+#[cfg(target_vendor = "apple")]
+fn map_noreserve() -> libc::c_int {
     0
 }

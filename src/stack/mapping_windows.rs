@@ -4,18 +4,28 @@
 //! ```text
 //! base  +----------------------+  StackBase
 //!       | committed, RW        |
-//! limit +----------------------+  StackLimit (lowered if Windows grows it)
+//! limit +----------------------+  StackLimit
 //!       | PAGE_GUARD page      |
+//!       +----------------------+
+//!       | handler room, RW     |  HANDLER_ROOM_PAGES
+//!       +----------------------+
+//!       | reserved page        |
 //! start +----------------------+  DeallocationStack
 //! ```
 //!
 //! The whole usable part is committed at once, so `[limit, base)` is
 //! readable and writable as the `Stack` contract asks (Windows backs
-//! committed pages with memory only when they are touched). The guard page
-//! is the kind Windows' own stack growth uses: with the TEB describing this
-//! stack (the context switch sees to that), running into it raises
-//! `EXCEPTION_STACK_OVERFLOW`, as on a thread's stack, and there is no page
-//! below it in the reservation to grow into.
+//! committed pages with memory only when they are touched, but charges them
+//! against the commit limit). Below it is what Windows' own stack growth
+//! expects at the bottom of a thread's stack: a guard page, room for the
+//! stack-overflow handlers, and a bottom page of the reservation that is
+//! never committed. The TEB describes this stack while code runs on it
+//! (the context switch sees to that), with `GuaranteedStackBytes` covering
+//! the handler room and the guard page, so running into the guard page
+//! raises `EXCEPTION_STACK_OVERFLOW` at once, as on a thread's stack, and
+//! the exception's dispatch and its vectored handlers (std's, which prints
+//! the overflow message, or a trap handler) run in the room below. Running
+//! past that faults on the reserved page, which belongs to no one else.
 
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -28,6 +38,14 @@ use windows_sys::Win32::System::Memory::{
 use windows_sys::Win32::System::SystemInformation::{GetSystemInfo, SYSTEM_INFO};
 
 use super::{StackPointer, StackTebFields, ValgrindStackRegistration};
+
+/// Pages below the guard page that stay committed for the handlers of a
+/// stack overflow: 16 KiB (pages are 4 KiB on every Windows target).
+const HANDLER_ROOM_PAGES: usize = 4;
+
+/// Pages below each stack's limit: the `PAGE_GUARD` page, the handler room
+/// and the reserved page at the bottom.
+pub(crate) const GUARD_PAGES: usize = 1 + HANDLER_ROOM_PAGES + 1;
 
 /// The system's page size, read once.
 pub(crate) fn page_size() -> usize {
@@ -50,71 +68,91 @@ pub(crate) fn page_size() -> usize {
 /// One stack's reservation, guard page included. Released on drop.
 #[derive(Debug)]
 pub(crate) struct Mapping {
-    /// The lowest address of the reservation: the guard page.
+    /// The lowest address of the reservation: the never-committed page.
     start: usize,
     /// The lowest usable address, just above the guard page.
     pub(crate) limit: StackPointer,
     /// The highest address of the reservation.
     pub(crate) base: StackPointer,
-    /// The TEB's `StackLimit` when code last left this stack.
-    teb_stack_limit: usize,
+    /// The TEB's `StackLimit` when code last left this stack (atomic only
+    /// so that `teb_fields` can reset it through `&self`).
+    teb_stack_limit: AtomicUsize,
+    /// The least `GuaranteedStackBytes` the TEB says: the handler room and
+    /// the guard page, so that the guard page raises the overflow.
+    min_guaranteed_bytes: usize,
     /// The TEB's `GuaranteedStackBytes` when code last left this stack.
     teb_guaranteed_bytes: usize,
     _valgrind: ValgrindStackRegistration,
 }
 
 impl Mapping {
-    /// Reserves and commits `mapping_len` bytes (a whole number of pages, at
-    /// least two) and makes the lowest page a guard page.
+    /// Reserves `mapping_len` bytes (a whole number of pages, more than
+    /// `GUARD_PAGES`), commits all but the lowest page and makes the page
+    /// below the limit a guard page.
     pub(crate) fn new(mapping_len: usize) -> io::Result<Self> {
         let page = page_size();
         // SAFETY: a fresh reservation at an address of the system's choosing
         // touches no existing memory.
-        let mapping = unsafe {
-            VirtualAlloc(
-                core::ptr::null(),
-                mapping_len,
-                MEM_RESERVE | MEM_COMMIT,
-                PAGE_READWRITE,
-            )
-        };
-        if mapping.is_null() {
+        let reservation =
+            unsafe { VirtualAlloc(core::ptr::null(), mapping_len, MEM_RESERVE, PAGE_READWRITE) };
+        if reservation.is_null() {
             return Err(io::Error::last_os_error());
         }
-        let start = mapping as usize;
+        let start = reservation as usize;
+        let limit = start + GUARD_PAGES * page;
         let mapping = Self {
             start,
+            min_guaranteed_bytes: (HANDLER_ROOM_PAGES + 1) * page,
             // A reservation is never at address 0 and never ends at the top
             // of the address space, so both are nonzero.
-            limit: StackPointer::new(start + page).expect("VirtualAlloc returned address 0"),
+            limit: StackPointer::new(limit).expect("VirtualAlloc returned address 0"),
             base: StackPointer::new(start + mapping_len).expect("VirtualAlloc wrapped around"),
-            teb_stack_limit: start + page,
+            teb_stack_limit: AtomicUsize::new(limit),
             teb_guaranteed_bytes: 0,
             _valgrind: ValgrindStackRegistration::new(
-                (start + page) as *mut u8,
-                mapping_len - page,
+                limit as *mut u8,
+                start + mapping_len - limit,
             ),
         };
         // On failure `mapping` drops here, releasing the reservation.
+        mapping.commit_usable()?;
         mapping.arm_guard_page()?;
         Ok(mapping)
     }
 
-    /// Makes the lowest page a guard page (again: a stack overflow used it
-    /// up).
-    fn arm_guard_page(&self) -> io::Result<()> {
-        let mut old = 0;
-        // SAFETY: the page is the committed bottom of our own reservation,
-        // on which nothing runs now.
-        let ok = unsafe {
-            VirtualProtect(
-                self.start as *const c_void,
-                page_size(),
-                PAGE_READWRITE | PAGE_GUARD,
-                &mut old,
+    /// Commits the handler room and the usable part, read-write.
+    fn commit_usable(&self) -> io::Result<()> {
+        let low = self.start + page_size();
+        // SAFETY: the range is part of our own reservation, and nothing runs
+        // on it now.
+        let committed = unsafe {
+            VirtualAlloc(
+                low as *const c_void,
+                self.base.get() - low,
+                MEM_COMMIT,
+                PAGE_READWRITE,
             )
         };
-        if ok == 0 {
+        if committed.is_null() {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Commits the page below the limit and makes it a guard page (again,
+    /// after a stack overflow used it up).
+    fn arm_guard_page(&self) -> io::Result<()> {
+        let page = page_size();
+        let guard = (self.limit.get() - page) as *mut c_void;
+        let mut old = 0;
+        // SAFETY: the page is part of our own reservation, just below the
+        // usable part; nothing runs on it now. Committing a committed page
+        // is allowed and changes nothing.
+        let armed = unsafe {
+            !VirtualAlloc(guard, page, MEM_COMMIT, PAGE_READWRITE).is_null()
+                && VirtualProtect(guard, page, PAGE_READWRITE | PAGE_GUARD, &mut old) != 0
+        };
+        if !armed {
             return Err(io::Error::last_os_error());
         }
         Ok(())
@@ -125,37 +163,40 @@ impl Mapping {
     /// Returns false if that failed, in which case the mapping must not be
     /// reused.
     pub(crate) fn discard(&self) -> bool {
-        let start = self.limit.get() as *mut c_void;
         let len = self.base.get() - self.limit.get();
         // SAFETY: the range is the usable part of our own reservation, and
         // nothing runs on it (the stack is being returned to the pool);
         // decommitting and committing again gives fresh zero pages.
-        let recommitted = unsafe {
-            VirtualFree(start, len, MEM_DECOMMIT) != 0
-                && !VirtualAlloc(start, len, MEM_COMMIT, PAGE_READWRITE).is_null()
-        };
-        recommitted && self.arm_guard_page().is_ok()
+        let decommitted =
+            unsafe { VirtualFree(self.limit.get() as *mut c_void, len, MEM_DECOMMIT) != 0 };
+        decommitted && self.commit_usable().is_ok() && self.arm_guard_page().is_ok()
     }
 
-    /// The TEB's stack fields for this stack.
+    /// The TEB's stack fields for this stack, which is idle (about to be
+    /// used by a new coroutine or `on_stack` call). If a stack overflow
+    /// used up the guard page last time, it is armed again first.
     pub(crate) fn teb_fields(&self) -> StackTebFields {
+        let mut stack_limit = self.teb_stack_limit.load(Ordering::Relaxed);
+        if stack_limit < self.limit.get() && self.arm_guard_page().is_ok() {
+            stack_limit = self.limit.get();
+            self.teb_stack_limit.store(stack_limit, Ordering::Relaxed);
+        }
         StackTebFields {
             StackBase: self.base.get(),
-            StackLimit: self.teb_stack_limit,
+            StackLimit: stack_limit,
             DeallocationStack: self.start,
-            GuaranteedStackBytes: self.teb_guaranteed_bytes,
+            GuaranteedStackBytes: self.teb_guaranteed_bytes.max(self.min_guaranteed_bytes),
         }
     }
 
     /// Records the TEB's stack fields as code left this stack.
     pub(crate) fn update_teb_fields(&mut self, stack_limit: usize, guaranteed_stack_bytes: usize) {
         // The usable part is committed from the start, so Windows lowers
-        // the limit only into the guard page, as it raises a stack
-        // overflow; a limit outside the usable part is not kept, so that the
-        // next user of the stack (whose guard page `discard` re-arms) is
-        // told the truth.
-        if (self.limit.get()..self.base.get()).contains(&stack_limit) {
-            self.teb_stack_limit = stack_limit;
+        // the limit only as a stack overflow turns the guard page into
+        // usable memory; `teb_fields` then arms a new one before the next
+        // use. Anything outside the reservation is not believed.
+        if (self.start..self.base.get()).contains(&stack_limit) {
+            self.teb_stack_limit.store(stack_limit, Ordering::Relaxed);
         }
         self.teb_guaranteed_bytes = guaranteed_stack_bytes;
     }

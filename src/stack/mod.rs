@@ -189,7 +189,7 @@ unsafe impl<S: Stack + ?Sized> Stack for &mut S {
 /// # Errors
 ///
 /// `InvalidInput` if `size` is so large that rounding it (or adding the
-/// guard page) overflows.
+/// guard pages) overflows.
 #[cfg(all(feature = "default-stack", any(unix, windows)))]
 pub(crate) fn rounded_stack_size(size: usize) -> std::io::Result<usize> {
     use std::io;
@@ -198,7 +198,7 @@ pub(crate) fn rounded_stack_size(size: usize) -> std::io::Result<usize> {
         .checked_add(page - 1)
         .map(|s| s & !(page - 1))
         .filter(|s| {
-            s.checked_add(page)
+            s.checked_add(mapping::GUARD_PAGES * page)
                 .is_some_and(|len| len <= isize::MAX as usize)
         })
         .ok_or_else(|| {

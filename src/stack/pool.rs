@@ -17,7 +17,7 @@ use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::vec::Vec;
 
-use super::mapping::{page_size, Mapping};
+use super::mapping::{page_size, Mapping, GUARD_PAGES};
 use super::rounded_stack_size;
 use super::{Stack, StackPointer};
 use crate::{Coroutine, Yielder};
@@ -167,7 +167,7 @@ struct CacheAligned<T>(T);
 struct Shared {
     /// Usable bytes per stack (a whole number of pages).
     stack_size: usize,
-    /// Bytes per mapping: `stack_size` plus the guard page.
+    /// Bytes per mapping: `stack_size` plus the guard pages.
     mapping_len: usize,
     max_idle: usize,
     thread_cache: usize,
@@ -424,7 +424,7 @@ impl StackPoolBuilder {
         let page = page_size();
         let shared = Arc::new(Shared {
             stack_size,
-            mapping_len: stack_size + page,
+            mapping_len: stack_size + GUARD_PAGES * page,
             max_idle: self.max_idle,
             thread_cache: self.thread_cache.min(self.max_idle),
             release_idle_memory: self.release_idle_memory,
