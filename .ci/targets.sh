@@ -298,7 +298,6 @@ check_linked_unwind_info() {
     fi
 }
 
-# Fails if the AArch64 Darwin code in OBJECT names x18 (reserved there).
 # The unwind codes that the `.pdata`/`.xdata` of OBJECT give the function
 # NAME, as `llvm-readobj --unwind` decodes them for ARM64: its prologue's
 # opcode bytes, in the order they are stored (the unwinder's order).
@@ -360,6 +359,8 @@ check_windows_unwind_info() {
     # stack, and its backtraces follow frame pointers.
 }
 
+# Fails if the AArch64 code in OBJECT names x18 (Darwin: reserved there) or
+# changes it (Windows: the TEB pointer).
 check_no_x18() {
     local target=$1 object=$2 objdump used windows=
     objdump=$(llvm_tool llvm-objdump)
