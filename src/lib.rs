@@ -117,6 +117,9 @@ mod arch;
 #[cfg(doctest)]
 mod compile_fail_doctests;
 mod coroutine;
+#[cfg(all(feature = "default-stack", feature = "unwind", unix))]
+pub mod future;
+pub mod iter;
 mod on_stack;
 mod sanitizer;
 mod scoped;
@@ -126,6 +129,8 @@ mod unwind;
 mod word;
 
 pub use coroutine::{Coroutine, CoroutineResult, Yielder};
+#[cfg(all(feature = "default-stack", unix))]
+pub use iter::generator;
 pub use on_stack::on_stack;
 pub use scoped::{ScopedCoroutine, ScopedCoroutineRef};
 #[cfg(feature = "unwind")]
