@@ -1,7 +1,8 @@
 //! Criterion benchmarks of the Future bridge: one `Suspender::block_on` of
 //! a ready future, one pending-then-ready round trip, and a whole
 //! `CoroutineFuture` (pooled stack) run to completion, each against a plain
-//! `async` block doing the same, all polled by hand with a no-op waker.
+//! `async` block doing the same, all polled by hand with a no-op waker
+//! through `dyn Future`.
 //!
 //! Criterion is a dev-dependency on x86-64 Linux only (see
 //! benches/coroutine.rs).
@@ -26,7 +27,8 @@ mod bench {
 
         #[inline]
         fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-            if self.0 {
+            // Opaque, so that the compiler cannot fold the async loop.
+            if black_box(self.0) {
                 Poll::Ready(())
             } else {
                 self.0 = true;
@@ -36,13 +38,16 @@ mod bench {
         }
     }
 
-    /// Polls `future` until it is ready, as an executor would, and returns
-    /// how long that took.
-    fn time_to_ready<F: Future>(future: F) -> Duration {
+    /// Polls `future` until it is ready, as an executor would (through a
+    /// `dyn Future`, as a runtime's type-erased task does, so that the
+    /// compiler cannot merge the polls into one loop), and returns how long
+    /// that took.
+    fn time_to_ready<F: Future<Output = ()>>(future: F) -> Duration {
         let mut future = pin!(future);
+        let mut task: Pin<&mut dyn Future<Output = ()>> = black_box(future.as_mut());
         let mut cx = Context::from_waker(Waker::noop());
         let start = Instant::now();
-        while future.as_mut().poll(&mut cx).is_pending() {}
+        while task.as_mut().poll(&mut cx).is_pending() {}
         start.elapsed()
     }
 

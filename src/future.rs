@@ -453,6 +453,12 @@ impl fmt::Debug for Suspender {
 ///    `block_on` (thread ids, thread-affine OS or library handles).
 ///
 /// Breaking it is undefined behavior, as sending a `!Send` value is.
+///
+/// With the `sanitizer` feature (AddressSanitizer builds), the crate's own
+/// record of which stack a thread runs on is a thread-local that a
+/// suspension reads before and writes after the switch, which rule 2
+/// forbids: keep such builds to one thread (tokio's current-thread runtime
+/// or a `LocalSet`).
 pub struct SendCoroutineFuture<R, S: Stack = PooledStack>(CoroutineFuture<R, S>);
 
 // SAFETY: the constructors' callers promise that nothing on the coroutine's
