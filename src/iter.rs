@@ -57,69 +57,64 @@ use crate::stack::PooledStack;
 use crate::stack::Stack;
 #[cfg(all(feature = "default-stack", unix))]
 use crate::Yielder;
-use crate::{Coroutine, CoroutineResult, ScopedCoroutineRef};
+use crate::{Coroutine, ScopedCoroutineRef};
 
-/// The values the coroutine yields, until it returns. After the end (or a
-/// panic, which comes out of `next`) `next` returns `None`.
-///
-/// ```
-/// use switchback::Coroutine;
-///
-/// let countdown: Coroutine<(), u32, ()> = Coroutine::new(|yielder, ()| {
-///     for i in (1..=3).rev() {
-///         yielder.suspend(i);
-///     }
-/// });
-/// assert_eq!(countdown.collect::<Vec<_>>(), [3, 2, 1]);
-/// ```
-impl<Yield, S: Stack> Iterator for Coroutine<(), Yield, (), S> {
-    type Item = Yield;
+/// Implements `Iterator` and `FusedIterator` for a coroutine type with no
+/// input and no return value: each `next` resumes it, until it is done.
+macro_rules! coroutine_iterator {
+    ($(#[$doc:meta])* $ty:ty) => {
+        $(#[$doc])*
+        impl<Yield, S: Stack> Iterator for $ty {
+            type Item = Yield;
 
-    #[inline]
-    fn next(&mut self) -> Option<Yield> {
-        if self.done() {
-            return None;
+            #[inline]
+            fn next(&mut self) -> Option<Yield> {
+                if self.done() {
+                    return None;
+                }
+                self.resume(()).as_yield()
+            }
         }
-        match self.resume(()) {
-            CoroutineResult::Yield(value) => Some(value),
-            CoroutineResult::Return(()) => None,
-        }
-    }
+
+        impl<Yield, S: Stack> FusedIterator for $ty {}
+    };
 }
 
-impl<Yield, S: Stack> FusedIterator for Coroutine<(), Yield, (), S> {}
+coroutine_iterator!(
+    /// The values the coroutine yields, until it returns. After the end (or
+    /// a panic, which comes out of `next`) `next` returns `None`.
+    ///
+    /// ```
+    /// use switchback::Coroutine;
+    ///
+    /// let countdown: Coroutine<(), u32, ()> = Coroutine::new(|yielder, ()| {
+    ///     for i in (1..=3).rev() {
+    ///         yielder.suspend(i);
+    ///     }
+    /// });
+    /// assert_eq!(countdown.collect::<Vec<_>>(), [3, 2, 1]);
+    /// ```
+    Coroutine<(), Yield, (), S>
+);
 
-/// The values a scoped coroutine yields, until it returns; as for
-/// [`Coroutine`].
-///
-/// ```
-/// use switchback::ScopedCoroutine;
-///
-/// let words = vec!["a", "bb", "ccc"];
-/// let lengths = ScopedCoroutine::new(|yielder, ()| {
-///     for word in &words {
-///         yielder.suspend(word.len());
-///     }
-/// })
-/// .scope(|co| co.collect::<Vec<_>>());
-/// assert_eq!(lengths, [1, 2, 3]);
-/// ```
-impl<Yield, S: Stack> Iterator for ScopedCoroutineRef<'_, (), Yield, (), S> {
-    type Item = Yield;
-
-    #[inline]
-    fn next(&mut self) -> Option<Yield> {
-        if self.done() {
-            return None;
-        }
-        match self.resume(()) {
-            CoroutineResult::Yield(value) => Some(value),
-            CoroutineResult::Return(()) => None,
-        }
-    }
-}
-
-impl<Yield, S: Stack> FusedIterator for ScopedCoroutineRef<'_, (), Yield, (), S> {}
+coroutine_iterator!(
+    /// The values a scoped coroutine yields, until it returns; as for
+    /// [`Coroutine`].
+    ///
+    /// ```
+    /// use switchback::ScopedCoroutine;
+    ///
+    /// let words = vec!["a", "bb", "ccc"];
+    /// let lengths = ScopedCoroutine::new(|yielder, ()| {
+    ///     for word in &words {
+    ///         yielder.suspend(word.len());
+    ///     }
+    /// })
+    /// .scope(|co| co.collect::<Vec<_>>());
+    /// assert_eq!(lengths, [1, 2, 3]);
+    /// ```
+    ScopedCoroutineRef<'_, (), Yield, (), S>
+);
 
 /// An iterator over the values that `f` passes to
 /// [`yielder.suspend`](Yielder::suspend), from any depth of its call stack,

@@ -37,6 +37,12 @@ fn poll<F: Future + Unpin>(future: &mut F, waker: &Waker) -> Poll<F::Output> {
     Pin::new(future).poll(&mut Context::from_waker(waker))
 }
 
+/// Polls `future` once, checks that it is pending, and drops it.
+fn drop_while_pending<F: Future + Unpin>(mut future: F) {
+    assert!(poll(&mut future, Waker::noop()).is_pending());
+    drop(future);
+}
+
 /// Pending `times` times (waking its waker each time), then ready with
 /// how often it was polled.
 fn pending_times(mut times: u32) -> impl Future<Output = u32> {
@@ -233,7 +239,7 @@ fn nested_bridges() {
 fn dropping_nested_pending_bridges_unwinds_both() {
     let drops = counter();
     let d = drops.clone();
-    let mut future = CoroutineFuture::new(move |outer| {
+    let future = CoroutineFuture::new(move |outer| {
         let _outer_local = Counted(d.clone());
         let d = d.clone();
         outer.block_on(CoroutineFuture::new(move |inner| {
@@ -241,8 +247,7 @@ fn dropping_nested_pending_bridges_unwinds_both() {
             inner.block_on(std::future::pending::<()>())
         }))
     });
-    assert_eq!(poll(&mut future, Waker::noop()), Poll::Pending);
-    drop(future);
+    drop_while_pending(future);
     assert_eq!(drops.get(), 2);
 }
 
@@ -313,12 +318,11 @@ fn block_on_in_a_destructor_during_drop_polls_once() {
             self.1.set(self.0.block_on(async { 9 }));
         }
     }
-    let mut future = CoroutineFuture::new(move |s| {
+    let future = CoroutineFuture::new(move |s| {
         let _cleanup = CleanUp(s, r);
         s.block_on(std::future::pending::<()>())
     });
-    assert_eq!(poll(&mut future, Waker::noop()), Poll::Pending);
-    drop(future);
+    drop_while_pending(future);
     assert_eq!(result.get(), 9);
 }
 
@@ -331,12 +335,11 @@ fn block_on_a_pending_future_during_drop_aborts_with_a_message() {
                 self.0.block_on(std::future::pending::<()>());
             }
         }
-        let mut future = CoroutineFuture::new(|s| {
+        let future = CoroutineFuture::new(|s| {
             let _cleanup = CleanUp(s);
             s.block_on(std::future::pending::<()>())
         });
-        assert_eq!(poll(&mut future, Waker::noop()), Poll::Pending);
-        drop(future);
+        drop_while_pending(future);
         return;
     }
     let (status, stderr) = run_child(
