@@ -279,6 +279,22 @@ fn block_on_from_a_coroutine_nested_inside_the_closure() {
 }
 
 #[test]
+fn dropping_while_suspended_inside_a_nested_coroutine_unwinds_both_stacks() {
+    let drops = counter();
+    let d = drops.clone();
+    let future = CoroutineFuture::new(move |s| {
+        let _on_bridge_stack = Counted(d.clone());
+        ScopedCoroutine::new(|_: &switchback::Yielder<(), ()>, ()| {
+            let _on_nested_stack = Counted(d.clone());
+            s.block_on(std::future::pending::<()>())
+        })
+        .scope(|mut co| co.resume(()).as_return())
+    });
+    drop_while_pending(future);
+    assert_eq!(drops.get(), 2);
+}
+
+#[test]
 fn with_stack_runs_on_the_given_stack() {
     let stack = DefaultStack::new(128 * 1024).unwrap();
     let mut future = CoroutineFuture::with_stack(stack, |s| {
