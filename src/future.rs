@@ -38,7 +38,9 @@
 //! - Dropping a pending `CoroutineFuture` unwinds its coroutine: every
 //!   destructor on its stack runs, as for any dropped coroutine (see
 //!   [Dropping](crate::Coroutine#dropping)), and so is every future that a
-//!   `block_on` was waiting for.
+//!   `block_on` was waiting for. A destructor that runs while the stack
+//!   unwinds (for this reason or for a panic) cannot wait: its `block_on`
+//!   takes only futures that are ready at once.
 //! - A panic in the closure, or in a future it waits for, comes out of the
 //!   `CoroutineFuture`'s `poll`. Polling it again after that, or after it
 //!   returned `Ready`, panics.
@@ -66,9 +68,13 @@ use crate::stack::{PooledStack, Stack, StackPool};
 use crate::{Coroutine, CoroutineResult, Yielder};
 
 /// What each resume of a bridge's coroutine carries: the `Context` of the
-/// poll that resumes it, lifetime erased. It is only dereferenced during
-/// that resume (see `Suspender::block_on`).
-struct Resume(*mut Context<'static>);
+/// poll that resumes it, lifetime erased (it is only dereferenced during
+/// that resume: see `Suspender::block_on`), and whether the polling thread
+/// was already panicking then.
+struct Resume {
+    cx: *mut Context<'static>,
+    host_panicking: bool,
+}
 
 /// A closure running on a coroutine stack, polled as a [`Future`] whose
 /// output is the closure's result.
@@ -135,6 +141,9 @@ pub struct Suspender {
     /// The `Context` of the poll that is running the coroutine; null while
     /// the coroutine is suspended, and so while it is being unwound.
     cx: Cell<*mut Context<'static>>,
+    /// Whether the thread was already panicking when the running poll
+    /// began: a panic that starts later is unwinding the coroutine's stack.
+    host_panicking: Cell<bool>,
     /// Set while `block_on` is inside the `poll` of the future it waits for.
     polling: Cell<bool>,
     marker: PhantomData<*mut ()>,
@@ -226,7 +235,8 @@ where
     move |yielder, first| {
         let suspender = Suspender {
             yielder,
-            cx: Cell::new(first.0),
+            cx: Cell::new(first.cx),
+            host_panicking: Cell::new(first.host_panicking),
             polling: Cell::new(false),
             marker: PhantomData,
         };
@@ -243,7 +253,10 @@ impl<R, S: Stack> Future for CoroutineFuture<R, S> {
             polled_after_completion();
         }
         // The pointer is only used while this call runs (see block_on).
-        let resume = Resume(ptr::from_mut(cx).cast::<Context<'static>>());
+        let resume = Resume {
+            cx: ptr::from_mut(cx).cast::<Context<'static>>(),
+            host_panicking: std::thread::panicking(),
+        };
         match coroutine.resume(resume) {
             CoroutineResult::Yield(()) => Poll::Pending,
             CoroutineResult::Return(value) => Poll::Ready(value),
@@ -304,10 +317,14 @@ impl Suspender {
     ///   `block_on` that calls `block_on` again): that future's `Context`
     ///   would be stale once the coroutine suspends. Use `.await` inside
     ///   async code.
-    /// - If called while the `CoroutineFuture` is being dropped (by a
-    ///   destructor on the coroutine's stack) and `future` is not ready at
-    ///   its first poll (with a no-op waker): a dropped future cannot wait.
-    ///   As this happens during an unwind, the process then aborts.
+    /// - If called by a destructor while the coroutine's stack unwinds (a
+    ///   panic in the closure, or the `CoroutineFuture` being dropped) and
+    ///   `future` is not ready at its first poll (with a no-op waker): an
+    ///   unwinding coroutine cannot suspend (the unwind would stay half
+    ///   done, with the polling thread counted as panicking meanwhile). As
+    ///   this panic happens during an unwind, the process then aborts, with
+    ///   the message. A future that is ready at once (a cleanup that does
+    ///   not wait) is fine.
     /// - Passes on a panic of `future`.
     pub fn block_on<F: IntoFuture>(&self, future: F) -> F::Output {
         if self.polling.get() {
@@ -316,7 +333,11 @@ impl Suspender {
         let mut future = pin!(future.into_future());
         loop {
             let cx = self.cx.get();
-            if cx.is_null() {
+            if cx.is_null() || (std::thread::panicking() && !self.host_panicking.get()) {
+                // The coroutine's stack is unwinding (its future is being
+                // dropped, or a panic started on it), and this is a
+                // destructor: suspending now would leave the unwind half
+                // done, with the thread counted as panicking meanwhile.
                 return block_on_while_unwinding(future);
             }
             let polled = {
@@ -340,8 +361,9 @@ impl Suspender {
             // SAFETY: the Yielder lives in `bridge_entry`'s frame, below
             // the Suspender that refers to it, for as long as the Suspender.
             let yielder = unsafe { &*self.yielder };
-            let Resume(next) = yielder.suspend(());
-            self.cx.set(next);
+            let next = yielder.suspend(());
+            self.cx.set(next.cx);
+            self.host_panicking.set(next.host_panicking);
         }
     }
 }
@@ -354,16 +376,17 @@ fn poll_once<F: Future>(future: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<F::Ou
     future.poll(cx)
 }
 
-/// `block_on` from a destructor while the coroutine is being unwound: the
-/// future gets one poll, with a waker that does nothing.
+/// `block_on` from a destructor while the coroutine's stack unwinds: the
+/// future gets one poll, with a waker that does nothing, and must be ready.
 #[cold]
 fn block_on_while_unwinding<F: Future>(future: Pin<&mut F>) -> F::Output {
     match poll_once(future, &mut Context::from_waker(Waker::noop())) {
         Poll::Ready(output) => output,
         Poll::Pending => panic!(
-            "switchback: Suspender::block_on was called while its CoroutineFuture is being \
-             dropped (by a destructor on the coroutine's stack), and the future it was \
-             given is not ready; a dropped CoroutineFuture cannot wait for anything"
+            "switchback: Suspender::block_on was called by a destructor while the \
+             coroutine's stack unwinds (a panic in it, or its CoroutineFuture being \
+             dropped), and the future it was given is not ready; an unwinding coroutine \
+             cannot wait for anything"
         ),
     }
 }

@@ -364,13 +364,64 @@ fn block_on_a_pending_future_during_drop_aborts_with_a_message() {
     );
     assert!(!status.success());
     assert!(
-        stderr.contains("a dropped CoroutineFuture cannot wait for anything"),
+        stderr.contains("an unwinding coroutine cannot wait for anything"),
         "{stderr}"
     );
 }
 
 // With `sanitizer`, futures stay on one thread (see SendCoroutineFuture).
 #[cfg(not(feature = "sanitizer"))]
+#[test]
+fn block_on_in_a_destructor_during_a_panic_polls_once() {
+    let result: Rc<Cell<u32>> = Rc::default();
+    let r = result.clone();
+    struct CleanUp<'a>(&'a Suspender, Rc<Cell<u32>>);
+    impl Drop for CleanUp<'_> {
+        fn drop(&mut self) {
+            self.1.set(self.0.block_on(async { 5 }));
+        }
+    }
+    let mut future = CoroutineFuture::new(move |s| {
+        let _cleanup = CleanUp(s, r);
+        s.block_on(pending_times(1));
+        panic!("failing with a cleanup on the stack");
+    });
+    assert_eq!(poll(&mut future, Waker::noop()), Poll::Pending);
+    let payload = catch_unwind(AssertUnwindSafe(|| poll(&mut future, Waker::noop()))).unwrap_err();
+    assert_eq!(
+        panic_message(&*payload),
+        "failing with a cleanup on the stack"
+    );
+    assert_eq!(result.get(), 5);
+}
+
+#[test]
+fn block_on_a_pending_future_during_a_panic_aborts_with_a_message() {
+    if std::env::var_os("SWITCHBACK_BLOCK_ON_IN_PANIC").is_some() {
+        struct CleanUp<'a>(&'a Suspender);
+        impl Drop for CleanUp<'_> {
+            fn drop(&mut self) {
+                self.0.block_on(pending_times(1));
+            }
+        }
+        let mut future = CoroutineFuture::new(|s| {
+            let _cleanup = CleanUp(s);
+            panic!("failing with a waiting cleanup on the stack");
+        });
+        let _ = poll(&mut future, Waker::noop());
+        return;
+    }
+    let (status, stderr) = run_child(
+        "block_on_a_pending_future_during_a_panic_aborts_with_a_message",
+        "SWITCHBACK_BLOCK_ON_IN_PANIC",
+    );
+    assert!(!status.success());
+    assert!(
+        stderr.contains("an unwinding coroutine cannot wait for anything"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn send_future_moves_between_threads_while_pending() {
     let pool = StackPool::new(64 * 1024).unwrap();
