@@ -333,7 +333,7 @@ impl Suspender {
         let mut future = pin!(future.into_future());
         loop {
             let cx = self.cx.get();
-            if cx.is_null() || (std::thread::panicking() && !self.host_panicking.get()) {
+            if cx.is_null() || (thread_panicking() && !self.host_panicking.get()) {
                 // The coroutine's stack is unwinding (its future is being
                 // dropped, or a panic started on it), and this is a
                 // destructor: suspending now would leave the unwind half
@@ -374,6 +374,13 @@ impl Suspender {
 #[inline(never)]
 fn poll_once<F: Future>(future: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<F::Output> {
     future.poll(cx)
+}
+
+/// [`std::thread::panicking`] in a frame of its own, for the reason given
+/// at `poll_once`: it reads a thread-local.
+#[inline(never)]
+fn thread_panicking() -> bool {
+    std::thread::panicking()
 }
 
 /// `block_on` from a destructor while the coroutine's stack unwinds: the
