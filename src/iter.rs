@@ -129,13 +129,13 @@ coroutine_iterator!(
 /// ```
 /// let fibonacci = switchback::generator(|yielder| {
 ///     let (mut a, mut b) = (0u64, 1);
-///     loop {
+///     while a < 20 {
 ///         yielder.suspend(a);
 ///         (a, b) = (b, a + b);
 ///     }
 /// });
-/// let first: Vec<u64> = fibonacci.take(8).collect();
-/// assert_eq!(first, [0, 1, 1, 2, 3, 5, 8, 13]);
+/// let all: Vec<u64> = fibonacci.collect();
+/// assert_eq!(all, [0, 1, 1, 2, 3, 5, 8, 13]);
 /// ```
 ///
 /// # Panics
