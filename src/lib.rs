@@ -38,6 +38,27 @@
 //! [`Coroutine::into_stack`]. Closures that borrow run in a
 //! [`ScopedCoroutine`].
 //!
+//! # Async code and iterators
+//!
+//! - `future::CoroutineFuture` runs blocking-style code on a coroutine as
+//!   a `Future`: anywhere in its call stack, `future::Suspender::block_on`
+//!   waits for a future without blocking the thread (the coroutine suspends
+//!   and the outer `poll` returns `Pending`). Needs the `default-stack` and
+//!   `unwind` features.
+//! - A `Coroutine<(), Y, ()>` is an `Iterator<Item = Y>` over what it
+//!   yields, and `generator` writes one from a closure; unlike a `gen`
+//!   block, it can yield from nested calls (see [`iter`]).
+//!
+//! ```
+//! let squares: Vec<u32> = switchback::generator(|yielder| {
+//!     for i in 1..=4 {
+//!         yielder.suspend(i * i);
+//!     }
+//! })
+//! .collect();
+//! assert_eq!(squares, [1, 4, 9, 16]);
+//! ```
+//!
 //! # Panics, backtraces and traps
 //!
 //! - A panic inside a coroutine unwinds the coroutine's stack and then
@@ -90,7 +111,9 @@
 //!   continues in the caller of `resume`; dropping a suspended coroutine
 //!   unwinds its stack so that every destructor runs. Without it a panic
 //!   that reaches the root of a coroutine aborts the process, and so does
-//!   dropping a suspended coroutine. Requires `std`.
+//!   dropping a suspended coroutine. Requires `std`. The `future` module
+//!   needs it and `default-stack`, since a dropped future unwinds its
+//!   coroutine.
 //! - `asm-unwind` (nightly): panics unwind straight through the context
 //!   switch instead of being caught at the root of the coroutine and carried
 //!   across as a value. Not on Windows, whose exception dispatcher refuses
@@ -136,6 +159,9 @@ mod arch;
 #[cfg(doctest)]
 mod compile_fail_doctests;
 mod coroutine;
+#[cfg(all(feature = "default-stack", feature = "unwind", unix))]
+pub mod future;
+pub mod iter;
 mod on_stack;
 mod sanitizer;
 mod scoped;
@@ -147,6 +173,8 @@ mod unwind;
 mod word;
 
 pub use coroutine::{Coroutine, CoroutineResult, Yielder};
+#[cfg(all(feature = "default-stack", unix))]
+pub use iter::generator;
 pub use on_stack::on_stack;
 pub use scoped::{ScopedCoroutine, ScopedCoroutineRef};
 #[cfg(feature = "unwind")]
