@@ -52,10 +52,10 @@
 
 use core::iter::FusedIterator;
 
-#[cfg(all(feature = "default-stack", unix))]
+#[cfg(all(feature = "default-stack", any(unix, windows)))]
 use crate::stack::PooledStack;
 use crate::stack::Stack;
-#[cfg(all(feature = "default-stack", unix))]
+#[cfg(all(feature = "default-stack", any(unix, windows)))]
 use crate::Yielder;
 use crate::{Coroutine, ScopedCoroutineRef};
 
@@ -142,7 +142,7 @@ coroutine_iterator!(
 ///
 /// Panics if a new stack is needed and cannot be mapped. A panic in `f`
 /// comes out of the `next` call that was running it.
-#[cfg(all(feature = "default-stack", unix))]
+#[cfg(all(feature = "default-stack", any(unix, windows)))]
 pub fn generator<Yield, F>(f: F) -> Coroutine<(), Yield, (), PooledStack>
 where
     F: FnOnce(&Yielder<(), Yield>) + 'static,

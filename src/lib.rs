@@ -159,7 +159,7 @@ mod arch;
 #[cfg(doctest)]
 mod compile_fail_doctests;
 mod coroutine;
-#[cfg(all(feature = "default-stack", feature = "unwind", unix))]
+#[cfg(all(feature = "default-stack", feature = "unwind", any(unix, windows)))]
 pub mod future;
 pub mod iter;
 mod on_stack;
@@ -173,7 +173,7 @@ mod unwind;
 mod word;
 
 pub use coroutine::{Coroutine, CoroutineResult, Yielder};
-#[cfg(all(feature = "default-stack", unix))]
+#[cfg(all(feature = "default-stack", any(unix, windows)))]
 pub use iter::generator;
 pub use on_stack::on_stack;
 pub use scoped::{ScopedCoroutine, ScopedCoroutineRef};

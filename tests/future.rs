@@ -1,7 +1,7 @@
 //! `CoroutineFuture` driven by hand (no runtime, so these run on every
 //! target): wakers, pending and ready, drop, panics, re-entrancy, nesting,
 //! and a `SendCoroutineFuture` moved between threads.
-#![cfg(all(unix, feature = "default-stack", feature = "unwind"))]
+#![cfg(all(any(unix, windows), feature = "default-stack", feature = "unwind"))]
 
 use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};

@@ -1,6 +1,6 @@
 //! Coroutines as iterators: items, the end, fusing, panics, dropping early,
 //! yielding from nested calls, scoped coroutines and `generator`.
-#![cfg(all(unix, feature = "default-stack"))]
+#![cfg(all(any(unix, windows), feature = "default-stack"))]
 
 use std::cell::Cell;
 use std::iter::FusedIterator;
