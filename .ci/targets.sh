@@ -144,7 +144,7 @@ check_examples() {
     local what=$1 out name status=0
     shift
     out=$(mktemp -d)
-    for name in basic panic trap; do
+    for name in basic panic trap generator; do
         if ! "$@" run -q --example "$name" >"$out/$name.out" 2>"$out/$name.err" ||
             ! diff -u ".ci/expected/$name.txt" "$out/$name.out"; then
             echo "$what: example $name failed or printed something else" >&2

@@ -324,19 +324,29 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
         unsafe {
             let saved = sanitizer::start_switch(self.resume_extent());
             #[cfg(windows)]
-            let extents = self.extents();
-            #[cfg(windows)]
-            {
+            let (extents, entered) = {
+                let extents = self.extents();
+                let entered = (*extents).resume_teb;
                 (*extents).parent_teb = crate::teb::read();
-                crate::teb::write(&(*extents).resume_teb);
-            }
+                crate::teb::write(&entered);
+                (extents, entered.fields)
+            };
             let switched = switch(self.base);
             sanitizer::finish_switch(saved);
+            // Windows lowers the limit as the stack grows, and code on it
+            // may set a guarantee: tell the stack, which the next coroutine
+            // on it starts from. (Not when it suspended on another stack,
+            // inside `on_stack`.)
             #[cfg(windows)]
-            if (*extents).resume_teb.fields.StackBase == self.base.get() {
-                let fields = (*extents).resume_teb.fields;
-                self.stack
-                    .update_teb_fields(fields.StackLimit, fields.GuaranteedStackBytes);
+            {
+                let left = (*extents).resume_teb.fields;
+                if left.StackBase == self.base.get()
+                    && (left.StackLimit, left.GuaranteedStackBytes)
+                        != (entered.StackLimit, entered.GuaranteedStackBytes)
+                {
+                    self.stack
+                        .update_teb_fields(left.StackLimit, left.GuaranteedStackBytes);
+                }
             }
             switched
         }

@@ -38,6 +38,27 @@
 //! [`Coroutine::into_stack`]. Closures that borrow run in a
 //! [`ScopedCoroutine`].
 //!
+//! # Async code and iterators
+//!
+//! - `future::CoroutineFuture` runs blocking-style code on a coroutine as
+//!   a `Future`: anywhere in its call stack, `future::Suspender::block_on`
+//!   waits for a future without blocking the thread (the coroutine suspends
+//!   and the outer `poll` returns `Pending`). Needs the `default-stack` and
+//!   `unwind` features.
+//! - A `Coroutine<(), Y, ()>` is an `Iterator<Item = Y>` over what it
+//!   yields, and `generator` writes one from a closure; unlike a `gen`
+//!   block, it can yield from nested calls (see [`iter`]).
+//!
+//! ```
+//! let squares: Vec<u32> = switchback::generator(|yielder| {
+//!     for i in 1..=4 {
+//!         yielder.suspend(i * i);
+//!     }
+//! })
+//! .collect();
+//! assert_eq!(squares, [1, 4, 9, 16]);
+//! ```
+//!
 //! # Panics, backtraces and traps
 //!
 //! - A panic inside a coroutine unwinds the coroutine's stack and then
@@ -58,7 +79,7 @@
 //!   `std::backtrace` see one call stack.
 //! - The [`trap`] module turns a fault inside a coroutine (such as a stack
 //!   overflow into its guard page) into a return value, from a signal
-//!   handler.
+//!   handler (a vectored exception handler on Windows).
 //! - A stack needs 28 KiB for frames plus twice the size of the closure
 //!   (see [`Coroutine::with_stack`]); [`stack::MIN_STACK_SIZE`] is 32 KiB.
 //!
@@ -66,26 +87,37 @@
 //!
 //! Linux and bare-metal (no OS) targets of x86-64, x86, AArch64, 32-bit ARM
 //! (ARM and Thumb), RISC-V (RV64, RV32), LoongArch64, PowerPC64 (ELFv1,
-//! ELFv2) and s390x; macOS on x86-64 and AArch64, and iOS on AArch64. CI
-//! runs the whole test suite natively on x86-64 Linux (also under Valgrind
-//! and AddressSanitizer) and under qemu-user on the other Linux targets,
-//! builds the crate without features for `no_std` targets, and compiles the
-//! Apple targets (it has no Apple machine to run them); the README's table
-//! says how each target is checked. Any other target (the BSDs, UEFI, ...)
-//! stops with a compile error that lists the supported ones.
+//! ELFv2) and s390x; macOS on x86-64 and AArch64, and iOS on AArch64;
+//! Windows on x86-64. CI runs the whole test suite natively on x86-64 Linux
+//! (also under Valgrind and AddressSanitizer), under qemu-user on the other
+//! Linux targets and under Wine on x86-64 Windows, builds the crate without
+//! features for `no_std` targets, and compiles the Apple targets (it has no
+//! Apple machine to run them); the README's table says how each target is
+//! checked. Any other target (the BSDs, UEFI, ...) stops with a compile
+//! error that lists the supported ones.
+//!
+//! On Windows the context switch also swaps the stack fields of the Thread
+//! Environment Block (the stack's bounds, its reservation, the guaranteed
+//! bytes and the SEH chain head), which Windows' stack growth, stack probes
+//! and exception dispatch read; a custom [`stack::Stack`] describes itself
+//! to it through `Stack::teb_fields`.
 //!
 //! # Cargo features
 //!
-//! - `default-stack` (default): `stack::DefaultStack`, an `mmap`ed stack
-//!   with a guard page. Requires `std`.
+//! - `default-stack` (default): `stack::DefaultStack` and
+//!   `stack::StackPool`, stacks with a guard page mapped by the OS (`mmap`
+//!   on Unix, `VirtualAlloc` on Windows). Requires `std`.
 //! - `unwind` (default): a panic in a coroutine unwinds its stack and
 //!   continues in the caller of `resume`; dropping a suspended coroutine
 //!   unwinds its stack so that every destructor runs. Without it a panic
 //!   that reaches the root of a coroutine aborts the process, and so does
-//!   dropping a suspended coroutine. Requires `std`.
+//!   dropping a suspended coroutine. Requires `std`. The `future` module
+//!   needs it and `default-stack`, since a dropped future unwinds its
+//!   coroutine.
 //! - `asm-unwind` (nightly): panics unwind straight through the context
 //!   switch instead of being caught at the root of the coroutine and carried
-//!   across as a value.
+//!   across as a value. Not on Windows, whose exception dispatcher refuses
+//!   frames outside the current stack (a compile error says so).
 //! - `sanitizer`: tells AddressSanitizer about every stack switch, for
 //!   programs built with `-Zsanitizer=address`. Only enable it then: it
 //!   links against the sanitizer runtime. It cannot be combined with
@@ -106,6 +138,15 @@ compile_error!(
      reports false stack-buffer-overflows); use `sanitizer` without `asm-unwind`"
 );
 
+#[cfg(all(windows, feature = "asm-unwind"))]
+compile_error!(
+    "switchback: the `asm-unwind` feature is not supported on Windows: a panic crossing \
+     from a coroutine's stack to its parent's would be dispatched by Windows' exception \
+     unwinder, which refuses frames outside the stack the TEB describes (the coroutine's); \
+     without `asm-unwind`, panics are caught at the coroutine's root and resumed in the \
+     parent, which works everywhere"
+);
+
 #[cfg(any(
     feature = "default-stack",
     feature = "unwind",
@@ -118,6 +159,9 @@ mod arch;
 #[cfg(doctest)]
 mod compile_fail_doctests;
 mod coroutine;
+#[cfg(all(feature = "default-stack", feature = "unwind", any(unix, windows)))]
+pub mod future;
+pub mod iter;
 mod on_stack;
 mod sanitizer;
 mod scoped;
@@ -129,6 +173,8 @@ mod unwind;
 mod word;
 
 pub use coroutine::{Coroutine, CoroutineResult, Yielder};
+#[cfg(all(feature = "default-stack", any(unix, windows)))]
+pub use iter::generator;
 pub use on_stack::on_stack;
 pub use scoped::{ScopedCoroutine, ScopedCoroutineRef};
 #[cfg(feature = "unwind")]

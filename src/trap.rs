@@ -10,6 +10,15 @@
 //! context and returns. The handler must run on an alternate signal stack
 //! (`sigaltstack`), since an overflowing stack has no room left.
 //!
+//! On Windows the handler is a vectored exception handler
+//! (`AddVectoredExceptionHandler`) for `EXCEPTION_STACK_OVERFLOW` and
+//! `EXCEPTION_ACCESS_VIOLATION`: it reads the stack pointer from the
+//! `CONTEXT` record, writes the registers there and returns
+//! `EXCEPTION_CONTINUE_EXECUTION`. Windows has no alternate stack; it runs
+//! the handler in the room that `DefaultStack` and pooled stacks keep below
+//! their guard page (16 KiB), so the handler should do little more than
+//! that. `examples/trap.rs` shows both.
+//!
 //! # Example
 //!
 //! A coroutine that overflows its stack returns -1 (x86-64 Linux; the

@@ -16,8 +16,14 @@
 //! (glibc, GCC's ARM-state records, which point at the saved lr instead)
 //! breaks the chain beyond the test's own frames, so the walk stops at the
 //! first record outside readable memory.
+//!
+//! Not on Windows: there the root's frame pointer addresses the machine
+//! frame its SEH unwind info reads (see `src/arch/x86_64_windows.rs`), so a
+//! walk of frame records stops at the coroutine's root; Windows' own tools
+//! walk the unwind tables, which continue into the resumer (tests/backtrace.rs).
 #![cfg(all(
     switchback_frame_pointers,
+    not(windows),
     any(
         target_arch = "x86_64",
         target_arch = "x86",

@@ -25,14 +25,19 @@ struct Options {
     batch: Duration,
     /// Operations to time, in report order.
     ops: Vec<Op>,
+    /// Crates to time besides switchback (all when `None`), by name.
+    crates: Option<Vec<String>>,
 }
 
 const USAGE: &str = "\
-usage: bench-compare [--rounds N] [--ops OP,OP,...] [--quick]
+usage: bench-compare [--rounds N] [--ops OP,OP,...] [--crates NAME,...] [--quick]
 
-  --rounds N   measured rounds (default 31; at least 21 for a report worth quoting)
-  --ops LIST   comma-separated subset of: switch, call, call-fresh, call-pooled
-  --quick      5 rounds of short batches: a smoke test, not a measurement";
+  --rounds N     measured rounds (default 31; at least 21 for a report worth quoting)
+  --ops LIST     comma-separated subset of: switch, call, call-fresh, call-pooled
+  --crates LIST  comma-separated crates to time besides switchback (the
+                 baseline, always timed): corosensei, context, generator,
+                 wasmtime-fiber; default all
+  --quick        5 rounds of short batches: a smoke test, not a measurement";
 
 impl Options {
     /// Parses the arguments after the program name.
@@ -42,6 +47,7 @@ impl Options {
             warmup: 3,
             batch: Duration::from_millis(3),
             ops: Op::ALL.to_vec(),
+            crates: None,
         };
         let mut rounds = None;
         let mut args = args.into_iter();
@@ -66,6 +72,11 @@ impl Options {
                     ops.sort_by_key(|op| Op::ALL.iter().position(|o| o == op));
                     ops.dedup();
                     options.ops = ops;
+                }
+                "--crates" => {
+                    let value = args.next().ok_or("--crates needs a value")?;
+                    let names = value.split(',').map(|name| name.trim().to_string());
+                    options.crates = Some(names.collect());
                 }
                 "--quick" => {
                     options.rounds = 5;
@@ -96,6 +107,21 @@ fn main() -> ExitCode {
     };
     let started = Instant::now();
     let mut subjects = subjects::all();
+    if let Some(crates) = &options.crates {
+        let known: Vec<String> = subjects.iter().map(|s| crate_name(&s.name())).collect();
+        if let Some(unknown) = crates.iter().find(|name| !known.contains(name)) {
+            eprintln!(
+                "bench-compare: unknown crate: {unknown} (known: {})",
+                known.join(", ")
+            );
+            return ExitCode::from(2);
+        }
+        // switchback, the baseline of every ratio, stays first.
+        subjects.retain(|s| {
+            let name = crate_name(&s.name());
+            name == "switchback" || crates.contains(&name)
+        });
+    }
 
     // Batch sizes per [op][subject], or why the subject cannot do the op.
     let iters: Vec<Vec<Result<u64, Unsupported>>> = options
@@ -137,6 +163,15 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// A subject's crate name: its report name without the version.
+fn crate_name(report_name: &str) -> String {
+    report_name
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,5 +192,14 @@ mod tests {
         assert!(parse(&["--ops", "jump"]).is_err());
         assert!(parse(&["--rounds", "0"]).is_err());
         assert!(parse(&["--rounds"]).is_err());
+        let crates = parse(&["--crates", "corosensei, context"]).unwrap().crates;
+        assert_eq!(crates, Some(vec!["corosensei".into(), "context".into()]));
+        assert!(parse(&["--crates"]).is_err());
+    }
+
+    #[test]
+    fn crate_names_drop_the_version() {
+        assert_eq!(crate_name("wasmtime-fiber 34.0.2"), "wasmtime-fiber");
+        assert_eq!(crate_name("switchback"), "switchback");
     }
 }

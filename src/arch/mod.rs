@@ -55,7 +55,11 @@
 //! - `parent_stack_top(link_value)`: the highest address below which the
 //!   parent's stack is free while the coroutine runs (for `on_parent_stack`).
 //! - `valgrind_client_request(default, args)`: Valgrind's client-request
-//!   instruction sequence; returns `default` when not running under Valgrind.
+//!   instruction sequence; returns `default` when not running under Valgrind
+//!   (always, where Valgrind does not run).
+//! - Windows files only: `thread_environment_block()`, the address of the
+//!   current thread's TEB, whose stack fields the portable code swaps
+//!   around every switch (see `teb`).
 //!
 //! The word passed across a switch is a `MaybeUninit<usize>` in a register
 //! (see `word`): a value that fits travels in it, a larger one by pointer,

@@ -49,6 +49,10 @@
 //! it had outside the switch. So backtraces and debuggers walk from the
 //! coroutine into whoever resumed it.
 //!
+//! Tools that walk frame records instead (`[rbp]` = the caller's `rbp`)
+//! stop at the root: its `rbp` addresses the machine frame, not a record.
+//! Windows' own debuggers and profilers walk the unwind tables.
+//!
 //! The parent's `rbx` is kept in the context rather than on the parent's
 //! stack, so that the parent's record is exactly a pushed `rbp` and a return
 //! address, as `parent_frame` describes.

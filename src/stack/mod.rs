@@ -125,12 +125,12 @@ pub unsafe trait Stack {
         }
     }
 
-    /// Windows only: called after each switch away from this stack with
-    /// the TEB's `StackLimit` and `GuaranteedStackBytes` as they were then
-    /// (Windows lowers the limit as the stack grows, and
-    /// `SetThreadStackGuarantee` sets the guarantee), so that the next
-    /// [`teb_fields`](Stack::teb_fields) can return them. The default
-    /// ignores them.
+    /// Windows only: called after a switch away from this stack that found
+    /// the TEB's `StackLimit` or `GuaranteedStackBytes` changed from what
+    /// the stack last said (Windows lowers the limit as the stack grows,
+    /// and `SetThreadStackGuarantee` sets the guarantee), with their new
+    /// values, so that the next [`teb_fields`](Stack::teb_fields) can
+    /// return them. The default ignores them.
     #[cfg(windows)]
     fn update_teb_fields(&mut self, stack_limit: usize, guaranteed_stack_bytes: usize) {
         let _ = (stack_limit, guaranteed_stack_bytes);
