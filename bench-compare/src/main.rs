@@ -31,7 +31,7 @@ const USAGE: &str = "\
 usage: bench-compare [--rounds N] [--ops OP,OP,...] [--quick]
 
   --rounds N   measured rounds (default 31; at least 21 for a report worth quoting)
-  --ops LIST   comma-separated subset of: switch, call, call-fresh, call-pooled
+  --ops LIST   comma-separated subset of: switch, call, call-fresh, call-pooled, maybe-grow
   --quick      5 rounds of short batches: a smoke test, not a measurement";
 
 impl Options {
@@ -148,7 +148,7 @@ mod tests {
     #[test]
     fn defaults_and_flags() {
         let defaults = parse(&[]).unwrap();
-        assert_eq!((defaults.rounds, defaults.ops.len()), (31, 4));
+        assert_eq!((defaults.rounds, defaults.ops.len()), (31, 5));
         let quick = parse(&["--rounds", "7", "--quick"]).unwrap();
         assert_eq!(quick.rounds, 7);
         assert_eq!(quick.warmup, 1);

@@ -4,6 +4,7 @@
 use core::sync::atomic::{AtomicUsize, Ordering};
 use std::io;
 
+use super::registry::Registration;
 use super::{StackPointer, ValgrindStackRegistration, MIN_STACK_SIZE};
 
 /// The system's page size, read once.
@@ -57,6 +58,8 @@ pub(crate) struct Mapping {
     /// The highest address of the mapping.
     pub(crate) base: StackPointer,
     _valgrind: ValgrindStackRegistration,
+    /// In the crate's registry of stacks (overflow report, remaining stack).
+    registration: Registration,
 }
 
 impl Mapping {
@@ -107,6 +110,7 @@ impl Mapping {
                 (start + page) as *mut u8,
                 mapping_len - page,
             ),
+            registration: Registration::new(start, limit_ptr.get(), base_ptr.get()),
         })
     }
 
@@ -150,6 +154,7 @@ impl Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
+        self.registration.remove();
         // SAFETY: the mapping is ours and nothing runs on it any more: it
         // is dropped only when idle or when its coroutine has finished.
         unsafe {

@@ -6,13 +6,19 @@ use core::num::NonZeroUsize;
 #[cfg(all(feature = "default-stack", unix))]
 mod default_stack;
 #[cfg(all(feature = "default-stack", unix))]
+mod grow;
+#[cfg(all(feature = "default-stack", unix))]
 mod mapping;
 #[cfg(all(feature = "default-stack", unix))]
 mod pool;
+#[cfg(all(feature = "default-stack", unix))]
+mod registry;
 pub mod valgrind;
 
 #[cfg(all(feature = "default-stack", unix))]
 pub use self::default_stack::DefaultStack;
+#[cfg(all(feature = "default-stack", unix))]
+pub use self::grow::{grow, maybe_grow, remaining_stack};
 #[cfg(all(feature = "default-stack", unix))]
 pub use self::pool::{PooledStack, StackPool, StackPoolBuilder};
 #[cfg(all(feature = "default-stack", unix))]
