@@ -76,6 +76,8 @@ impl Default for DefaultStack {
 unsafe impl Stack for DefaultStack {
     #[inline]
     fn base(&self) -> StackPointer {
+        // A coroutine or `on_stack` is about to run on it on this thread.
+        super::overflow::prepare_thread();
         self.mapping.base
     }
 

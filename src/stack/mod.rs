@@ -10,6 +10,8 @@ mod grow;
 #[cfg(all(feature = "default-stack", unix))]
 mod mapping;
 #[cfg(all(feature = "default-stack", unix))]
+mod overflow;
+#[cfg(all(feature = "default-stack", unix))]
 mod pool;
 #[cfg(all(feature = "default-stack", unix))]
 mod registry;
@@ -19,6 +21,8 @@ pub mod valgrind;
 pub use self::default_stack::DefaultStack;
 #[cfg(all(feature = "default-stack", unix))]
 pub use self::grow::{grow, maybe_grow, remaining_stack};
+#[cfg(all(feature = "default-stack", unix))]
+pub use self::overflow::set_overflow_report;
 #[cfg(all(feature = "default-stack", unix))]
 pub use self::pool::{PooledStack, StackPool, StackPoolBuilder};
 #[cfg(all(feature = "default-stack", unix))]

@@ -852,6 +852,8 @@ impl fmt::Debug for PooledStack {
 unsafe impl Stack for PooledStack {
     #[inline]
     fn base(&self) -> StackPointer {
+        // A coroutine or `on_stack` is about to run on it on this thread.
+        super::overflow::prepare_thread();
         self.slot.mapping.base
     }
 
