@@ -8,6 +8,8 @@ mod default_stack;
 #[cfg(all(feature = "default-stack", unix))]
 mod grow;
 #[cfg(all(feature = "default-stack", unix))]
+mod high_water;
+#[cfg(all(feature = "default-stack", unix))]
 mod mapping;
 #[cfg(all(feature = "default-stack", unix))]
 mod overflow;
