@@ -1,11 +1,12 @@
-//! High-water marks of `DefaultStack` and pooled stacks: nothing before
-//! use, the deepest use afterwards, across reuses, and reset when a pool
-//! gives the memory back.
+//! High-water marks of `DefaultStack`: nothing before use, the deepest use
+//! afterwards, across reuses, on stacks larger than one `mincore` call
+//! looks at. (Pooled stacks: `tests/pool.rs`, with the memory a pool gives
+//! back.)
 #![cfg(all(unix, feature = "default-stack"))]
 
 use std::hint::black_box;
 
-use switchback::stack::{DefaultStack, Stack, StackPool};
+use switchback::stack::{DefaultStack, Stack};
 use switchback::{on_stack, Coroutine};
 
 /// Touches about `N` bytes of the current stack.
@@ -43,31 +44,4 @@ fn mark_of_a_large_stack_used_a_little() {
     on_stack(&mut stack, touch::<{ 20 << 20 }>);
     let mark = stack.high_water_mark().unwrap();
     assert!((20 << 20..64 << 20).contains(&mark), "{mark}");
-}
-
-#[test]
-fn pooled_stack_marks_accumulate_or_reset_with_released_memory() {
-    for release in [false, true] {
-        let pool = StackPool::builder()
-            .stack_size(256 * 1024)
-            .release_idle_memory(release)
-            .build()
-            .unwrap();
-        let stack = pool.get().unwrap();
-        assert_eq!(stack.high_water_mark().unwrap(), 0);
-        let mut co: Coroutine<(), (), u8, _> =
-            Coroutine::with_stack(stack, |_, ()| touch::<100_000>());
-        co.resume(());
-        let stack = co.into_stack();
-        let used = stack.high_water_mark().unwrap();
-        assert!(used >= 100_000, "{used}");
-        drop(stack);
-        let again = pool.get().unwrap();
-        let expected = if release { 0 } else { used };
-        assert_eq!(
-            again.high_water_mark().unwrap(),
-            expected,
-            "release {release}"
-        );
-    }
 }

@@ -18,17 +18,7 @@ use switchback::stack::{set_overflow_report, DefaultStack, Stack, StackPool};
 use switchback::Coroutine;
 
 mod common;
-use common::{run_child, under_valgrind};
-
-/// Recurses until the stack overflows.
-#[inline(never)]
-fn recurse(depth: u64) -> u64 {
-    let frame = black_box([depth; 64]);
-    if black_box(depth) == u64::MAX {
-        return 0;
-    }
-    recurse(depth + 1) + black_box(frame)[63]
-}
+use common::{recurse, run_child, under_valgrind};
 
 /// Runs a coroutine that overflows `stack`, after writing what the report
 /// should say.
@@ -81,9 +71,18 @@ fn in_child(
 }
 
 fn assert_reported(result: Option<(Option<i32>, Option<i32>, String)>) {
+    assert_reported_after(result, None);
+}
+
+/// [`assert_reported`], where the child's stderr also holds `marker` (a
+/// test handler's words) if given.
+fn assert_reported_after(result: Option<(Option<i32>, Option<i32>, String)>, marker: Option<&str>) {
     let Some((code, signal, stderr)) = result else {
         return;
     };
+    if let Some(marker) = marker {
+        assert!(stderr.contains(marker), "{marker:?} expected: {stderr}");
+    }
     let expected = expected_report(&stderr);
     assert!(
         stderr.contains(&expected),
@@ -256,49 +255,52 @@ fn install(handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::
     }
 }
 
+/// Runs, in a child, a coroutine that overflows a `DefaultStack` with
+/// `handler` installed before the report's handler (`before`) or after it.
+fn overflow_with_handler(
+    test: &str,
+    var: &str,
+    handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void),
+    before: bool,
+) -> Option<(Option<i32>, Option<i32>, String)> {
+    in_child(test, var, || {
+        if !before {
+            use_a_stack();
+        }
+        install(handler);
+        overflow_coroutine(DefaultStack::new(64 * 1024).unwrap())
+    })
+}
+
 #[test]
 fn reported_after_a_handler_installed_before_gives_up() {
-    let result = in_child(
+    let result = overflow_with_handler(
         "reported_after_a_handler_installed_before_gives_up",
         "SWITCHBACK_OVERFLOW_BEFORE",
-        || {
-            install(giving_up);
-            overflow_coroutine(DefaultStack::new(64 * 1024).unwrap())
-        },
+        giving_up,
+        true,
     );
-    if let Some((_, _, stderr)) = &result {
-        assert!(stderr.contains("earlier handler ran"), "{stderr}");
-    }
-    assert_reported(result);
+    assert_reported_after(result, Some("earlier handler ran"));
 }
 
 #[test]
 fn reported_through_a_handler_installed_after_that_chains() {
-    let result = in_child(
+    let result = overflow_with_handler(
         "reported_through_a_handler_installed_after_that_chains",
         "SWITCHBACK_OVERFLOW_AFTER_CHAINING",
-        || {
-            use_a_stack();
-            install(chaining);
-            overflow_coroutine(DefaultStack::new(64 * 1024).unwrap())
-        },
+        chaining,
+        false,
     );
-    if let Some((_, _, stderr)) = &result {
-        assert!(stderr.contains("later handler ran"), "{stderr}");
-    }
-    assert_reported(result);
+    assert_reported_after(result, Some("later handler ran"));
 }
 
 #[test]
 fn a_handler_installed_after_decides_alone() {
-    let result = in_child(
+    let result = overflow_with_handler(
         "a_handler_installed_after_decides_alone",
         "SWITCHBACK_OVERFLOW_AFTER_EXITING",
-        || {
-            use_a_stack();
-            install(exiting);
-            overflow_coroutine(DefaultStack::new(64 * 1024).unwrap())
-        },
+        exiting,
+        false,
     );
     let Some((code, _, stderr)) = result else {
         return;
@@ -335,8 +337,5 @@ fn reported_on_a_thread_without_an_alternate_signal_stack() {
             }
         },
     );
-    if let Some((_, _, stderr)) = &result {
-        assert!(stderr.contains("alternate stack before: false"), "{stderr}");
-    }
-    assert_reported(result);
+    assert_reported_after(result, Some("alternate stack before: false"));
 }

@@ -509,6 +509,9 @@ fn release_idle_memory_gives_memory_back() {
             .release_idle_memory(release)
             .build()
             .unwrap();
+        let fresh = pool.get().unwrap();
+        assert_eq!(fresh.high_water_mark().unwrap(), 0);
+        drop(fresh);
         let mut co: Coroutine<(), (), usize, _> =
             Coroutine::with_pool(&pool, |_, ()| scribble::<TOUCHED>(1));
         co.resume(());
@@ -519,8 +522,15 @@ fn release_idle_memory_gives_memory_back() {
             before >= TOUCHED / page,
             "only {before} pages resident after use"
         );
+        let mark = stack.high_water_mark().unwrap();
+        assert!(mark >= TOUCHED, "high-water mark {mark}");
         drop(stack);
         let after = resident_pages(low, high);
+        // The high-water mark restarts where the memory was given back.
+        let again = pool.get().unwrap();
+        let expected_mark = if release { 0 } else { mark };
+        assert_eq!(again.high_water_mark().unwrap(), expected_mark);
+        drop(again);
         if release {
             assert_eq!(after, 0, "{after} pages still resident after release");
         } else {
