@@ -434,12 +434,12 @@ mod tests {
             len: 0,
         };
         message.push(b"0x");
-        message.push_number(0x7f3a_5c1e_1000, 16);
+        message.push_number(0x7f3a_5c1e, 16);
         message.push(b" ");
         message.push_number(0, 10);
         message.push(b" ");
         message.push_number(usize::MAX, 10);
         let text = core::str::from_utf8(&message.bytes[..message.len]).unwrap();
-        assert_eq!(text, std::format!("0x7f3a5c1e1000 0 {}", usize::MAX));
+        assert_eq!(text, std::format!("0x7f3a5c1e 0 {}", usize::MAX));
     }
 }
