@@ -55,15 +55,16 @@ const NAME_LEN: usize = 64;
 /// What the handler knows about its thread. No destructor, so the handler
 /// can read it as plain thread-local memory.
 struct ThreadInfo {
-    ready: Cell<bool>,
     name: Cell<[u8; NAME_LEN]>,
     name_len: Cell<usize>,
 }
 
 std::thread_local! {
+    /// Whether [`prepare_thread`] ran on this thread: the flag that every
+    /// use of a crate stack checks.
+    static READY: Cell<bool> = const { Cell::new(false) };
     static THREAD: ThreadInfo = const {
         ThreadInfo {
-            ready: Cell::new(false),
             name: Cell::new([0; NAME_LEN]),
             name_len: Cell::new(0),
         }
@@ -112,7 +113,7 @@ std::thread_local! {
 /// ```
 pub fn set_overflow_report(enabled: bool) {
     ENABLED.store(enabled, Ordering::Relaxed);
-    if enabled && THREAD.with(|thread| thread.ready.get()) {
+    if enabled && READY.with(Cell::get) {
         install();
     }
 }
@@ -123,7 +124,7 @@ pub fn set_overflow_report(enabled: bool) {
 /// thread-local check after the first call.
 #[inline(always)]
 pub(crate) fn prepare_thread() {
-    if !THREAD.with(|thread| thread.ready.get()) {
+    if !READY.with(Cell::get) {
         prepare_thread_slow();
     }
 }
@@ -131,8 +132,8 @@ pub(crate) fn prepare_thread() {
 #[cold]
 #[inline(never)]
 fn prepare_thread_slow() {
+    READY.with(|ready| ready.set(true));
     THREAD.with(|thread| {
-        thread.ready.set(true);
         let mut name = [0u8; NAME_LEN];
         let current = std::thread::current();
         let text = current.name().unwrap_or("<unnamed>").as_bytes();
