@@ -54,9 +54,9 @@ pub fn remaining_stack() -> Option<usize> {
 /// (or if that cannot be known: see [`remaining_stack`]), otherwise on a
 /// new stack of at least `stack_size` bytes, and returns its result.
 ///
-/// The new stacks come from a process-wide [`StackPool`] per size, so a
-/// recursion that keeps crossing the same depth does not map and unmap a
-/// stack each time. A panic in `f` unwinds through this call to its
+/// The new stacks come from a process-wide [`StackPool`] per size, which
+/// keeps a few idle stacks, so a recursion that keeps crossing the same
+/// depth does not map and unmap a stack each time. A panic in `f` unwinds through this call to its
 /// caller, and a backtrace taken in `f` continues through it into the
 /// frames below.
 ///
@@ -116,6 +116,11 @@ pub fn grow<R, F: FnOnce() -> R>(stack_size: usize, f: F) -> R {
     crate::on_stack(stack, f)
 }
 
+/// Idle stacks each pool of [`grow`] keeps in its shared list (and at most
+/// in each thread's cache): a recursion that keeps crossing the same depth
+/// reuses them, and a deep one that unwinds leaves only these mapped.
+const GROW_MAX_IDLE: usize = 4;
+
 /// The process-wide pool of stacks of `stack_size` bytes (rounded as pools
 /// round it).
 fn pool_for(stack_size: usize) -> StackPool {
@@ -125,7 +130,12 @@ fn pool_for(stack_size: usize) -> StackPool {
     if let Some(pool) = pools.iter().find(|pool| pool.stack_size() == size) {
         return pool.clone();
     }
-    let pool = StackPool::new(size).unwrap_or_else(|error| panic!("{error}"));
+    let pool = StackPool::builder()
+        .stack_size(size)
+        .max_idle(GROW_MAX_IDLE)
+        .thread_cache(GROW_MAX_IDLE)
+        .build()
+        .unwrap_or_else(|error| panic!("{error}"));
     pools.push(pool.clone());
     pool
 }

@@ -274,7 +274,9 @@ fn is_function(action: &libc::sigaction) -> bool {
     action.sa_sigaction != libc::SIG_DFL && action.sa_sigaction != libc::SIG_IGN
 }
 
-/// Calls the handler function of `action` as the kernel would have.
+/// Calls the handler function of `action` as the kernel would have (but
+/// on this handler's stack and with this handler's signal mask, not the
+/// ones `action` asked for).
 ///
 /// # Safety
 /// `action` must hold a handler function (see [`is_function`]) and the
@@ -325,13 +327,14 @@ extern "C" fn on_fault(
     info: *mut libc::siginfo_t,
     context: *mut libc::c_void,
 ) {
-    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
-    let addr = unsafe { (*info).si_addr() } as usize;
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler;
+    // `si_addr` means something only for a fault the kernel raised
+    // (positive `si_code`), not for a signal sent with `kill` or `raise`.
+    let addr = unsafe { ((*info).si_code > 0).then(|| (*info).si_addr() as usize) };
     let previous = previous(signal).filter(|action| is_function(action));
-    let hit = if ENABLED.load(Ordering::Relaxed) {
-        guard_hit(addr)
-    } else {
-        None
+    let hit = match addr {
+        Some(addr) if ENABLED.load(Ordering::Relaxed) => guard_hit(addr),
+        _ => None,
     };
     if let Some(range) = hit {
         if let Some(action) = previous {
