@@ -39,7 +39,7 @@ static USED: AtomicUsize = AtomicUsize::new(0);
 static FREE: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 
 /// A registered stack's addresses, as read from the registry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub(crate) struct StackRange {
     /// The lowest address of the guard page(s).
     pub(crate) guard: usize,
@@ -47,10 +47,10 @@ pub(crate) struct StackRange {
     pub(crate) limit: usize,
     /// The highest address of the stack.
     pub(crate) base: usize,
-    /// Which entry it was read from and the entry's sequence count then:
+    /// The entry it was read from and the entry's sequence count then:
     /// [`still_registered`] tells whether it still describes that stack.
-    pub(crate) index: usize,
-    pub(crate) seq: usize,
+    entry: &'static Entry,
+    seq: usize,
 }
 
 /// A registration, removed from the registry on drop. Holds nothing if the
@@ -151,7 +151,7 @@ fn read(index: usize) -> Option<StackRange> {
         guard: entry.guard.load(Ordering::Relaxed),
         limit: entry.limit.load(Ordering::Relaxed),
         base: entry.base.load(Ordering::Relaxed),
-        index,
+        entry,
         seq,
     };
     fence(Ordering::Acquire);
@@ -171,7 +171,7 @@ pub(crate) fn find(addr: usize) -> Option<StackRange> {
 /// entry has not been rewritten since.
 #[inline]
 pub(crate) fn still_registered(range: &StackRange) -> bool {
-    entry(range.index).is_some_and(|entry| entry.seq.load(Ordering::Acquire) == range.seq)
+    range.entry.seq.load(Ordering::Acquire) == range.seq
 }
 
 #[cfg(test)]
@@ -188,7 +188,8 @@ mod tests {
             (found.guard, found.limit, found.base),
             (top, top + 0x1000, top + 0x8000)
         );
-        assert_eq!(find(top + 0x10).map(|r| r.index), Some(found.index));
+        let low = find(top + 0x10).expect("the guard page belongs to the range");
+        assert!(ptr::eq(low.entry, found.entry));
         assert!(find(top + 0x8000).is_none());
         assert!(still_registered(&found));
         drop(registration);
