@@ -6,6 +6,11 @@
 //! fixed-size chunks of atomics, each entry guarded by a sequence count.
 //! Registering and unregistering happen when a stack is mapped or unmapped,
 //! take a mutex for the list of free entries and may allocate a new chunk.
+//!
+//! Nothing here is Unix-specific: a stack mapped another way (the Windows
+//! `VirtualAlloc` stacks) joins by keeping a [`Registration`] as `Mapping`
+//! does, and a Windows vectored exception handler can look faults up with
+//! [`find`] as the Unix signal handler does (see `overflow`).
 
 use core::ptr;
 use core::sync::atomic::{fence, AtomicPtr, AtomicUsize, Ordering};
