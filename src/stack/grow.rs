@@ -23,7 +23,7 @@ use super::StackPool;
 ///
 /// It knows the stacks the crate made, whatever runs on them (a
 /// [`Coroutine`](crate::Coroutine) on a [`DefaultStack`](super::DefaultStack)
-/// or a pooled stack, an [`on_stack`](crate::on_stack) call, a stack of
+/// or a pooled stack, an [`on_stack`](crate::on_stack()) call, a stack of
 /// [`maybe_grow`]), and a thread's own stack where the platform reports it
 /// (`pthread_getattr_np` on Linux, `pthread_get_stackaddr_np` on macOS).
 /// On a stack of a custom [`Stack`](super::Stack) implementation it
@@ -84,7 +84,7 @@ pub fn remaining_stack() -> Option<usize> {
 /// # Panics
 ///
 /// If a new stack is needed and cannot be mapped; and as
-/// [`on_stack`](crate::on_stack) if `f` is too big for a stack of
+/// [`on_stack`](crate::on_stack()) if `f` is too big for a stack of
 /// `stack_size` bytes.
 #[inline]
 pub fn maybe_grow<R, F: FnOnce() -> R>(red_zone: usize, stack_size: usize, f: F) -> R {
@@ -105,7 +105,7 @@ pub fn maybe_grow<R, F: FnOnce() -> R>(red_zone: usize, stack_size: usize, f: F)
 ///
 /// # Panics
 ///
-/// If the stack cannot be mapped; and as [`on_stack`](crate::on_stack) if
+/// If the stack cannot be mapped; and as [`on_stack`](crate::on_stack()) if
 /// `f` is too big for the stack. A panic in `f` continues from this call.
 #[inline(never)]
 pub fn grow<R, F: FnOnce() -> R>(stack_size: usize, f: F) -> R {

@@ -134,7 +134,7 @@ pub struct StackPoolBuilder {
 ///
 /// It implements [`Stack`], so it works with [`Coroutine::with_stack`],
 /// [`ScopedCoroutine::with_stack`](crate::ScopedCoroutine::with_stack) and
-/// [`on_stack`](crate::on_stack); [`Coroutine::with_pool`] does the
+/// [`on_stack`](crate::on_stack()); [`Coroutine::with_pool`] does the
 /// `get` for you. Like a [`DefaultStack`](super::DefaultStack), it has a
 /// `PROT_NONE` guard page at its [`limit`](Stack::limit).
 ///
