@@ -9,7 +9,7 @@ mod bench {
     use std::hint::black_box;
 
     use criterion::{criterion_group, Criterion};
-    use switchback::stack::{DefaultStack, StackPool};
+    use switchback::stack::{maybe_grow, DefaultStack, StackPool};
     use switchback::{on_stack, Coroutine, ScopedCoroutine, Yielder};
 
     /// resume + suspend of an identity coroutine.
@@ -57,12 +57,27 @@ mod bench {
         });
     }
 
+    /// `maybe_grow` with enough stack left, so that the closure runs in
+    /// place: on the thread's stack, and on a `DefaultStack` (as in a
+    /// coroutine).
+    fn maybe_grow_in_place(c: &mut Criterion) {
+        c.bench_function("maybe_grow_in_place_thread", |b| {
+            b.iter(|| maybe_grow(32 * 1024, 1024 * 1024, || black_box(1)))
+        });
+        on_stack(DefaultStack::default(), || {
+            c.bench_function("maybe_grow_in_place_on_stack", |b| {
+                b.iter(|| maybe_grow(32 * 1024, 1024 * 1024, || black_box(1)))
+            });
+        });
+    }
+
     criterion_group!(
         benches,
         coroutine_switch,
         coroutine_call,
         coroutine_call_pooled,
-        stack_call
+        stack_call,
+        maybe_grow_in_place
     );
 }
 

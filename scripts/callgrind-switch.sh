@@ -6,8 +6,13 @@
 # round trips; it is run for N and 2N, and (Ir(2N) - Ir(N)) / N cancels the
 # start-up and tear-down instructions.
 #
+# With OPS set, it counts instead the instructions per iteration of
+# switchback's `call-loop-switchback OP N` for each OP (the harness's
+# switchback-only operations, such as `call` and `call-pooled`).
+#
 # Usage: scripts/callgrind-switch.sh [N]      (default N = 100000)
 # Env:   CRATES="switchback corosensei ..."   (default: all five)
+#        OPS="call call-pooled"               (switchback operations instead)
 #        CARGO_TARGET_DIR                     (default: target/ in the workspace)
 set -euo pipefail
 
@@ -24,24 +29,39 @@ if ! command -v valgrind >/dev/null; then
     $sudo apt-get install -y -qq valgrind >&2
 fi
 
+ops=${OPS:-}
 bins=()
-for crate in $crates; do bins+=(--bin "switch-loop-$crate"); done
+if [ -n "$ops" ]; then
+    bins=(--bin call-loop-switchback)
+else
+    for crate in $crates; do bins+=(--bin "switch-loop-$crate"); done
+fi
 cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p bench-compare "${bins[@]}"
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-# Total instructions executed by `switch-loop-$1 $2`.
+# Total instructions executed by `switch-loop-$1 $2`, or with OPS set by
+# `call-loop-switchback $1 $2`.
 instructions() {
     local file="$out/callgrind.$1.$2"
+    local command=("$CARGO_TARGET_DIR/release/switch-loop-$1" "$2")
+    if [ -n "$ops" ]; then
+        command=("$CARGO_TARGET_DIR/release/call-loop-switchback" "$1" "$2")
+    fi
     valgrind --tool=callgrind --callgrind-out-file="$file" \
-        "$CARGO_TARGET_DIR/release/switch-loop-$1" "$2" >/dev/null 2>"$file.log" ||
+        "${command[@]}" >/dev/null 2>"$file.log" ||
         { cat "$file.log" >&2; return 1; }
     # `summary:` (older callgrind) or `totals:`; the first event is Ir.
     awk '/^(summary|totals):/ { print $2; exit }' "$file"
 }
 
-echo "| crate | instructions per round trip |"
+if [ -n "$ops" ]; then
+    echo "| switchback operation | instructions per iteration |"
+    crates=$ops
+else
+    echo "| crate | instructions per round trip |"
+fi
 echo "|---|---:|"
 for crate in $crates; do
     one=$(instructions "$crate" "$n")

@@ -522,6 +522,7 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
 }
 
 impl<Input, Yield, Return, Stack: stack::Stack> Drop for Coroutine<Input, Yield, Return, Stack> {
+    #[inline]
     fn drop(&mut self) {
         if self.sp.is_some() {
             // Frees the stack once the unwind below has finished, and also

@@ -82,6 +82,13 @@
 //!   handler (a vectored exception handler on Windows).
 //! - A stack needs 28 KiB for frames plus twice the size of the closure
 //!   (see [`Coroutine::with_stack`]); [`stack::MIN_STACK_SIZE`] is 32 KiB.
+//! - With `default-stack`, a coroutine that overflows a stack the crate made
+//!   does not die of a bare segmentation fault: the process prints which
+//!   thread overflowed which stack and aborts, as std does for threads
+//!   (`stack::set_overflow_report` turns this off). `stack::remaining_stack`
+//!   says how much stack is left, `stack::maybe_grow` continues on a new
+//!   stack when too little is, and `high_water_mark` on `DefaultStack` and
+//!   `PooledStack` says how much of a stack was ever used.
 //!
 //! # Supported targets
 //!

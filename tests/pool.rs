@@ -540,6 +540,9 @@ fn release_idle_memory_gives_memory_back() {
             .release_idle_memory(release)
             .build()
             .unwrap();
+        let fresh = pool.get().unwrap();
+        assert_eq!(fresh.high_water_mark().unwrap(), 0);
+        drop(fresh);
         let mut co: Coroutine<(), (), usize, _> =
             Coroutine::with_pool(&pool, |_, ()| scribble::<TOUCHED>(1));
         co.resume(());
@@ -550,8 +553,15 @@ fn release_idle_memory_gives_memory_back() {
             before >= TOUCHED / page,
             "only {before} pages resident after use"
         );
+        let mark = stack.high_water_mark().unwrap();
+        assert!(mark >= TOUCHED, "high-water mark {mark}");
         drop(stack);
         let after = resident_pages(low, high);
+        // The high-water mark restarts where the memory was given back.
+        let again = pool.get().unwrap();
+        let expected_mark = if release { 0 } else { mark };
+        assert_eq!(again.high_water_mark().unwrap(), expected_mark);
+        drop(again);
         if release {
             assert_eq!(after, 0, "{after} pages still resident after release");
         } else {
@@ -738,4 +748,83 @@ fn debug_output() {
     );
     let stack = pool.get().unwrap();
     assert!(format!("{stack:?}").contains("PooledStack"));
+}
+
+#[test]
+fn thread_cache_bound_holds_in_any_return_order() {
+    // One stack may stay in the thread's cache and one in the shared list:
+    // of three returned, one is unmapped, whatever order they come back in
+    // and however often a stack is taken and returned in between.
+    for order in [[0, 1, 2], [2, 1, 0], [1, 0, 2]] {
+        let pool = StackPool::builder()
+            .stack_size(32 * 1024)
+            .max_idle(1)
+            .thread_cache(1)
+            .build()
+            .unwrap();
+        let mut stacks: Vec<Option<PooledStack>> = (0..3).map(|_| pool.get().ok()).collect();
+        for index in order {
+            stacks[index] = None;
+            drop(pool.get().unwrap());
+        }
+        assert_eq!(pool.allocated_count(), 2, "order {order:?}");
+        assert_eq!(pool.idle_count(), 2, "order {order:?}");
+        for _ in 0..5 {
+            let mut co: Coroutine<(), (), u8, _> = Coroutine::with_pool(&pool, |_, ()| 1);
+            assert_eq!(co.resume(()), CoroutineResult::Return(1));
+        }
+        assert_eq!(pool.allocated_count(), 2);
+    }
+}
+
+#[test]
+fn two_pools_used_in_turn_keep_their_bounds() {
+    let pools: Vec<StackPool> = (0..2)
+        .map(|_| {
+            StackPool::builder()
+                .stack_size(32 * 1024)
+                .max_idle(1)
+                .thread_cache(1)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    for round in 0..4 {
+        let held: Vec<PooledStack> = (0..6)
+            .map(|i| pools[(i + round) % 2].get().unwrap())
+            .collect();
+        drop(held);
+        for pool in &pools {
+            assert_eq!(pool.idle_count(), 2, "round {round}");
+            assert_eq!(pool.allocated_count(), 2, "round {round}");
+            drop(pool.get().unwrap());
+        }
+    }
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn stack_returned_after_its_pool_closed_on_another_thread_is_unmapped() {
+    use std::sync::mpsc;
+    let pool = StackPool::new(64 * 1024).unwrap();
+    let (send_pool, receive_pool) = mpsc::channel();
+    let (send_closed, receive_closed) = mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        // Taken and returned once, so that this thread's cache keeps the
+        // pool's stack and takes it back without locking.
+        drop(pool.get().unwrap());
+        let stack = pool.get().unwrap();
+        let base = stack.base().get();
+        send_pool.send(pool).unwrap();
+        receive_closed.recv().unwrap();
+        drop(stack);
+        perms_at(base - 1)
+    });
+    drop(receive_pool.recv().unwrap());
+    send_closed.send(()).unwrap();
+    assert_eq!(
+        thread.join().unwrap(),
+        None,
+        "a stack returned after its pool closed should be unmapped"
+    );
 }

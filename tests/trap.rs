@@ -26,7 +26,7 @@ use switchback::{Coroutine, CoroutineResult, ScopedCoroutine, Yielder};
 mod common;
 #[path = "../examples/support/interrupted_context.rs"]
 mod interrupted_context;
-use common::under_valgrind;
+use common::{recurse, under_valgrind};
 
 /// How the handler makes the coroutine return.
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -301,17 +301,6 @@ fn run<Y, S: Stack>(co: &mut Coroutine<(), Y, i32, S>) -> CoroutineResult<Y, i32
 
 fn recovered() -> u32 {
     RECOVERED.with(Cell::get)
-}
-
-/// Recurses until the stack overflows (the compiler cannot tell that it
-/// never ends).
-#[inline(never)]
-fn recurse(depth: u64) -> u64 {
-    let frame = black_box([depth; 64]);
-    if black_box(depth) == u64::MAX {
-        return 0;
-    }
-    recurse(depth + 1) + black_box(frame)[63]
 }
 
 fn overflowing<S: Stack + 'static>(stack: S) -> Coroutine<(), (), i32, S> {

@@ -33,7 +33,8 @@ const USAGE: &str = "\
 usage: bench-compare [--rounds N] [--ops OP,OP,...] [--crates NAME,...] [--quick]
 
   --rounds N     measured rounds (default 31; at least 21 for a report worth quoting)
-  --ops LIST     comma-separated subset of: switch, call, call-fresh, call-pooled
+  --ops LIST     comma-separated subset of: switch, call, call-fresh, call-pooled,
+                 maybe-grow
   --crates LIST  comma-separated crates to time besides switchback (the
                  baseline, always timed): corosensei, context, generator,
                  wasmtime-fiber; default all
@@ -183,7 +184,7 @@ mod tests {
     #[test]
     fn defaults_and_flags() {
         let defaults = parse(&[]).unwrap();
-        assert_eq!((defaults.rounds, defaults.ops.len()), (31, 4));
+        assert_eq!((defaults.rounds, defaults.ops.len()), (31, 5));
         let quick = parse(&["--rounds", "7", "--quick"]).unwrap();
         assert_eq!(quick.rounds, 7);
         assert_eq!(quick.warmup, 1);

@@ -94,6 +94,11 @@ fn render(r: &Report<'_>) -> String {
          the coroutine drops (switchback: `Coroutine::with_pool` on a `StackPool` of 1 MiB \
          stacks)."
     );
+    let _ = writeln!(
+        out,
+        "- `maybe-grow`: `stack::maybe_grow(32 KiB, 1 MiB, f)` with plenty of stack left, so \
+         that `f` runs in place: the cost of finding the stack left (switchback only)."
+    );
 
     let mut unsupported = Vec::new();
     for (op, row) in r.options.ops.iter().zip(r.iters) {

@@ -4,6 +4,7 @@
 use core::sync::atomic::{AtomicUsize, Ordering};
 use std::io;
 
+use super::registry::Registration;
 use super::{StackPointer, ValgrindStackRegistration};
 
 /// Pages of guard below each stack: one `PROT_NONE` page.
@@ -32,6 +33,8 @@ pub(crate) struct Mapping {
     /// The highest address of the mapping.
     pub(crate) base: StackPointer,
     _valgrind: ValgrindStackRegistration,
+    /// In the crate's registry of stacks (overflow report, remaining stack).
+    registration: Registration,
 }
 
 impl Mapping {
@@ -82,6 +85,7 @@ impl Mapping {
                 (start + page) as *mut u8,
                 mapping_len - page,
             ),
+            registration: Registration::new(start, limit_ptr.get(), base_ptr.get()),
         })
     }
 
@@ -127,6 +131,7 @@ impl Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
+        self.registration.remove();
         // SAFETY: the mapping is ours and nothing runs on it any more: it
         // is dropped only when idle or when its coroutine has finished.
         unsafe {

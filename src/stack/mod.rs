@@ -6,16 +6,28 @@ use core::num::NonZeroUsize;
 #[cfg(all(feature = "default-stack", any(unix, windows)))]
 mod default_stack;
 #[cfg(all(feature = "default-stack", unix))]
+mod grow;
+#[cfg(all(feature = "default-stack", unix))]
+mod high_water;
+#[cfg(all(feature = "default-stack", unix))]
 mod mapping;
 #[cfg(all(feature = "default-stack", windows))]
 #[path = "mapping_windows.rs"]
 mod mapping;
+#[cfg(all(feature = "default-stack", unix))]
+mod overflow;
 #[cfg(all(feature = "default-stack", any(unix, windows)))]
 mod pool;
+#[cfg(all(feature = "default-stack", unix))]
+mod registry;
 pub mod valgrind;
 
 #[cfg(all(feature = "default-stack", any(unix, windows)))]
 pub use self::default_stack::DefaultStack;
+#[cfg(all(feature = "default-stack", unix))]
+pub use self::grow::{grow, maybe_grow, remaining_stack};
+#[cfg(all(feature = "default-stack", unix))]
+pub use self::overflow::set_overflow_report;
 #[cfg(all(feature = "default-stack", any(unix, windows)))]
 pub use self::pool::{PooledStack, StackPool, StackPoolBuilder};
 #[cfg(all(feature = "default-stack", any(unix, windows)))]

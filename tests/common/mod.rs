@@ -62,6 +62,17 @@ pub fn under_wine() -> bool {
     std::env::var_os("SWITCHBACK_WINE").is_some()
 }
 
+/// Recurses until the stack overflows (the compiler cannot tell that it
+/// never ends).
+#[inline(never)]
+pub fn recurse(depth: u64) -> u64 {
+    let frame = std::hint::black_box([depth; 64]);
+    if std::hint::black_box(depth) == u64::MAX {
+        return 0;
+    }
+    recurse(depth + 1) + std::hint::black_box(frame)[63]
+}
+
 /// A shared count of drops.
 pub fn counter() -> Rc<Cell<u32>> {
     Rc::new(Cell::new(0))

@@ -83,6 +83,7 @@ impl Subject for Context {
                 black_box(unsafe { ctx.resume(black_box(INPUT)) }.data);
             }),
             Op::CallPooled => return Err(Unsupported("context has no stack pool")),
+            Op::MaybeGrow => return Err(Unsupported("context has no maybe_grow")),
         })
     }
 }

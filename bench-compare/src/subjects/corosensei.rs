@@ -33,7 +33,9 @@ impl Subject for Corosensei {
     }
 
     fn batch(&mut self, op: Op, iters: u64) -> Result<Duration, Unsupported> {
-        time_corosensei_api_op!(corosensei, &mut self.stack, op, iters)
-            .ok_or(Unsupported("corosensei has no stack pool"))
+        time_corosensei_api_op!(corosensei, &mut self.stack, op, iters).ok_or(match op {
+            Op::MaybeGrow => Unsupported("corosensei has no maybe_grow"),
+            _ => Unsupported("corosensei has no stack pool"),
+        })
     }
 }

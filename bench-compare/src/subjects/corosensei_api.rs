@@ -3,8 +3,8 @@
 
 /// Times `$op` (`$iters` iterations) on the crate `$krate`, which has
 /// corosensei 0.3's API, reusing the `DefaultStack` `$stack` for
-/// [`Op::Call`](super::Op::Call). `None` for [`Op::CallPooled`](super::Op::CallPooled),
-/// which that API has no way to do.
+/// [`Op::Call`](super::Op::Call). `None` for [`Op::CallPooled`](super::Op::CallPooled)
+/// and [`Op::MaybeGrow`](super::Op::MaybeGrow), which that API has no way to do.
 macro_rules! time_corosensei_api_op {
     ($krate:ident, $stack:expr, $op:expr, $iters:expr) => {{
         use ::std::hint::black_box;
@@ -35,7 +35,7 @@ macro_rules! time_corosensei_api_op {
                 let mut co = ::$krate::Coroutine::<usize, (), usize>::new(|_, x| x);
                 black_box(co.resume(black_box(INPUT)));
             })),
-            Op::CallPooled => None,
+            Op::CallPooled | Op::MaybeGrow => None,
         }
     }};
 }

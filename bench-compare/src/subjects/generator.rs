@@ -65,6 +65,7 @@ impl Subject for Generator {
                 black_box(g.raw_send(Some(black_box(INPUT))));
             }),
             Op::CallPooled => return Err(Unsupported("generator has no stack pool")),
+            Op::MaybeGrow => return Err(Unsupported("generator has no maybe_grow")),
         })
     }
 }

@@ -23,11 +23,19 @@ pub enum Op {
     CallFresh,
     /// The same with a stack taken from (and returned to) a pool.
     CallPooled,
+    /// `maybe_grow` with enough stack left: the cost of the check alone.
+    MaybeGrow,
 }
 
 impl Op {
     /// Every operation, in report order.
-    pub const ALL: [Op; 4] = [Op::Switch, Op::Call, Op::CallFresh, Op::CallPooled];
+    pub const ALL: [Op; 5] = [
+        Op::Switch,
+        Op::Call,
+        Op::CallFresh,
+        Op::CallPooled,
+        Op::MaybeGrow,
+    ];
 
     /// The name used on the command line and in the report.
     pub fn name(self) -> &'static str {
@@ -36,6 +44,7 @@ impl Op {
             Op::Call => "call",
             Op::CallFresh => "call-fresh",
             Op::CallPooled => "call-pooled",
+            Op::MaybeGrow => "maybe-grow",
         }
     }
 
@@ -96,9 +105,10 @@ mod tests {
             for op in Op::ALL {
                 for iters in [1, 3] {
                     let result = subject.batch(op, iters);
-                    // Only pools are missing, and switchback has one.
-                    let expect_ok =
-                        op != Op::CallPooled || subject.name().starts_with("switchback ");
+                    // Only pools and maybe_grow are missing, and switchback
+                    // has both.
+                    let expect_ok = !matches!(op, Op::CallPooled | Op::MaybeGrow)
+                        || subject.name().starts_with("switchback ");
                     assert_eq!(
                         result.is_ok(),
                         expect_ok,

@@ -3,11 +3,11 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use switchback::stack::{DefaultStack, StackPool};
+use switchback::stack::{maybe_grow, DefaultStack, StackPool};
 use switchback::Coroutine;
 
 use super::corosensei_api::time_corosensei_api_op;
-use super::{Op, Subject, Unsupported, INPUT};
+use super::{Op, Subject, Unsupported, INPUT, STACK_SIZE};
 use crate::measure::time_batch;
 
 /// switchback, through the API it shares with corosensei.
@@ -42,9 +42,14 @@ impl Subject for Switchback {
             return Ok(elapsed);
         }
         let pool = &self.pool;
-        Ok(time_batch(iters, || {
-            let mut co = Coroutine::<usize, (), usize, _>::with_pool(pool, |_, x| x);
-            black_box(co.resume(black_box(INPUT)));
-        }))
+        Ok(match op {
+            Op::MaybeGrow => time_batch(iters, || {
+                black_box(maybe_grow(32 * 1024, STACK_SIZE, || black_box(INPUT)));
+            }),
+            _ => time_batch(iters, || {
+                let mut co = Coroutine::<usize, (), usize, _>::with_pool(pool, |_, x| x);
+                black_box(co.resume(black_box(INPUT)));
+            }),
+        })
     }
 }

@@ -81,6 +81,10 @@ impl Subject for WasmtimeFiber {
                 self.stack = Some(stack);
                 return Err(Unsupported("wasmtime-fiber has no stack pool"));
             }
+            Op::MaybeGrow => {
+                self.stack = Some(stack);
+                return Err(Unsupported("wasmtime-fiber has no maybe_grow"));
+            }
         };
         self.stack = Some(stack);
         Ok(elapsed)

@@ -1,0 +1,449 @@
+//! The overflow report: a SIGSEGV/SIGBUS handler that names a coroutine
+//! stack overflow (a fault in the guard page of a stack the crate made)
+//! and aborts, and hands every other fault on unchanged.
+//!
+//! How it fits together:
+//!
+//! - The handler is installed once, the first time a thread uses a stack
+//!   the crate made ([`prepare_thread`], called from `DefaultStack` and
+//!   `PooledStack`), unless [`set_overflow_report`] turned it off first. It
+//!   remembers the handlers it replaced (std's, usually) and passes them
+//!   every fault that is not in one of the crate's guard pages.
+//! - The guard pages are found in the lock-free registry of the crate's
+//!   stacks (`registry`), which the handler reads without locking or
+//!   allocating.
+//! - The handler needs an alternate signal stack (the overflowing stack
+//!   has no room left). std gives the threads it spawns one while its own
+//!   handler is installed; [`prepare_thread`] gives any thread that has
+//!   none (threads made by C code, or when std's handler is not installed)
+//!   one of its own, freed when the thread exits.
+//! - Windows (not built here) has no signals: the counterpart is a
+//!   vectored exception handler for `EXCEPTION_STACK_OVERFLOW` and guard
+//!   page faults that looks the faulting address up in the same registry
+//!   (`registry::find`) and writes the same message (`write_report`).
+
+use core::cell::{Cell, UnsafeCell};
+use core::mem::{self, MaybeUninit};
+use core::ptr;
+use core::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Once;
+
+use super::mapping::page_size;
+use super::registry::{self, StackRange};
+
+/// Whether the report is wanted (see [`set_overflow_report`]).
+static ENABLED: AtomicBool = AtomicBool::new(true);
+/// Set once the handler is installed.
+static INSTALLED: Once = Once::new();
+
+/// The actions the handler replaced, for SIGSEGV and SIGBUS, written once
+/// before the handler is installed and only read afterwards.
+struct Previous(UnsafeCell<[MaybeUninit<libc::sigaction>; 2]>);
+
+// SAFETY: written only inside `INSTALLED.call_once`, before the handler
+// that reads it is installed (the `sigaction` system call orders the
+// two); read-only afterwards.
+unsafe impl Sync for Previous {}
+
+static PREVIOUS: Previous = Previous(UnsafeCell::new([MaybeUninit::uninit(); 2]));
+
+const SIGNALS: [libc::c_int; 2] = [libc::SIGSEGV, libc::SIGBUS];
+
+/// Bytes of a thread name kept for the report; longer names are cut.
+const NAME_LEN: usize = 64;
+
+/// What the handler knows about its thread. No destructor, so the handler
+/// can read it as plain thread-local memory.
+struct ThreadInfo {
+    name: Cell<[u8; NAME_LEN]>,
+    name_len: Cell<usize>,
+}
+
+std::thread_local! {
+    /// Whether [`prepare_thread`] ran on this thread: the flag that every
+    /// use of a crate stack checks.
+    static READY: Cell<bool> = const { Cell::new(false) };
+    static THREAD: ThreadInfo = const {
+        ThreadInfo {
+            name: Cell::new([0; NAME_LEN]),
+            name_len: Cell::new(0),
+        }
+    };
+    /// The alternate signal stack this crate gave the thread, if any;
+    /// its destructor frees it when the thread exits.
+    static ALT_STACK: AltStack = const { AltStack { mapping: Cell::new(None) } };
+}
+
+/// Turns the overflow report on or off for the whole process. It is on by
+/// default wherever `std` is available.
+///
+/// With the report on, when code on a coroutine stack runs into the guard
+/// page of a stack this crate made ([`DefaultStack`](super::DefaultStack)
+/// or a [`StackPool`](super::StackPool) stack), the process prints
+///
+/// ```text
+/// thread 'main' overflowed the stack of a coroutine (stack 0x7f3a5c1e1000-0x7f3a5c1f1000, 64 KiB)
+/// ```
+///
+/// to stderr and aborts (`SIGABRT`), as std does when a thread overflows
+/// its own stack, instead of dying of a bare "segmentation fault".
+///
+/// How it works: the first time a thread uses such a stack, a
+/// `SIGSEGV`/`SIGBUS` handler is installed (once per process) and the
+/// thread gets an alternate signal stack if it has none. A fault
+/// anywhere else goes to the handler that was installed before (std's,
+/// which reports a thread's own overflow, or the program's), or to the
+/// default action, as if this handler were not there. For a fault in one
+/// of the crate's guard pages the handler that was there before is asked
+/// first, and the report is printed only if it gives up (leaves the
+/// signal's default action in place, as std's does for faults it does not
+/// know): so a program that installs its own handler to recover from
+/// coroutine overflows (the [`trap`](crate::trap) module) keeps working,
+/// whether it installs it before or after this one.
+///
+/// Turning it off before the first stack is used keeps the handler from
+/// being installed at all; turning it off later makes the installed
+/// handler pass every fault on. Turning it on again installs it if it was
+/// never installed.
+///
+/// ```
+/// // This program handles faults itself: no report wanted.
+/// switchback::stack::set_overflow_report(false);
+/// # switchback::stack::set_overflow_report(true);
+/// ```
+pub fn set_overflow_report(enabled: bool) {
+    ENABLED.store(enabled, Ordering::Relaxed);
+    if enabled && READY.with(Cell::get) {
+        install();
+    }
+}
+
+/// Makes the calling thread ready to report an overflow of a crate stack
+/// it is about to run on: installs the handler (once per process) and
+/// gives the thread an alternate signal stack if it has none. A
+/// thread-local check after the first call.
+#[inline(always)]
+pub(crate) fn prepare_thread() {
+    if !READY.with(Cell::get) {
+        prepare_thread_slow();
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn prepare_thread_slow() {
+    READY.with(|ready| ready.set(true));
+    THREAD.with(|thread| {
+        let mut name = [0u8; NAME_LEN];
+        let current = std::thread::current();
+        let text = current.name().unwrap_or("<unnamed>").as_bytes();
+        let len = text.len().min(NAME_LEN);
+        name[..len].copy_from_slice(&text[..len]);
+        thread.name.set(name);
+        thread.name_len.set(len);
+    });
+    ensure_alt_stack();
+    if ENABLED.load(Ordering::Relaxed) {
+        install();
+    }
+}
+
+/// Installs the handler for SIGSEGV and SIGBUS, once.
+fn install() {
+    INSTALLED.call_once(|| {
+        let previous = PREVIOUS.0.get().cast::<MaybeUninit<libc::sigaction>>();
+        for (index, signal) in SIGNALS.into_iter().enumerate() {
+            // SAFETY: `action` is fully initialized before use; the handler
+            // has the SA_SIGINFO signature; `previous` is written only here,
+            // before the handler that reads it is installed.
+            unsafe {
+                let mut action: libc::sigaction = mem::zeroed();
+                action.sa_sigaction = on_fault as *const () as libc::sighandler_t;
+                action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+                libc::sigemptyset(&mut action.sa_mask);
+                let slot = (*previous.add(index)).as_mut_ptr();
+                if libc::sigaction(signal, ptr::null(), slot) != 0 {
+                    continue;
+                }
+                libc::sigaction(signal, &action, ptr::null_mut());
+            }
+        }
+    });
+}
+
+/// An alternate signal stack this crate mapped for a thread: its mapping
+/// (guard page included) and length.
+struct AltStack {
+    mapping: Cell<Option<(usize, usize)>>,
+}
+
+/// Usable bytes of the alternate signal stacks this crate makes: room for
+/// this handler and for the handler it passes faults to.
+const ALT_STACK_SIZE: usize = 64 * 1024;
+
+/// Gives the calling thread an alternate signal stack if it has none.
+fn ensure_alt_stack() {
+    // SAFETY: querying the current alternate stack into a local.
+    let current = unsafe {
+        let mut current: libc::stack_t = mem::zeroed();
+        if libc::sigaltstack(ptr::null(), &mut current) != 0 {
+            return;
+        }
+        current
+    };
+    if current.ss_flags & libc::SS_DISABLE == 0 {
+        return;
+    }
+    let page = page_size();
+    let len = ALT_STACK_SIZE + page;
+    // SAFETY: a fresh anonymous mapping; its lowest page becomes a guard,
+    // and the rest is handed to the kernel as this thread's alternate
+    // signal stack until the thread exits (`AltStack::drop`).
+    unsafe {
+        let mapping = libc::mmap(
+            ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANON,
+            -1,
+            0,
+        );
+        if mapping == libc::MAP_FAILED {
+            return;
+        }
+        let stack = libc::stack_t {
+            ss_sp: mapping.cast::<u8>().add(page).cast(),
+            ss_flags: 0,
+            ss_size: ALT_STACK_SIZE,
+        };
+        if libc::mprotect(mapping, page, libc::PROT_NONE) != 0
+            || libc::sigaltstack(&stack, ptr::null_mut()) != 0
+        {
+            libc::munmap(mapping, len);
+            return;
+        }
+        let _ = ALT_STACK.try_with(|alt| alt.mapping.set(Some((mapping as usize, len))));
+    }
+}
+
+impl Drop for AltStack {
+    fn drop(&mut self) {
+        let Some((mapping, len)) = self.mapping.get() else {
+            return;
+        };
+        // SAFETY: the thread is exiting; if its alternate stack is still
+        // ours, it is disabled before being unmapped (no signal handler
+        // runs on it now: this code runs on the thread's own stack).
+        unsafe {
+            let mut current: libc::stack_t = mem::zeroed();
+            if libc::sigaltstack(ptr::null(), &mut current) != 0 {
+                return;
+            }
+            if current.ss_sp as usize != mapping + page_size() {
+                // Replaced by someone else since: leave it mapped, it may
+                // still be in use.
+                return;
+            }
+            let disable = libc::stack_t {
+                ss_sp: ptr::null_mut(),
+                ss_flags: libc::SS_DISABLE,
+                ss_size: 0,
+            };
+            if libc::sigaltstack(&disable, ptr::null_mut()) == 0 {
+                libc::munmap(mapping as *mut libc::c_void, len);
+            }
+        }
+    }
+}
+
+/// The registered stack whose guard page holds `addr`.
+fn guard_hit(addr: usize) -> Option<StackRange> {
+    registry::find(addr).filter(|range| range.guard <= addr && addr < range.limit)
+}
+
+/// The action that was installed for `signal` before ours.
+fn previous(signal: libc::c_int) -> Option<&'static libc::sigaction> {
+    let index = SIGNALS.iter().position(|&s| s == signal)?;
+    // SAFETY: the handler is only installed (and so this only called)
+    // after `install` wrote both entries; they are read-only since.
+    Some(unsafe { (*PREVIOUS.0.get())[index].assume_init_ref() })
+}
+
+/// Whether `action` is a function (not the default or ignore).
+fn is_function(action: &libc::sigaction) -> bool {
+    action.sa_sigaction != libc::SIG_DFL && action.sa_sigaction != libc::SIG_IGN
+}
+
+/// Calls the handler function of `action` as the kernel would have (but
+/// on this handler's stack and with this handler's signal mask, not the
+/// ones `action` asked for).
+///
+/// # Safety
+/// `action` must hold a handler function (see [`is_function`]) and the
+/// arguments must be the ones the kernel passed to ours.
+unsafe fn call(
+    action: &libc::sigaction,
+    signal: libc::c_int,
+    info: *mut libc::siginfo_t,
+    context: *mut libc::c_void,
+) {
+    if action.sa_flags & libc::SA_SIGINFO != 0 {
+        // SAFETY: an SA_SIGINFO action holds a three-argument handler.
+        let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+            unsafe { mem::transmute(action.sa_sigaction) };
+        handler(signal, info, context);
+    } else {
+        // SAFETY: otherwise it holds a one-argument handler.
+        let handler: extern "C" fn(libc::c_int) = unsafe { mem::transmute(action.sa_sigaction) };
+        handler(signal);
+    }
+}
+
+/// Sets `signal`'s action back to the default.
+fn reset_to_default(signal: libc::c_int) {
+    // SAFETY: installing the default action; `action` is initialized.
+    unsafe {
+        let mut action: libc::sigaction = mem::zeroed();
+        action.sa_sigaction = libc::SIG_DFL;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(signal, &action, ptr::null_mut());
+    }
+}
+
+/// Whether `signal`'s action is the default one now.
+fn is_default_now(signal: libc::c_int) -> bool {
+    // SAFETY: querying into a local.
+    unsafe {
+        let mut current: libc::sigaction = mem::zeroed();
+        libc::sigaction(signal, ptr::null(), &mut current) == 0
+            && current.sa_sigaction == libc::SIG_DFL
+    }
+}
+
+/// The handler. Async-signal-safe: it reads the registry and thread-local
+/// memory, and calls `sigaction`, `write` and `abort`.
+extern "C" fn on_fault(
+    signal: libc::c_int,
+    info: *mut libc::siginfo_t,
+    context: *mut libc::c_void,
+) {
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler;
+    // `si_addr` means something only for a fault the kernel raised
+    // (positive `si_code`), not for a signal sent with `kill` or `raise`.
+    let addr = unsafe { ((*info).si_code > 0).then(|| (*info).si_addr() as usize) };
+    let previous = previous(signal).filter(|action| is_function(action));
+    let hit = match addr {
+        Some(addr) if ENABLED.load(Ordering::Relaxed) => guard_hit(addr),
+        _ => None,
+    };
+    if let Some(range) = hit {
+        if let Some(action) = previous {
+            // Ask the handler that was there first (it may recover from
+            // the fault, as trap handlers do).
+            // SAFETY: it is a function, called with the kernel's
+            // arguments.
+            unsafe { call(action, signal, info, context) };
+            if !is_default_now(signal) {
+                // It dealt with the fault (or installed something else to).
+                return;
+            }
+        }
+        write_report(&range);
+        // SAFETY: abort is async-signal-safe.
+        unsafe { libc::abort() };
+    }
+    match previous {
+        // SAFETY: a function, called with the kernel's arguments.
+        Some(action) => unsafe { call(action, signal, info, context) },
+        // As if we were not there: the default action, which the faulting
+        // instruction meets when it runs again.
+        None => reset_to_default(signal),
+    }
+}
+
+/// A fixed buffer that formats without allocating.
+struct Message {
+    bytes: [u8; 256],
+    len: usize,
+}
+
+impl Message {
+    fn push(&mut self, text: &[u8]) {
+        let room = self.bytes.len() - self.len;
+        let take = text.len().min(room);
+        self.bytes[self.len..self.len + take].copy_from_slice(&text[..take]);
+        self.len += take;
+    }
+
+    fn push_number(&mut self, mut value: usize, radix: usize) {
+        let mut digits = [0u8; 2 * mem::size_of::<usize>() * 4];
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            digits[at] = b"0123456789abcdef"[value % radix];
+            value /= radix;
+            if value == 0 {
+                break;
+            }
+        }
+        self.push(&digits[at..]);
+    }
+}
+
+/// Writes `thread '<name>' overflowed the stack of a coroutine (stack
+/// 0x..-0x.., N KiB)` to stderr. Async-signal-safe.
+fn write_report(range: &StackRange) {
+    let mut message = Message {
+        bytes: [0; 256],
+        len: 0,
+    };
+    message.push(b"\nthread '");
+    let name = THREAD.try_with(|thread| (thread.name.get(), thread.name_len.get()));
+    match name {
+        Ok((name, len)) if len != 0 => message.push(&name[..len]),
+        _ => message.push(b"<unknown>"),
+    }
+    message.push(b"' overflowed the stack of a coroutine (stack 0x");
+    message.push_number(range.limit, 16);
+    message.push(b"-0x");
+    message.push_number(range.base, 16);
+    message.push(b", ");
+    message.push_number((range.base - range.limit) / 1024, 10);
+    message.push(b" KiB)\n");
+    let mut written = 0;
+    while written < message.len {
+        // SAFETY: writing our own buffer to stderr.
+        let n = unsafe {
+            libc::write(
+                libc::STDERR_FILENO,
+                message.bytes[written..].as_ptr().cast(),
+                message.len - written,
+            )
+        };
+        if n <= 0 {
+            break;
+        }
+        written += n as usize;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_format_without_allocating() {
+        let mut message = Message {
+            bytes: [0; 256],
+            len: 0,
+        };
+        message.push(b"0x");
+        message.push_number(0x7f3a_5c1e, 16);
+        message.push(b" ");
+        message.push_number(0, 10);
+        message.push(b" ");
+        message.push_number(usize::MAX, 10);
+        let text = core::str::from_utf8(&message.bytes[..message.len]).unwrap();
+        assert_eq!(text, std::format!("0x7f3a5c1e 0 {}", usize::MAX));
+    }
+}

@@ -1,0 +1,204 @@
+//! A process-wide, lock-free-to-read registry of the stacks the crate
+//! mapped (`DefaultStack`, pooled stacks): their guard pages and bounds,
+//! for the overflow report's signal handler and for `remaining_stack`.
+//!
+//! Readers (a signal handler among them) never lock or allocate: they scan
+//! fixed-size chunks of atomics, each entry guarded by a sequence count.
+//! Registering and unregistering happen when a stack is mapped or unmapped,
+//! take a mutex for the list of free entries and may allocate a new chunk.
+//!
+//! Nothing here is Unix-specific: a stack mapped another way (the Windows
+//! `VirtualAlloc` stacks) joins by keeping a [`Registration`] as `Mapping`
+//! does, and a Windows vectored exception handler can look faults up with
+//! [`find`] as the Unix signal handler does (see `overflow`).
+
+use core::ptr;
+use core::sync::atomic::{fence, AtomicPtr, AtomicUsize, Ordering};
+use std::alloc::{alloc_zeroed, handle_alloc_error, Layout};
+use std::sync::{Mutex, PoisonError};
+use std::vec::Vec;
+
+/// Entries per chunk.
+const CHUNK_LEN: usize = 1024;
+/// Chunks at most: `CHUNKS * CHUNK_LEN` (65536) stacks can be registered at
+/// once. Stacks mapped beyond that work, but are unknown to the overflow
+/// report and to `remaining_stack`.
+const CHUNKS: usize = 64;
+
+/// One registered stack: `[guard, limit)` is its guard page, `[limit,
+/// base)` its usable part. `seq` is odd while the entry is being written;
+/// `base` is 0 while the entry is free.
+struct Entry {
+    seq: AtomicUsize,
+    guard: AtomicUsize,
+    limit: AtomicUsize,
+    base: AtomicUsize,
+}
+
+struct Chunk([Entry; CHUNK_LEN]);
+
+static CHUNK_PTRS: [AtomicPtr<Chunk>; CHUNKS] = [const { AtomicPtr::new(ptr::null_mut()) }; CHUNKS];
+/// Entries ever handed out: readers scan `0..USED`.
+static USED: AtomicUsize = AtomicUsize::new(0);
+/// Entries given back, for reuse. Only registration takes this lock.
+static FREE: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+/// A registered stack's addresses, as read from the registry.
+#[derive(Clone, Copy)]
+pub(crate) struct StackRange {
+    /// The lowest address of the guard page(s).
+    pub(crate) guard: usize,
+    /// The lowest usable address (the top of the guard).
+    pub(crate) limit: usize,
+    /// The highest address of the stack.
+    pub(crate) base: usize,
+    /// The entry it was read from and the entry's sequence count then:
+    /// [`still_registered`] tells whether it still describes that stack.
+    entry: &'static Entry,
+    seq: usize,
+}
+
+/// A registration, removed from the registry on drop. Holds nothing if the
+/// registry was full.
+#[derive(Debug)]
+pub(crate) struct Registration {
+    index: Option<usize>,
+}
+
+/// The entry at `index`, if its chunk exists.
+fn entry(index: usize) -> Option<&'static Entry> {
+    let chunk = CHUNK_PTRS.get(index / CHUNK_LEN)?.load(Ordering::Acquire);
+    // SAFETY: chunks are leaked once published, so a non-null pointer is a
+    // valid `Chunk` for the rest of the program.
+    (!chunk.is_null()).then(|| unsafe { &(*chunk).0[index % CHUNK_LEN] })
+}
+
+/// Claims an entry: a freed one, or the next fresh one (allocating its
+/// chunk if needed). `None` if the registry is full.
+fn claim() -> Option<usize> {
+    let mut free = FREE.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(index) = free.pop() {
+        return Some(index);
+    }
+    let index = USED.load(Ordering::Relaxed);
+    let slot = CHUNK_PTRS.get(index / CHUNK_LEN)?;
+    if slot.load(Ordering::Relaxed).is_null() {
+        // Allocated zeroed rather than built on the stack: 32 KiB is more
+        // than a small coroutine stack may have left.
+        let layout = Layout::new::<Chunk>();
+        // SAFETY: the layout is not zero-sized; all-zero bytes are a valid
+        // `Chunk` (every field is an atomic integer, all free entries).
+        let chunk = unsafe { alloc_zeroed(layout) } as *mut Chunk;
+        if chunk.is_null() {
+            handle_alloc_error(layout);
+        }
+        slot.store(chunk, Ordering::Release);
+    }
+    // Published after the chunk, so that readers that see the index see
+    // its chunk.
+    USED.store(index + 1, Ordering::Release);
+    Some(index)
+}
+
+/// Writes an entry's fields under its sequence count (the caller owns the
+/// entry, so there is one writer).
+fn write(entry: &Entry, guard: usize, limit: usize, base: usize) {
+    entry.seq.fetch_add(1, Ordering::Relaxed);
+    fence(Ordering::Release);
+    entry.guard.store(guard, Ordering::Relaxed);
+    entry.limit.store(limit, Ordering::Relaxed);
+    entry.base.store(base, Ordering::Relaxed);
+    entry.seq.fetch_add(1, Ordering::Release);
+}
+
+impl Registration {
+    /// Registers the stack whose guard is `[guard, limit)` and usable part
+    /// `[limit, base)`.
+    pub(crate) fn new(guard: usize, limit: usize, base: usize) -> Self {
+        let index = claim();
+        if let Some(entry) = index.and_then(entry) {
+            write(entry, guard, limit, base);
+        }
+        Self { index }
+    }
+}
+
+impl Registration {
+    /// Removes the registration now (before the stack is unmapped).
+    pub(crate) fn remove(&mut self) {
+        let Some(index) = self.index.take() else {
+            return;
+        };
+        if let Some(entry) = entry(index) {
+            write(entry, 0, 0, 0);
+        }
+        FREE.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(index);
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// Reads entry `index` consistently; `None` if it is free or being
+/// written. Async-signal-safe.
+fn read(index: usize) -> Option<StackRange> {
+    let entry = entry(index)?;
+    let seq = entry.seq.load(Ordering::Acquire);
+    if seq % 2 == 1 {
+        return None;
+    }
+    let range = StackRange {
+        guard: entry.guard.load(Ordering::Relaxed),
+        limit: entry.limit.load(Ordering::Relaxed),
+        base: entry.base.load(Ordering::Relaxed),
+        entry,
+        seq,
+    };
+    fence(Ordering::Acquire);
+    (entry.seq.load(Ordering::Relaxed) == seq && range.base != 0).then_some(range)
+}
+
+/// The registered stack whose range `[guard, base)` contains `addr`.
+/// Async-signal-safe: no lock, no allocation.
+pub(crate) fn find(addr: usize) -> Option<StackRange> {
+    let used = USED.load(Ordering::Acquire);
+    (0..used)
+        .filter_map(read)
+        .find(|range| range.guard <= addr && addr < range.base)
+}
+
+/// Whether `range` (from [`find`]) still describes a registered stack: its
+/// entry has not been rewritten since.
+#[inline]
+pub(crate) fn still_registered(range: &StackRange) -> bool {
+    range.entry.seq.load(Ordering::Acquire) == range.seq
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registered_ranges_are_found_until_dropped() {
+        // Addresses no real stack has (the top of the address space).
+        let top = usize::MAX - 0xffff;
+        let registration = Registration::new(top, top + 0x1000, top + 0x8000);
+        let found = find(top + 0x4000).expect("registered range not found");
+        assert_eq!(
+            (found.guard, found.limit, found.base),
+            (top, top + 0x1000, top + 0x8000)
+        );
+        let low = find(top + 0x10).expect("the guard page belongs to the range");
+        assert!(ptr::eq(low.entry, found.entry));
+        assert!(find(top + 0x8000).is_none());
+        assert!(still_registered(&found));
+        drop(registration);
+        assert!(!still_registered(&found));
+        assert!(find(top + 0x4000).is_none());
+    }
+}

@@ -1,0 +1,342 @@
+//! The overflow report: an overflow of a coroutine stack the crate made
+//! prints which thread and stack and aborts, while every other fault (a
+//! thread's own overflow, a bad address) goes where it went before, with
+//! the program's handlers installed before or after the report's.
+//!
+//! Each case runs in a child process (the test binary again, with an
+//! environment variable naming the case), which writes what the report
+//! should say to stderr as `expect: <thread> <limit> <base> <KiB>` before
+//! it overflows.
+#![cfg(all(unix, feature = "default-stack"))]
+
+use std::hint::black_box;
+use std::os::unix::process::ExitStatusExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::{mem, ptr};
+
+use switchback::stack::{set_overflow_report, DefaultStack, Stack, StackPool};
+use switchback::Coroutine;
+
+mod common;
+use common::{recurse, run_child, under_sanitizer, under_valgrind};
+
+/// Runs a coroutine that overflows `stack`, after writing what the report
+/// should say.
+fn overflow_coroutine<S: Stack + 'static>(stack: S) -> ! {
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or("<unnamed>");
+    let (limit, base) = (stack.limit().get(), stack.base().get());
+    eprintln!(
+        "expect: {name} {limit:#x} {base:#x} {}",
+        (base - limit) / 1024
+    );
+    let mut co: Coroutine<(), (), u64, S> = Coroutine::with_stack(stack, |_, ()| recurse(0));
+    co.resume(());
+    eprintln!("the overflow did not fault");
+    std::process::exit(3);
+}
+
+/// The report the child announced with its `expect:` line.
+fn expected_report(stderr: &str) -> String {
+    let line = stderr
+        .lines()
+        .find_map(|line| line.strip_prefix("expect: "))
+        .unwrap_or_else(|| panic!("the child wrote no expect line: {stderr}"));
+    let words: Vec<&str> = line.split(' ').collect();
+    format!(
+        "thread '{}' overflowed the stack of a coroutine (stack {}-{}, {} KiB)",
+        words[0], words[1], words[2], words[3]
+    )
+}
+
+/// Runs `child` in a child process when `var` is set, else runs the test
+/// `test` in a child and returns how it ended and its stderr; `None` where
+/// the check cannot run.
+fn in_child(
+    test: &str,
+    var: &str,
+    child: impl FnOnce(),
+) -> Option<(Option<i32>, Option<i32>, String)> {
+    if std::env::var_os(var).is_some() {
+        child();
+        std::process::exit(0);
+    }
+    if under_valgrind() || under_sanitizer() {
+        // Valgrind reports the deliberate faults as errors; AddressSanitizer
+        // handles SIGSEGV itself (and std then installs no handler).
+        eprintln!("skipped under valgrind or a sanitizer");
+        return None;
+    }
+    let (status, stderr) = run_child(test, var);
+    Some((status.code(), status.signal(), stderr))
+}
+
+fn assert_reported(result: Option<(Option<i32>, Option<i32>, String)>) {
+    assert_reported_after(result, None);
+}
+
+/// [`assert_reported`], where the child's stderr also holds `marker` (a
+/// test handler's words) if given.
+fn assert_reported_after(result: Option<(Option<i32>, Option<i32>, String)>, marker: Option<&str>) {
+    let Some((code, signal, stderr)) = result else {
+        return;
+    };
+    if let Some(marker) = marker {
+        assert!(stderr.contains(marker), "{marker:?} expected: {stderr}");
+    }
+    let expected = expected_report(&stderr);
+    assert!(
+        stderr.contains(&expected),
+        "expected {expected:?} in the child's stderr: {stderr}"
+    );
+    assert_eq!(
+        (code, signal),
+        (None, Some(libc::SIGABRT)),
+        "the child should abort: {stderr}"
+    );
+}
+
+#[test]
+fn coroutine_stack_overflow_is_reported() {
+    assert_reported(in_child(
+        "coroutine_stack_overflow_is_reported",
+        "SWITCHBACK_OVERFLOW_DEFAULT_STACK",
+        || overflow_coroutine(DefaultStack::new(64 * 1024).unwrap()),
+    ));
+}
+
+#[test]
+fn pooled_stack_overflow_is_reported() {
+    assert_reported(in_child(
+        "pooled_stack_overflow_is_reported",
+        "SWITCHBACK_OVERFLOW_POOLED_STACK",
+        || {
+            let pool = StackPool::new(128 * 1024).unwrap();
+            // A stack that already served a coroutine, from the thread's
+            // cache.
+            let mut co: Coroutine<(), (), u8, _> = Coroutine::with_pool(&pool, |_, ()| 1);
+            co.resume(());
+            drop(co);
+            overflow_coroutine(pool.get().unwrap())
+        },
+    ));
+}
+
+/// Runs a coroutine to completion, so that the report's handler is
+/// installed.
+fn use_a_stack() {
+    let mut co: Coroutine<(), (), u8> = Coroutine::new(|_, ()| 1);
+    co.resume(());
+}
+
+#[test]
+fn a_threads_own_overflow_is_left_to_std() {
+    let result = in_child(
+        "a_threads_own_overflow_is_left_to_std",
+        "SWITCHBACK_OVERFLOW_THREAD",
+        || {
+            use_a_stack();
+            let thread = std::thread::Builder::new()
+                .name("small".into())
+                .stack_size(256 * 1024)
+                .spawn(|| {
+                    use_a_stack();
+                    recurse(0)
+                })
+                .unwrap();
+            let _ = thread.join();
+        },
+    );
+    let Some((code, signal, stderr)) = result else {
+        return;
+    };
+    // std's message: "thread 'small' (<id>) has overflowed its stack".
+    assert!(
+        stderr.contains("thread 'small'") && stderr.contains("has overflowed its stack"),
+        "std's message expected: {stderr}"
+    );
+    assert!(!stderr.contains("stack of a coroutine"), "{stderr}");
+    assert_eq!((code, signal), (None, Some(libc::SIGABRT)), "{stderr}");
+}
+
+#[test]
+fn other_faults_keep_their_default_action() {
+    let result = in_child(
+        "other_faults_keep_their_default_action",
+        "SWITCHBACK_OVERFLOW_OTHER_FAULT",
+        || {
+            use_a_stack();
+            // SAFETY: deliberately faults: nothing is mapped at address 8.
+            unsafe { ptr::write_volatile(black_box(8usize) as *mut u64, 1) };
+        },
+    );
+    let Some((code, signal, stderr)) = result else {
+        return;
+    };
+    assert!(!stderr.contains("overflowed"), "{stderr}");
+    assert_eq!((code, signal), (None, Some(libc::SIGSEGV)), "{stderr}");
+}
+
+#[test]
+fn no_report_when_turned_off() {
+    let result = in_child(
+        "no_report_when_turned_off",
+        "SWITCHBACK_OVERFLOW_OFF",
+        || {
+            set_overflow_report(false);
+            overflow_coroutine(DefaultStack::new(64 * 1024).unwrap())
+        },
+    );
+    let Some((code, signal, stderr)) = result else {
+        return;
+    };
+    assert!(!stderr.contains("stack of a coroutine"), "{stderr}");
+    assert_eq!((code, signal), (None, Some(libc::SIGSEGV)), "{stderr}");
+}
+
+/// The action a test handler replaced, to chain to.
+static SAVED: AtomicUsize = AtomicUsize::new(0);
+static SAVED_FLAGS: AtomicUsize = AtomicUsize::new(0);
+
+fn write_stderr(text: &str) {
+    // SAFETY: async-signal-safe write of a static string.
+    unsafe { libc::write(2, text.as_ptr().cast(), text.len()) };
+}
+
+/// A handler installed before the report's: gives up like std's does
+/// for faults it does not know (default action, return).
+extern "C" fn giving_up(signal: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    write_stderr("earlier handler ran\n");
+    // SAFETY: resetting to the default action.
+    unsafe { libc::signal(signal, libc::SIG_DFL) };
+}
+
+/// A handler installed after the report's that passes faults on to the
+/// one it replaced.
+extern "C" fn chaining(
+    signal: libc::c_int,
+    info: *mut libc::siginfo_t,
+    context: *mut libc::c_void,
+) {
+    write_stderr("later handler ran\n");
+    let saved = SAVED.load(Ordering::Relaxed);
+    if saved == libc::SIG_DFL || saved == libc::SIG_IGN {
+        // SAFETY: resetting to the default action.
+        unsafe { libc::signal(signal, libc::SIG_DFL) };
+    } else if SAVED_FLAGS.load(Ordering::Relaxed) & libc::SA_SIGINFO as usize != 0 {
+        // SAFETY: the saved SA_SIGINFO handler, with the kernel's arguments.
+        let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+            unsafe { mem::transmute(saved) };
+        handler(signal, info, context);
+    }
+}
+
+/// A handler installed after the report's that ends the process itself.
+extern "C" fn exiting(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // SAFETY: _exit is async-signal-safe.
+    unsafe { libc::_exit(42) };
+}
+
+/// Installs `handler` for SIGSEGV and SIGBUS and saves what it replaced.
+fn install(handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)) {
+    // SAFETY: plain sigaction calls with initialized structures.
+    unsafe {
+        let mut action: libc::sigaction = mem::zeroed();
+        action.sa_sigaction = handler as usize;
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+        libc::sigemptyset(&mut action.sa_mask);
+        for signal in [libc::SIGSEGV, libc::SIGBUS] {
+            let mut old: libc::sigaction = mem::zeroed();
+            assert_eq!(libc::sigaction(signal, &action, &mut old), 0);
+            if signal == libc::SIGSEGV {
+                SAVED.store(old.sa_sigaction, Ordering::Relaxed);
+                SAVED_FLAGS.store(old.sa_flags as usize, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Runs, in a child, a coroutine that overflows a `DefaultStack` with
+/// `handler` installed before the report's handler (`before`) or after it.
+fn overflow_with_handler(
+    test: &str,
+    var: &str,
+    handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void),
+    before: bool,
+) -> Option<(Option<i32>, Option<i32>, String)> {
+    in_child(test, var, || {
+        if !before {
+            use_a_stack();
+        }
+        install(handler);
+        overflow_coroutine(DefaultStack::new(64 * 1024).unwrap())
+    })
+}
+
+#[test]
+fn reported_after_a_handler_installed_before_gives_up() {
+    let result = overflow_with_handler(
+        "reported_after_a_handler_installed_before_gives_up",
+        "SWITCHBACK_OVERFLOW_BEFORE",
+        giving_up,
+        true,
+    );
+    assert_reported_after(result, Some("earlier handler ran"));
+}
+
+#[test]
+fn reported_through_a_handler_installed_after_that_chains() {
+    let result = overflow_with_handler(
+        "reported_through_a_handler_installed_after_that_chains",
+        "SWITCHBACK_OVERFLOW_AFTER_CHAINING",
+        chaining,
+        false,
+    );
+    assert_reported_after(result, Some("later handler ran"));
+}
+
+#[test]
+fn a_handler_installed_after_decides_alone() {
+    let result = overflow_with_handler(
+        "a_handler_installed_after_decides_alone",
+        "SWITCHBACK_OVERFLOW_AFTER_EXITING",
+        exiting,
+        false,
+    );
+    let Some((code, _, stderr)) = result else {
+        return;
+    };
+    assert!(!stderr.contains("stack of a coroutine"), "{stderr}");
+    assert_eq!(code, Some(42), "{stderr}");
+}
+
+#[test]
+fn reported_on_a_thread_without_an_alternate_signal_stack() {
+    extern "C" fn thread_main(_: *mut libc::c_void) -> *mut libc::c_void {
+        // SAFETY: querying this thread's alternate stack into a local.
+        let had_one = unsafe {
+            let mut current: libc::stack_t = mem::zeroed();
+            libc::sigaltstack(ptr::null(), &mut current);
+            current.ss_flags & libc::SS_DISABLE == 0
+        };
+        eprintln!("alternate stack before: {had_one}");
+        overflow_coroutine(DefaultStack::new(64 * 1024).unwrap())
+    }
+    let result = in_child(
+        "reported_on_a_thread_without_an_alternate_signal_stack",
+        "SWITCHBACK_OVERFLOW_FOREIGN_THREAD",
+        || {
+            // A thread made by C code: std gave it no alternate stack.
+            // SAFETY: a plain pthread with default attributes, joined.
+            unsafe {
+                let mut thread: libc::pthread_t = mem::zeroed();
+                assert_eq!(
+                    libc::pthread_create(&mut thread, ptr::null(), thread_main, ptr::null_mut()),
+                    0
+                );
+                libc::pthread_join(thread, ptr::null_mut());
+            }
+        },
+    );
+    assert_reported_after(result, Some("alternate stack before: false"));
+}
