@@ -123,7 +123,10 @@ architecture!(
     ),
     x86_64
 );
-architecture!(all(target_arch = "x86_64", windows), x86_64_windows);
+architecture!(
+    all(target_arch = "x86_64", any(windows, target_os = "uefi")),
+    x86_64_windows
+);
 architecture!(
     all(
         target_arch = "x86",
@@ -173,7 +176,8 @@ architecture!(
             target_os = "linux",
             target_os = "none",
             target_os = "macos",
-            target_os = "ios"
+            target_os = "ios",
+            target_os = "uefi"
         )
     ),
     aarch64
@@ -197,10 +201,14 @@ architecture!(
     all(target_arch = "x86_64", windows),
     all(target_arch = "x86_64", target_os = "macos"),
     all(target_arch = "aarch64", any(target_os = "macos", target_os = "ios")),
+    all(
+        any(target_arch = "x86_64", target_arch = "aarch64"),
+        target_os = "uefi"
+    ),
 )))]
 compile_error!(
     "switchback does not support this target yet. Supported: Linux and bare-metal (no OS) \
      targets of x86-64, x86 (i686), AArch64, 32-bit ARM (ARM and Thumb), RISC-V (RV64, RV32), \
      LoongArch64, PowerPC64 (ELFv1, ELFv2) and s390x; x86-64 Windows; macOS on x86-64 and \
-     AArch64; iOS on AArch64; see the README's target table for how each is tested"
+     AArch64; iOS on AArch64; UEFI on x86-64 and AArch64; see the README's target table for how each is tested"
 );

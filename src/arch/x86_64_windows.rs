@@ -477,7 +477,8 @@ pub fn parent_stack_top(link_value: usize) -> usize {
 }
 
 /// The current thread's Thread Environment Block, whose `NT_TIB` header
-/// holds its own address at `gs:[0x30]`.
+/// holds its own address at `gs:[0x30]`. Windows only: UEFI has no TEB.
+#[cfg(windows)]
 #[inline(always)]
 pub fn thread_environment_block() -> *mut u8 {
     let teb: *mut u8;
