@@ -92,7 +92,7 @@ run() {
 
     local flags=()
     [[ $profile == release ]] && flags=(--release)
-    echo "+ cargo build ${flags[*]} --target $target (uefi-test)"
+    echo "+ cargo build${flags[*]:+ ${flags[*]}} --target $target (uefi-test)"
     (
         cd "$ROOT/uefi-test"
         CARGO_TARGET_DIR=$target_dir RUSTFLAGS="-D warnings" \

@@ -47,7 +47,8 @@ pub struct SystemTable {
 pub struct SimpleTextOutput {
     pub reset: usize,
     /// Writes a NUL-terminated UCS-2 string at the cursor.
-    pub output_string: unsafe extern "efiapi" fn(this: *mut SimpleTextOutput, s: *const u16) -> Status,
+    pub output_string:
+        unsafe extern "efiapi" fn(this: *mut SimpleTextOutput, s: *const u16) -> Status,
 }
 
 /// `EFI_ALLOCATE_TYPE::AllocateAnyPages`.

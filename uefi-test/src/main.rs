@@ -26,7 +26,10 @@ static SYSTEM_TABLE: AtomicPtr<SystemTable> = AtomicPtr::new(ptr::null_mut());
 /// The system table; only valid after `efi_main` stored it.
 fn system_table() -> &'static SystemTable {
     let table = SYSTEM_TABLE.load(Ordering::Relaxed);
-    assert!(!table.is_null(), "the system table is read before efi_main stored it");
+    assert!(
+        !table.is_null(),
+        "the system table is read before efi_main stored it"
+    );
     // SAFETY: the firmware's system table lives as long as boot services,
     // which this application never exits.
     unsafe { &*table }
@@ -266,26 +269,35 @@ fn values() -> Outcome {
     check!(co.done(), "not done after returning");
 
     type Big = [u64; 16];
-    let mut co = Coroutine::with_stack(PageStack::standard(), |y: &Yielder<Big, Big>, first: Big| {
-        let mut got = first;
-        for _ in 0..3 {
-            let mut reversed = got;
-            reversed.reverse();
-            got = y.suspend(reversed);
-        }
-        (got.iter().sum::<u64>(), got[15] as u8)
-    });
+    let mut co = Coroutine::with_stack(
+        PageStack::standard(),
+        |y: &Yielder<Big, Big>, first: Big| {
+            let mut got = first;
+            for _ in 0..3 {
+                let mut reversed = got;
+                reversed.reverse();
+                got = y.suspend(reversed);
+            }
+            (got.iter().sum::<u64>(), got[15] as u8)
+        },
+    );
     let mut input: Big = core::array::from_fn(|i| i as u64);
     for round in 0..3u64 {
         match co.resume(input) {
             CoroutineResult::Yield(out) => {
-                check!(out.iter().rev().eq(input.iter()), "big value came back wrong");
+                check!(
+                    out.iter().rev().eq(input.iter()),
+                    "big value came back wrong"
+                );
                 input = core::array::from_fn(|i| (i as u64 + 1) * (round + 2));
             }
             CoroutineResult::Return(_) => return Err("returned early"),
         }
     }
-    check!(co.resume(input) == CoroutineResult::Return((136 * 4, 64)), "big return value");
+    check!(
+        co.resume(input) == CoroutineResult::Return((136 * 4, 64)),
+        "big return value"
+    );
     Ok(())
 }
 
@@ -316,7 +328,9 @@ fn descend(level: u32, depth: u32) -> u32 {
         descend(level + 1, depth)
     };
     let resumed_with = suspend_through_kept_yielder(level);
-    let pad_sum = black_box(pad).iter().fold(0, |a: u32, b| a.wrapping_add(*b));
+    let pad_sum = black_box(pad)
+        .iter()
+        .fold(0, |a: u32, b| a.wrapping_add(*b));
     below.wrapping_add(resumed_with).wrapping_add(pad_sum)
 }
 
@@ -331,25 +345,37 @@ fn deep_suspend() -> Outcome {
     });
     // The bottom frame yields DEPTH twice (once going down, once coming
     // back), then each frame above it its level on the way back.
-    check!(co.resume(0) == CoroutineResult::Yield(DEPTH), "bottom yield");
+    check!(
+        co.resume(0) == CoroutineResult::Yield(DEPTH),
+        "bottom yield"
+    );
     let mut inputs = 0u32;
     let mut expected_level = i64::from(DEPTH);
     let result = loop {
         inputs += 1;
         match co.resume(inputs) {
             CoroutineResult::Yield(level) => {
-                check!(i64::from(level) == expected_level, "frames resumed out of order");
+                check!(
+                    i64::from(level) == expected_level,
+                    "frames resumed out of order"
+                );
                 expected_level -= 1;
             }
             CoroutineResult::Return(result) => break result,
         }
     };
-    check!(expected_level == -1 && inputs == DEPTH + 2, "wrong number of suspends");
+    check!(
+        expected_level == -1 && inputs == DEPTH + 2,
+        "wrong number of suspends"
+    );
     let pads = (0..=DEPTH).fold(0u32, |a, level| {
         a.wrapping_add(level.wrapping_mul(0x9e37_79b9).wrapping_mul(8))
     });
     let sum_of_inputs = (1..=DEPTH + 2).sum::<u32>();
-    check!(result == sum_of_inputs.wrapping_add(pads), "frames changed across suspends");
+    check!(
+        result == sum_of_inputs.wrapping_add(pads),
+        "frames changed across suspends"
+    );
     Ok(())
 }
 
@@ -357,28 +383,43 @@ fn deep_suspend() -> Outcome {
 /// its own boot-services stack allocated from inside its parent coroutine;
 /// every level adds one to what passes through it.
 fn nested(levels: u32) -> Coroutine<u32, u32, u32, PageStack> {
-    Coroutine::with_stack(PageStack::standard(), move |y: &Yielder<u32, u32>, input| {
-        if levels == 0 {
-            return y.suspend(input + 1) + 1;
-        }
-        let mut child = nested(levels - 1);
-        let mut next = input;
-        loop {
-            match child.resume(next) {
-                CoroutineResult::Yield(value) => next = y.suspend(value + 1),
-                CoroutineResult::Return(value) => return value + 1,
+    Coroutine::with_stack(
+        PageStack::standard(),
+        move |y: &Yielder<u32, u32>, input| {
+            if levels == 0 {
+                return y.suspend(input + 1) + 1;
             }
-        }
-    })
+            let mut child = nested(levels - 1);
+            let mut next = input;
+            loop {
+                match child.resume(next) {
+                    CoroutineResult::Yield(value) => next = y.suspend(value + 1),
+                    CoroutineResult::Return(value) => return value + 1,
+                }
+            }
+        },
+    )
 }
 
 /// Four coroutines nested in each other, values passing through all.
 fn nesting() -> Outcome {
     let mut co = nested(3);
-    check!(co.resume(0) == CoroutineResult::Yield(4), "yield through four levels");
-    check!(LIVE_STACKS.load(Ordering::Relaxed) == 4, "a level's stack is missing");
-    check!(co.resume(100) == CoroutineResult::Return(104), "return through four levels");
-    check!(LIVE_STACKS.load(Ordering::Relaxed) == 1, "inner stacks not freed");
+    check!(
+        co.resume(0) == CoroutineResult::Yield(4),
+        "yield through four levels"
+    );
+    check!(
+        LIVE_STACKS.load(Ordering::Relaxed) == 4,
+        "a level's stack is missing"
+    );
+    check!(
+        co.resume(100) == CoroutineResult::Return(104),
+        "return through four levels"
+    );
+    check!(
+        LIVE_STACKS.load(Ordering::Relaxed) == 1,
+        "inner stacks not freed"
+    );
     Ok(())
 }
 
@@ -411,11 +452,20 @@ fn force_reset_and_reuse() -> Outcome {
     check!(stack.guard_intact(), "guard overwritten");
 
     let mut co = Coroutine::with_stack(stack, |y: &Yielder<u32, u32>, x| y.suspend(x * 3) + 1);
-    check!(co.resume(5) == CoroutineResult::Yield(15), "reused stack: yield");
-    check!(co.resume(9) == CoroutineResult::Return(10), "reused stack: return");
+    check!(
+        co.resume(5) == CoroutineResult::Yield(15),
+        "reused stack: yield"
+    );
+    check!(
+        co.resume(9) == CoroutineResult::Return(10),
+        "reused stack: return"
+    );
     let stack = co.into_stack();
     check!(stack.base() == base, "a different stack came back");
-    check!(LIVE_STACKS.load(Ordering::Relaxed) == 1, "the stack was not reused");
+    check!(
+        LIVE_STACKS.load(Ordering::Relaxed) == 1,
+        "the stack was not reused"
+    );
     Ok(())
 }
 
@@ -426,8 +476,14 @@ fn on_stack_cases() -> Outcome {
     let mut stack = PageStack::standard();
     let (address, value) = on_stack(&mut stack, || (here(), black_box(6u64) * 7));
     check!(value == 42, "on_stack result");
-    check!(in_stack(&stack, address), "on_stack did not run on the stack");
-    check!(!in_stack(&stack, here()), "still on the stack after on_stack");
+    check!(
+        in_stack(&stack, address),
+        "on_stack did not run on the stack"
+    );
+    check!(
+        !in_stack(&stack, here()),
+        "still on the stack after on_stack"
+    );
 
     // Printing from there runs the firmware's console code on our stack.
     let printed = on_stack(&mut stack, || {
@@ -455,7 +511,10 @@ fn on_stack_cases() -> Outcome {
         on_parent.abs_diff(parent_here) < STACK_SIZE,
         "on_parent_stack ran away from the parent's stack"
     );
-    check!(co.resume(()) == CoroutineResult::Return(true), "stack addresses inside");
+    check!(
+        co.resume(()) == CoroutineResult::Return(true),
+        "stack addresses inside"
+    );
     Ok(())
 }
 
@@ -474,8 +533,14 @@ fn big_frame() -> Outcome {
         u32::from(intact) + add
     }
     let mut co = Coroutine::with_stack(PageStack::standard(), |y: &Yielder<u32, u32>, _| big(y));
-    check!(co.resume(0) == CoroutineResult::Yield(1), "yield from the big frame");
-    check!(co.resume(10) == CoroutineResult::Return(11), "big frame changed");
+    check!(
+        co.resume(0) == CoroutineResult::Yield(1),
+        "yield from the big frame"
+    );
+    check!(
+        co.resume(10) == CoroutineResult::Return(11),
+        "big frame changed"
+    );
     let stack = co.into_stack();
     check!(stack.guard_intact(), "guard overwritten");
     Ok(())
@@ -496,9 +561,15 @@ fn many_switches() -> Outcome {
     let mut expected = 0;
     for i in 1..=ROUNDS {
         expected += i;
-        check!(co.resume(i) == CoroutineResult::Yield(expected), "wrong running total");
+        check!(
+            co.resume(i) == CoroutineResult::Yield(expected),
+            "wrong running total"
+        );
     }
-    check!(co.resume(0) == CoroutineResult::Return(expected), "wrong final total");
+    check!(
+        co.resume(0) == CoroutineResult::Return(expected),
+        "wrong final total"
+    );
     Ok(())
 }
 
@@ -518,14 +589,26 @@ fn guard_detects_overwrite() -> Outcome {
 
 /// After every other case: each stack was freed, with its guard intact.
 fn stacks_freed() -> Outcome {
-    check!(LIVE_STACKS.load(Ordering::Relaxed) == 0, "a stack was not freed");
-    check!(FREE_FAILURES.load(Ordering::Relaxed) == 0, "FreePages failed");
-    check!(BROKEN_GUARDS.load(Ordering::Relaxed) == 0, "a guard was overwritten");
+    check!(
+        LIVE_STACKS.load(Ordering::Relaxed) == 0,
+        "a stack was not freed"
+    );
+    check!(
+        FREE_FAILURES.load(Ordering::Relaxed) == 0,
+        "FreePages failed"
+    );
+    check!(
+        BROKEN_GUARDS.load(Ordering::Relaxed) == 0,
+        "a guard was overwritten"
+    );
     Ok(())
 }
 
+/// A case: its name and its function.
+type Case = (&'static str, fn() -> Outcome);
+
 /// Every case, in order; `stacks_freed` last.
-const CASES: &[(&str, fn() -> Outcome)] = &[
+const CASES: &[Case] = &[
     ("values", values),
     ("deep_suspend", deep_suspend),
     ("nesting", nesting),
