@@ -113,7 +113,9 @@ macro_rules! architecture {
 // bare metal, no OS) unless its name says otherwise (`_windows`: the
 // Microsoft ABI, SEH unwind tables); `x86_64.rs` and `aarch64.rs` also serve
 // Darwin (macOS, and iOS on AArch64: Mach-O objects, whose differences each
-// file's header lists). Other operating systems have their own ABI details
+// file's header lists), and UEFI is served by `x86_64_windows.rs` (the same
+// calling convention and PE/COFF, no TEB) and `aarch64.rs` (AAPCS64; see
+// its header). Other operating systems have their own ABI details
 // (calling conventions, unwind formats, reserved registers) and stop at the
 // compile error below until a file is written for them.
 architecture!(
