@@ -250,6 +250,18 @@ macro_rules! check {
     };
 }
 
+/// Fails the case with `why` unless resuming `co` with `input` gives
+/// `expected`.
+fn resumes_to<I, Y: PartialEq, R: PartialEq>(
+    co: &mut Coroutine<I, Y, R, PageStack>,
+    input: I,
+    expected: CoroutineResult<Y, R>,
+    why: &'static str,
+) -> Outcome {
+    check!(co.resume(input) == expected, why);
+    Ok(())
+}
+
 /// Words in and out, then values too big for a register (passed by
 /// pointer) in and out, and a return type different from the yield type.
 fn values() -> Outcome {
@@ -261,11 +273,11 @@ fn values() -> Outcome {
         total
     });
     check!(!co.started(), "started before the first resume");
-    check!(co.resume(1) == CoroutineResult::Yield(1), "first yield");
-    check!(co.resume(2) == CoroutineResult::Yield(6), "second yield");
-    check!(co.resume(3) == CoroutineResult::Yield(18), "third yield");
-    check!(co.resume(4) == CoroutineResult::Yield(40), "fourth yield");
-    check!(co.resume(5) == CoroutineResult::Return(15), "return value");
+    resumes_to(&mut co, 1, CoroutineResult::Yield(1), "first yield")?;
+    resumes_to(&mut co, 2, CoroutineResult::Yield(6), "second yield")?;
+    resumes_to(&mut co, 3, CoroutineResult::Yield(18), "third yield")?;
+    resumes_to(&mut co, 4, CoroutineResult::Yield(40), "fourth yield")?;
+    resumes_to(&mut co, 5, CoroutineResult::Return(15), "return value")?;
     check!(co.done(), "not done after returning");
 
     type Big = [u64; 16];
@@ -294,10 +306,12 @@ fn values() -> Outcome {
             CoroutineResult::Return(_) => return Err("returned early"),
         }
     }
-    check!(
-        co.resume(input) == CoroutineResult::Return((136 * 4, 64)),
-        "big return value"
-    );
+    resumes_to(
+        &mut co,
+        input,
+        CoroutineResult::Return((136 * 4, 64)),
+        "big return value",
+    )?;
     Ok(())
 }
 
@@ -345,10 +359,7 @@ fn deep_suspend() -> Outcome {
     });
     // The bottom frame yields DEPTH twice (once going down, once coming
     // back), then each frame above it its level on the way back.
-    check!(
-        co.resume(0) == CoroutineResult::Yield(DEPTH),
-        "bottom yield"
-    );
+    resumes_to(&mut co, 0, CoroutineResult::Yield(DEPTH), "bottom yield")?;
     let mut inputs = 0u32;
     let mut expected_level = i64::from(DEPTH);
     let result = loop {
@@ -404,18 +415,22 @@ fn nested(levels: u32) -> Coroutine<u32, u32, u32, PageStack> {
 /// Four coroutines nested in each other, values passing through all.
 fn nesting() -> Outcome {
     let mut co = nested(3);
-    check!(
-        co.resume(0) == CoroutineResult::Yield(4),
-        "yield through four levels"
-    );
+    resumes_to(
+        &mut co,
+        0,
+        CoroutineResult::Yield(4),
+        "yield through four levels",
+    )?;
     check!(
         LIVE_STACKS.load(Ordering::Relaxed) == 4,
         "a level's stack is missing"
     );
-    check!(
-        co.resume(100) == CoroutineResult::Return(104),
-        "return through four levels"
-    );
+    resumes_to(
+        &mut co,
+        100,
+        CoroutineResult::Return(104),
+        "return through four levels",
+    )?;
     check!(
         LIVE_STACKS.load(Ordering::Relaxed) == 1,
         "inner stacks not freed"
@@ -440,8 +455,8 @@ fn force_reset_and_reuse() -> Outcome {
     let mut co = Coroutine::with_stack(PageStack::standard(), |y: &Yielder<u32, u32>, _| {
         suspend_forever(y, 30)
     });
-    check!(co.resume(0) == CoroutineResult::Yield(7), "first yield");
-    check!(co.resume(0) == CoroutineResult::Yield(7), "second yield");
+    resumes_to(&mut co, 0, CoroutineResult::Yield(7), "first yield")?;
+    resumes_to(&mut co, 0, CoroutineResult::Yield(7), "second yield")?;
     check!(co.started() && !co.done(), "not suspended");
     // SAFETY: nothing on the coroutine's stack needs dropping: its frames
     // hold only integers and the yielder reference.
@@ -452,14 +467,18 @@ fn force_reset_and_reuse() -> Outcome {
     check!(stack.guard_intact(), "guard overwritten");
 
     let mut co = Coroutine::with_stack(stack, |y: &Yielder<u32, u32>, x| y.suspend(x * 3) + 1);
-    check!(
-        co.resume(5) == CoroutineResult::Yield(15),
-        "reused stack: yield"
-    );
-    check!(
-        co.resume(9) == CoroutineResult::Return(10),
-        "reused stack: return"
-    );
+    resumes_to(
+        &mut co,
+        5,
+        CoroutineResult::Yield(15),
+        "reused stack: yield",
+    )?;
+    resumes_to(
+        &mut co,
+        9,
+        CoroutineResult::Return(10),
+        "reused stack: return",
+    )?;
     let stack = co.into_stack();
     check!(stack.base() == base, "a different stack came back");
     check!(
@@ -511,10 +530,12 @@ fn on_stack_cases() -> Outcome {
         on_parent.abs_diff(parent_here) < STACK_SIZE,
         "on_parent_stack ran away from the parent's stack"
     );
-    check!(
-        co.resume(()) == CoroutineResult::Return(true),
-        "stack addresses inside"
-    );
+    resumes_to(
+        &mut co,
+        (),
+        CoroutineResult::Return(true),
+        "stack addresses inside",
+    )?;
     Ok(())
 }
 
@@ -533,14 +554,18 @@ fn big_frame() -> Outcome {
         u32::from(intact) + add
     }
     let mut co = Coroutine::with_stack(PageStack::standard(), |y: &Yielder<u32, u32>, _| big(y));
-    check!(
-        co.resume(0) == CoroutineResult::Yield(1),
-        "yield from the big frame"
-    );
-    check!(
-        co.resume(10) == CoroutineResult::Return(11),
-        "big frame changed"
-    );
+    resumes_to(
+        &mut co,
+        0,
+        CoroutineResult::Yield(1),
+        "yield from the big frame",
+    )?;
+    resumes_to(
+        &mut co,
+        10,
+        CoroutineResult::Return(11),
+        "big frame changed",
+    )?;
     let stack = co.into_stack();
     check!(stack.guard_intact(), "guard overwritten");
     Ok(())
@@ -561,15 +586,19 @@ fn many_switches() -> Outcome {
     let mut expected = 0;
     for i in 1..=ROUNDS {
         expected += i;
-        check!(
-            co.resume(i) == CoroutineResult::Yield(expected),
-            "wrong running total"
-        );
+        resumes_to(
+            &mut co,
+            i,
+            CoroutineResult::Yield(expected),
+            "wrong running total",
+        )?;
     }
-    check!(
-        co.resume(0) == CoroutineResult::Return(expected),
-        "wrong final total"
-    );
+    resumes_to(
+        &mut co,
+        0,
+        CoroutineResult::Return(expected),
+        "wrong final total",
+    )?;
     Ok(())
 }
 
