@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The UEFI test application (uefi-test/) booted under QEMU with real UEFI
-# firmware: OVMF on x86-64, AAVMF on AArch64.
+# firmware: OVMF on x86-64 and x86 (i686), AAVMF on AArch64.
 #
 #   scripts/uefi-run.sh --install     install QEMU, the firmware and the rustup
 #                                     targets (idempotent)
 #   scripts/uefi-run.sh [ARCH...]     build the application (debug and release,
 #                                     warnings denied) and boot it, for each
-#                                     ARCH: x86_64, aarch64 (default: both)
+#                                     ARCH: x86_64, aarch64, i686 (default: all)
 #
 # Each build is copied to EFI/BOOT/BOOTX64.EFI (BOOTAA64.EFI) on a FAT
 # directory that QEMU shows the firmware as a disk; the firmware boots it as
@@ -17,6 +17,11 @@
 # `<target>: N passed, 0 failed`, within UEFI_TIMEOUT seconds (default 120;
 # a run takes seconds under software emulation). The full console log of a
 # failed run is printed.
+#
+# rustup ships i686-unknown-uefi's core for nightly only, so that target
+# is built with nightly. Debian's only OVMF for IA-32 is the build with
+# Secure Boot support, which needs a q35 machine with SMM and secure flash;
+# its variable store has no keys enrolled, so Secure Boot stays off.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -34,6 +39,8 @@ OVMF_CODE=/usr/share/OVMF/OVMF_CODE_4M.fd
 OVMF_VARS=/usr/share/OVMF/OVMF_VARS_4M.fd
 AAVMF_CODE=/usr/share/AAVMF/AAVMF_CODE.fd
 AAVMF_VARS=/usr/share/AAVMF/AAVMF_VARS.fd
+OVMF32_CODE=/usr/share/OVMF/OVMF32_CODE_4M.secboot.fd
+OVMF32_VARS=/usr/share/OVMF/OVMF32_VARS_4M.fd
 
 install() {
     local packages=()
@@ -41,6 +48,7 @@ install() {
     command -v qemu-system-aarch64 >/dev/null || packages+=(qemu-system-arm)
     [[ -f $OVMF_CODE && -f $OVMF_VARS ]] || packages+=(ovmf)
     [[ -f $AAVMF_CODE && -f $AAVMF_VARS ]] || packages+=(qemu-efi-aarch64)
+    [[ -f $OVMF32_CODE && -f $OVMF32_VARS ]] || packages+=(ovmf-ia32)
     if ((${#packages[@]})); then
         "${sudo_cmd[@]}" apt-get update
         "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive \
@@ -53,6 +61,10 @@ install() {
     for target in x86_64-unknown-uefi aarch64-unknown-uefi; do
         grep -qx "$target" <<<"$installed" || rustup target add "$target"
     done
+    rustup toolchain list | grep -q '^nightly' ||
+        rustup toolchain install nightly --profile minimal
+    rustup +nightly target list --installed | grep -qx i686-unknown-uefi ||
+        rustup +nightly target add i686-unknown-uefi
 }
 
 if [[ ${1:-} == --install ]]; then
@@ -67,7 +79,7 @@ trap 'rm -rf "$work"' EXIT
 # Boots the application built for ARCH in PROFILE; fails unless every case
 # passed.
 run() {
-    local arch=$1 profile=$2 target boot qemu
+    local arch=$1 profile=$2 target boot qemu toolchain=()
     target=$arch-unknown-uefi
     case $arch in
     x86_64)
@@ -84,19 +96,28 @@ run() {
             -drive "if=pflash,format=raw,file=$work/vars-$arch.fd")
         cp "$AAVMF_VARS" "$work/vars-$arch.fd"
         ;;
+    i686)
+        boot=BOOTIA32.EFI
+        toolchain=(+nightly)
+        qemu=(qemu-system-i386 -machine q35,smm=on
+            -global driver=cfi.pflash01,property=secure,value=on
+            -drive "if=pflash,format=raw,readonly=on,file=$OVMF32_CODE"
+            -drive "if=pflash,format=raw,file=$work/vars-$arch.fd")
+        cp "$OVMF32_VARS" "$work/vars-$arch.fd"
+        ;;
     *)
-        echo "unknown architecture $arch (x86_64 or aarch64)" >&2
+        echo "unknown architecture $arch (x86_64, aarch64 or i686)" >&2
         return 2
         ;;
     esac
 
     local flags=()
     [[ $profile == release ]] && flags=(--release)
-    echo "+ cargo build${flags[*]:+ ${flags[*]}} --target $target (uefi-test)"
+    echo "+ cargo ${toolchain[*]:+${toolchain[*]} }build${flags[*]:+ ${flags[*]}} --target $target (uefi-test)"
     (
         cd "$ROOT/uefi-test"
         CARGO_TARGET_DIR=$target_dir RUSTFLAGS="-D warnings" \
-            cargo build -q "${flags[@]}" --target "$target"
+            cargo "${toolchain[@]}" build -q "${flags[@]}" --target "$target"
     )
 
     local disk=$work/disk-$arch-$profile log=$work/console-$arch-$profile.log status=0
@@ -137,7 +158,7 @@ run() {
 }
 
 archs=("$@")
-((${#archs[@]})) || archs=(x86_64 aarch64)
+((${#archs[@]})) || archs=(x86_64 aarch64 i686)
 failed=0
 for arch in "${archs[@]}"; do
     for profile in debug release; do

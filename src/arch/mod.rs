@@ -114,8 +114,8 @@ macro_rules! architecture {
 // Microsoft ABI, SEH unwind tables); `x86_64.rs` and `aarch64.rs` also serve
 // Darwin (macOS, and iOS on AArch64: Mach-O objects, whose differences each
 // file's header lists), and UEFI is served by `x86_64_windows.rs` (the same
-// calling convention and PE/COFF, no TEB) and `aarch64.rs` (AAPCS64; see
-// its header). Other operating systems have their own ABI details
+// calling convention and PE/COFF, no TEB), `x86.rs` (cdecl) and `aarch64.rs`
+// (AAPCS64; see their headers). Other operating systems have their own ABI details
 // (calling conventions, unwind formats, reserved registers) and stop at the
 // compile error below until a file is written for them.
 architecture!(
@@ -132,7 +132,7 @@ architecture!(
 architecture!(
     all(
         target_arch = "x86",
-        any(target_os = "linux", target_os = "none")
+        any(target_os = "linux", target_os = "none", target_os = "uefi")
     ),
     x86
 );
@@ -204,7 +204,7 @@ architecture!(
     all(target_arch = "x86_64", target_os = "macos"),
     all(target_arch = "aarch64", any(target_os = "macos", target_os = "ios")),
     all(
-        any(target_arch = "x86_64", target_arch = "aarch64"),
+        any(target_arch = "x86_64", target_arch = "x86", target_arch = "aarch64"),
         target_os = "uefi"
     ),
 )))]
@@ -212,5 +212,5 @@ compile_error!(
     "switchback does not support this target yet. Supported: Linux and bare-metal (no OS) \
      targets of x86-64, x86 (i686), AArch64, 32-bit ARM (ARM and Thumb), RISC-V (RV64, RV32), \
      LoongArch64, PowerPC64 (ELFv1, ELFv2) and s390x; x86-64 Windows; macOS on x86-64 and \
-     AArch64; iOS on AArch64; UEFI on x86-64 and AArch64; see the README's target table for how each is tested"
+     AArch64; iOS on AArch64; UEFI on x86-64, x86 (i686) and AArch64; see the README's target table for how each is tested"
 );

@@ -91,6 +91,8 @@ const TARGET: &str = if cfg!(target_arch = "x86_64") {
     "x86_64-unknown-uefi"
 } else if cfg!(target_arch = "aarch64") {
     "aarch64-unknown-uefi"
+} else if cfg!(target_arch = "x86") {
+    "i686-unknown-uefi"
 } else {
     "uefi"
 };
