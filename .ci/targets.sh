@@ -15,11 +15,18 @@
 #                                 library compiled to objects and inspected,
 #                                 the tests and examples compiled and
 #                                 assembled, no-std-check built
+#   bash .ci/targets.sh uefi      uefi-test/ (a UEFI application) booted
+#                                 under QEMU with OVMF and AAVMF for each
+#                                 UEFI_TARGETS entry, debug and release
+#                                 (scripts/uefi-run.sh), after its format
+#                                 and clippy lints (stable targets); the
+#                                 AArch64 image checked free of x18
 #   bash .ci/targets.sh list      print the tables
 #
 # `run` installs the cross toolchains itself (scripts/cross.sh --install);
 # `objects` adds the rustup targets it lacks, and rustup's llvm-tools if
-# llvm-objdump is not on PATH.
+# llvm-objdump is not on PATH; `uefi` installs QEMU, the firmware and its
+# rustup targets (scripts/uefi-run.sh --install).
 # A target passes only if its `test result:` lines show tests ran and none
 # failed.
 set -euo pipefail
@@ -71,6 +78,14 @@ OBJECT_TARGETS=(
     "aarch64-pc-windows-msvc stable"
     "aarch64-pc-windows-gnullvm stable"
     "x86_64-pc-windows-msvc stable"
+)
+
+# UEFI targets: uefi-test/ runs on each under QEMU with UEFI firmware
+# (scripts/uefi-run.sh has the machine and firmware of each).
+UEFI_TARGETS=(
+    x86_64-unknown-uefi
+    aarch64-unknown-uefi
+    i686-unknown-uefi
 )
 
 # Targets with a script of their own (what each checks is in its header).
@@ -476,8 +491,36 @@ object_targets() {
     done
 }
 
+uefi_targets() {
+    local target archs=()
+    run bash scripts/uefi-run.sh --install
+    (
+        cd uefi-test
+        run cargo fmt -- --check
+        for target in "${UEFI_TARGETS[@]}"; do
+            # The application's lints, and the crate's as compiled for UEFI;
+            # i686 is built with nightly (scripts/uefi-run.sh), whose
+            # minimal profile has no clippy: its build denies warnings.
+            [[ $target == i686-* ]] && continue
+            cargo_without_warnings env CARGO_TARGET_DIR="$TARGET_DIR/uefi-test" \
+                cargo clippy -q --target "$target" -- -D warnings
+        done
+    )
+    for target in "${UEFI_TARGETS[@]}"; do
+        archs+=("${target%%-*}")
+    done
+    run env CARGO_TARGET_DIR="$TARGET_DIR" bash scripts/uefi-run.sh "${archs[@]}"
+    # The UEFI specification reserves x18 on AArch64 (as on Apple targets).
+    for target in "${UEFI_TARGETS[@]}"; do
+        if [[ $target == aarch64-* ]]; then
+            check_no_x18 "$target" "$TARGET_DIR/uefi-test/$target/release/switchback-uefi-test.efi"
+        fi
+    done
+}
+
 case "${1:-}" in
 run) run_targets ;;
+uefi) uefi_targets ;;
 windows) windows_target ;;
 no-std) no_std_targets ;;
 objects) object_targets ;;
@@ -487,9 +530,10 @@ list)
     printf 'no_std build:   %s\n' "${NO_STD_TARGETS[@]}"
     printf 'compiled:       %s\n' "${OBJECT_TARGETS[@]}"
     printf 'scripted:       %s\n' "${SCRIPTED_TARGETS[@]}"
+    printf 'UEFI, booted:   %s\n' "${UEFI_TARGETS[@]}"
     ;;
 *)
-    sed -n '2,19p' "$0" >&2
+    sed -n '2,25p' "$0" >&2
     exit 2
     ;;
 esac

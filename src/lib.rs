@@ -95,13 +95,15 @@
 //! Linux and bare-metal (no OS) targets of x86-64, x86, AArch64, 32-bit ARM
 //! (ARM and Thumb), RISC-V (RV64, RV32), LoongArch64, PowerPC64 (ELFv1,
 //! ELFv2) and s390x; macOS on x86-64 and AArch64, and iOS on AArch64;
-//! Windows on x86-64. CI runs the whole test suite natively on x86-64 Linux
-//! (also under Valgrind and AddressSanitizer), under qemu-user on the other
-//! Linux targets and under Wine on x86-64 Windows, builds the crate without
-//! features for `no_std` targets, and compiles the Apple targets (it has no
-//! Apple machine to run them); the README's table says how each target is
-//! checked. Any other target (the BSDs, UEFI, ...) stops with a compile
-//! error that lists the supported ones.
+//! Windows on x86-64, x86 and AArch64; UEFI on x86-64, x86 and AArch64. CI
+//! runs the whole test suite natively on x86-64 Linux (also under Valgrind
+//! and AddressSanitizer), under qemu-user on the other Linux targets and
+//! under Wine on x86-64 Windows, boots a UEFI test application under QEMU
+//! with UEFI firmware, builds the crate without features for `no_std`
+//! targets, and compiles the Apple targets and the other Windows targets
+//! (it has no machine to run them); the README's table says how each target
+//! is checked. Any other target (the BSDs, ...) stops with a compile error
+//! that lists the supported ones.
 //!
 //! On Windows the context switch also swaps the stack fields of the Thread
 //! Environment Block (the stack's bounds, its reservation, the guaranteed

@@ -1,5 +1,5 @@
-//! The context switch for AArch64 (AAPCS64): Linux, bare metal, macOS and
-//! iOS.
+//! The context switch for AArch64 (AAPCS64): Linux, bare metal, macOS, iOS
+//! and UEFI.
 //!
 //! # Stack layout
 //!
@@ -87,6 +87,22 @@
 //!   the root record's label is stored unsigned.
 //! - Valgrind has no arm64 Darwin port; outside Valgrind the client
 //!   request's sequence changes nothing, so it stays.
+//!
+//! # UEFI
+//!
+//! `aarch64-unknown-uefi` uses this file too. The UEFI specification's
+//! AArch64 calling convention is AAPCS64 with x18, the platform register,
+//! left alone by firmware and images: nothing here reads or writes it, Rust
+//! reserves it on that target, and CI checks the test image for it. Rust
+//! compiles the target as ARM64 Windows code in PE/COFF objects; the
+//! frame-record rule that adds is the one kept for Darwin above. The
+//! `.cfi_*` directives assemble into a COFF `.eh_frame` section that the
+//! linker carries into the image under the truncated name `.eh_fram`, where
+//! nothing reads it: no unwinder runs in firmware (UEFI builds abort on
+//! panic, and Rust gives the rest of the image no unwind tables either).
+//! The code does not depend on it. Debuggers that walk ARM64 PE images by
+//! their `.pdata` would need SEH tables, as x86-64 UEFI has through the
+//! Windows file.
 
 use core::arch::{asm, naked_asm};
 

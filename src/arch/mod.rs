@@ -115,7 +115,9 @@ macro_rules! architecture {
 // Darwin (macOS, and iOS on AArch64: Mach-O objects, whose differences each
 // file's header lists); `x86_windows.rs` and `aarch64_windows.rs` take the
 // switch of `x86.rs` and `aarch64.rs` and add their own root frames, unwind
-// info and TEB access. Other operating systems have their own ABI details
+// info and TEB access; UEFI is served by `x86_64_windows.rs` (the same
+// calling convention and PE/COFF, no TEB), `x86.rs` (cdecl) and `aarch64.rs`
+// (AAPCS64; see their headers). Other operating systems have their own ABI details
 // (calling conventions, unwind formats, reserved registers) and stop at the
 // compile error below until a file is written for them.
 architecture!(
@@ -125,11 +127,14 @@ architecture!(
     ),
     x86_64
 );
-architecture!(all(target_arch = "x86_64", windows), x86_64_windows);
+architecture!(
+    all(target_arch = "x86_64", any(windows, target_os = "uefi")),
+    x86_64_windows
+);
 architecture!(
     all(
         target_arch = "x86",
-        any(target_os = "linux", target_os = "none")
+        any(target_os = "linux", target_os = "none", target_os = "uefi")
     ),
     x86
 );
@@ -176,7 +181,8 @@ architecture!(
             target_os = "linux",
             target_os = "none",
             target_os = "macos",
-            target_os = "ios"
+            target_os = "ios",
+            target_os = "uefi"
         )
     ),
     aarch64
@@ -203,11 +209,15 @@ architecture!(all(target_arch = "aarch64", windows), aarch64_windows);
     all(target_arch = "aarch64", windows),
     all(target_arch = "x86_64", target_os = "macos"),
     all(target_arch = "aarch64", any(target_os = "macos", target_os = "ios")),
+    all(
+        any(target_arch = "x86_64", target_arch = "x86", target_arch = "aarch64"),
+        target_os = "uefi"
+    ),
 )))]
 compile_error!(
     "switchback does not support this target yet. Supported: Linux and bare-metal (no OS) \
      targets of x86-64, x86 (i686), AArch64, 32-bit ARM (ARM and Thumb), RISC-V (RV64, RV32), \
      LoongArch64, PowerPC64 (ELFv1, ELFv2) and s390x; Windows on x86-64, x86 (i686) and \
-     AArch64; macOS on x86-64 and AArch64; iOS on AArch64; see the README's target table for \
-     how each is tested"
+     AArch64; macOS on x86-64 and AArch64; iOS on AArch64; UEFI on x86-64, x86 (i686) and \
+     AArch64; see the README's target table for how each is tested"
 );

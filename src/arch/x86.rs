@@ -1,4 +1,5 @@
-//! The context switch for 32-bit x86 (i386 System V psABI, as on Linux).
+//! The context switch for 32-bit x86 (i386 System V psABI, as on Linux;
+//! also UEFI).
 //!
 //! The same design as `x86_64.rs`, register for register: `edi`/`rdi` carry
 //! the word, `ecx`/`rsi` the stack base, `edx`/`rdx` the control word going
@@ -6,6 +7,15 @@
 //! (the register LLVM reserves besides the frame pointer, saved by hand). Functions the trampolines call (`entry`, the
 //! trap entry, `on_stack`'s function) use cdecl: arguments on the stack,
 //! whose pointer is 16-aligned at the call.
+//!
+//! # UEFI
+//!
+//! `i686-unknown-uefi` uses this file too: the UEFI specification's IA-32
+//! calling convention is cdecl with the same callee-saved registers (`ebx`,
+//! `esi`, `edi`, `ebp`). Rust assumes only 4-byte stack alignment there; the
+//! 16 bytes kept here are more than enough. The objects are PE/COFF, where
+//! the `.cfi_*` directives assemble into an `.eh_frame` section that no
+//! firmware unwinder reads (UEFI builds abort on panic).
 //!
 //! # Stack layout
 //!

@@ -1,5 +1,5 @@
-//! The context switch for x86-64 Windows (the Microsoft x64 calling
-//! convention and SEH unwind tables).
+//! The context switch for x86-64 Windows and UEFI (the Microsoft x64
+//! calling convention and SEH unwind tables).
 //!
 //! The same shape as the System V file (`x86_64.rs`): the context lives at
 //! the top of the coroutine's stack, `rdi` carries the word, `rsi` the stack
@@ -18,6 +18,15 @@
 //! - Windows also keeps the running stack's bounds in the TEB; the portable
 //!   code swaps them around every switch (see `teb`). This file only says
 //!   where the TEB is.
+//!
+//! # UEFI
+//!
+//! `x86_64-unknown-uefi` uses this file too: the UEFI specification gives
+//! x64 firmware and its images the Microsoft x64 calling convention, and
+//! the images are PE/COFF, so the code and its `.seh_*` tables are the
+//! same. Firmware has no TEB, so `thread_environment_block` exists only on
+//! Windows (the portable code swaps TEB fields only there). Nothing in
+//! firmware unwinds through `.pdata`; the tables are there for debuggers.
 //!
 //! # Stack layout
 //!
@@ -481,7 +490,8 @@ pub fn parent_stack_top(link_value: usize) -> usize {
 }
 
 /// The current thread's Thread Environment Block, whose `NT_TIB` header
-/// holds its own address at `gs:[0x30]`.
+/// holds its own address at `gs:[0x30]`. Windows only: UEFI has no TEB.
+#[cfg(windows)]
 #[inline(always)]
 pub fn thread_environment_block() -> *mut u8 {
     let teb: *mut u8;

@@ -13,8 +13,8 @@ use core::cell::Cell;
 use std::sync::{Mutex, PoisonError};
 use std::vec::Vec;
 
-use super::rounded_stack_size;
 use super::registry::{self, StackRange};
+use super::rounded_stack_size;
 use super::StackPool;
 
 /// Bytes left on the current stack: from the stack pointer down to the
