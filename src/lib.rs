@@ -151,7 +151,8 @@ compile_error!(
 compile_error!(
     "switchback: the `asm-unwind` feature is not supported on Windows: a panic crossing \
      from a coroutine's stack to its parent's would be dispatched by Windows' exception \
-     unwinder, which refuses frames outside the stack the TEB describes (the coroutine's); \
+     machinery, which refuses frames outside the stack the TEB describes (x86-64, AArch64) \
+     and follows an fs:[0] chain that cannot continue into the parent's stack (x86); \
      without `asm-unwind`, panics are caught at the coroutine's root and resumed in the \
      parent, which works everywhere"
 );

@@ -80,14 +80,6 @@
 //! point is a no-op here (Windows does not enforce BTI); it stays so that
 //! the switch is one piece of code on both.
 
-#[cfg(feature = "asm-unwind")]
-compile_error!(
-    "switchback's `asm-unwind` feature cannot work on AArch64 Windows: a panic is an SEH \
-     exception, and the exception dispatcher stops at the first frame outside the running stack's \
-     TEB bounds, so no handler in the resumer's frames would run. Use the `unwind` feature (the \
-     default), which carries panics across the switch as values"
-);
-
 use core::arch::{asm, naked_asm};
 
 use super::{EntryFn, StackCallFn, TrapEntryFn};

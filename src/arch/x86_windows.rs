@@ -37,14 +37,16 @@
 //! - **Panics** use a different unwinder on each target:
 //!   - `i686-pc-windows-gnu` unwinds with libgcc's DWARF unwinder (`.eh_frame`
 //!     CFI, no SEH), exactly as on Linux. The root's CFI leads into the
-//!     parent, so with `asm-unwind` a panic can leave through the switch.
+//!     parent, so with `asm-unwind` a panic could leave through the switch;
+//!     the crate refuses `asm-unwind` on every Windows target all the same
+//!     (`lib.rs`), since no 32-bit Wine here can test it.
 //!   - `i686-pc-windows-msvc` raises an SEH exception that the dispatcher
 //!     offers to the `fs:[0]` chain of the running stack. The portable code
 //!     runs each coroutine body under `catch_unwind`, whose record is the
 //!     first one pushed on the coroutine stack, so a panic is caught at the
 //!     root of the coroutine and resumed in the parent. It cannot leave
 //!     through the switch (the chain ends at the root), so `asm-unwind` is
-//!     refused at compile time on this target.
+//!     refused at compile time.
 //! - **Backtraces** continue into the resumer on both: on `-gnu` through
 //!   the root's DWARF CFI; on `-msvc`, where `dbghelp`'s `StackWalk` follows
 //!   frame pointers for code without FPO records, through the `ebp` chain:
@@ -62,14 +64,6 @@
 //!   go unhandled. Not supported.
 //! - **Valgrind** does not run on Windows: [`valgrind_client_request`]
 //!   returns its default.
-
-#[cfg(all(target_env = "msvc", feature = "asm-unwind"))]
-compile_error!(
-    "switchback's `asm-unwind` feature cannot work on i686-pc-windows-msvc: panics there are \
-     SEH exceptions dispatched along the fs:[0] chain of the running stack, which cannot continue \
-     into the resumer's stack. Use the `unwind` feature (the default), which carries panics across \
-     the switch as values"
-);
 
 use core::arch::asm;
 
