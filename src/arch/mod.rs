@@ -98,6 +98,45 @@ macro_rules! unwinding_asm {
     ($($body:tt)*) => { core::arch::asm!($($body)*, options(may_unwind)) };
 }
 
+/// `switch_and_link` and `switch_and_unwind` for the files whose switch
+/// takes a control word (x86, x86-64 on System V and Windows): both call
+/// the file's `enter(arg, control, base) -> (Word, usize)`, the first with
+/// the coroutine's last state (never zero), the second with zero, which the
+/// pending `switch_yield` reports as the unwind request.
+#[allow(unused_macros)] // used only by the x86 family's files
+macro_rules! control_word_entries {
+    () => {
+        /// Resumes the coroutine at `base`, passing `arg`; `sp` is its last
+        /// state.
+        ///
+        /// # Safety
+        /// The coroutine at `base` must be suspended (or fresh) with state
+        /// `sp`, and expect `arg`.
+        #[inline(always)]
+        pub unsafe fn switch_and_link(
+            arg: Word,
+            sp: StackPointer,
+            base: StackPointer,
+        ) -> (Word, usize) {
+            // SAFETY: per the caller; a state is never zero, so this resumes.
+            unsafe { enter(arg, sp.get(), base) }
+        }
+
+        /// Resumes the coroutine at `base` so that its `switch_yield`
+        /// returns `None`: the request to unwind its stack.
+        ///
+        /// # Safety
+        /// As `switch_and_link`, and the coroutine must have started.
+        #[cfg_attr(not(feature = "unwind"), allow(dead_code))]
+        #[inline(never)]
+        pub unsafe fn switch_and_unwind(_sp: StackPointer, base: StackPointer) -> (Word, usize) {
+            // SAFETY: per the caller; the zero control word reaches the
+            // pending switch_yield, and no word is read with it.
+            unsafe { enter(Word::uninit(), 0, base) }
+        }
+    };
+}
+
 /// Declares an architecture file and re-exports its items where `$cfg`
 /// holds.
 macro_rules! architecture {

@@ -294,29 +294,8 @@ unsafe fn enter(arg: Word, control: usize, base: StackPointer) -> (Word, usize) 
     (word, state)
 }
 
-/// Resumes the coroutine at `base`, passing `arg`; `sp` is its last state.
-///
-/// # Safety
-/// The coroutine at `base` must be suspended (or fresh) with state `sp`,
-/// and expect `arg`.
-#[inline(always)]
-pub unsafe fn switch_and_link(arg: Word, sp: StackPointer, base: StackPointer) -> (Word, usize) {
-    // SAFETY: per the caller; a state is never zero, so this resumes.
-    unsafe { enter(arg, sp.get(), base) }
-}
-
-/// Resumes the coroutine at `base` so that its `switch_yield` returns
-/// `None`: the request to unwind its stack.
-///
-/// # Safety
-/// As `switch_and_link`, and the coroutine must have started.
-#[cfg_attr(not(feature = "unwind"), allow(dead_code))]
-#[inline(never)]
-pub unsafe fn switch_and_unwind(_sp: StackPointer, base: StackPointer) -> (Word, usize) {
-    // SAFETY: per the caller; the zero control word reaches the pending
-    // switch_yield, and no word is read with it.
-    unsafe { enter(Word::uninit(), 0, base) }
-}
+// `switch_and_link` and `switch_and_unwind`, through `enter`.
+control_word_entries!();
 
 /// Suspends the running coroutine, handing `arg` to its parent. Returns the
 /// word of the next resume, or `None` if the parent asks the coroutine to
