@@ -98,10 +98,13 @@ const PROTECTION_FAULT: i32 = if PROTECTION_SIGNAL == libc::SIGBUS {
 #[cfg(windows)]
 const PROTECTION_FAULT: i32 = -1;
 
-/// The fault code `recover` reports for a stack overflow.
+/// The fault code `recover` reports for a stack overflow (checked only by
+/// the test that panics, which needs `unwind`).
 #[cfg(unix)]
+#[cfg_attr(not(feature = "unwind"), allow(dead_code))]
 const OVERFLOW_CODE: i64 = PROTECTION_SIGNAL as i64;
 #[cfg(windows)]
+#[cfg_attr(not(feature = "unwind"), allow(dead_code))]
 const OVERFLOW_CODE: i64 = windows_sys::Win32::Foundation::EXCEPTION_STACK_OVERFLOW as i64;
 
 #[cfg(unix)]
