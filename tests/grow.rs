@@ -1,7 +1,7 @@
 //! `remaining_stack`, `maybe_grow` and `grow`: the stack left on every kind
 //! of stack, growing onto new stacks, panics and backtraces through them,
 //! and a recursion a million levels deep on a small coroutine stack.
-#![cfg(all(unix, feature = "default-stack"))]
+#![cfg(all(any(unix, windows), feature = "default-stack"))]
 
 use std::hint::black_box;
 
@@ -106,7 +106,7 @@ fn remaining_stack_follows_switches() {
 }
 
 #[test]
-#[cfg(any(target_os = "linux", target_os = "macos"))]
+#[cfg(any(target_os = "linux", target_os = "macos", windows))]
 fn remaining_stack_on_threads() {
     let left = remaining_stack().expect("the main test thread's stack should be known");
     assert!(left > 0);
@@ -123,12 +123,15 @@ fn remaining_stack_on_threads() {
     assert!(deeper.unwrap() + 16 * 1024 <= spawned);
 }
 
-/// A stack the crate did not map: `remaining_stack` cannot know it.
+/// A stack the crate did not map: `remaining_stack` cannot know it (on
+/// Unix; Windows knows every stack from its TEB fields).
+#[cfg(unix)]
 struct ForeignStack {
     memory: *mut libc::c_void,
     len: usize,
 }
 
+#[cfg(unix)]
 impl ForeignStack {
     fn new(len: usize) -> Self {
         // SAFETY: a fresh anonymous mapping; its lowest page becomes the
@@ -150,6 +153,7 @@ impl ForeignStack {
     }
 }
 
+#[cfg(unix)]
 impl Drop for ForeignStack {
     fn drop(&mut self) {
         // SAFETY: our own mapping, no longer in use.
@@ -159,6 +163,7 @@ impl Drop for ForeignStack {
 
 // SAFETY: the mapping is owned, fixed, page-aligned and has a PROT_NONE
 // page below `limit`.
+#[cfg(unix)]
 unsafe impl Stack for ForeignStack {
     fn base(&self) -> StackPointer {
         StackPointer::new(self.memory as usize + self.len).unwrap()
@@ -168,7 +173,40 @@ unsafe impl Stack for ForeignStack {
     }
 }
 
+/// Windows: a custom stack (here one that keeps only the contract, with
+/// the default TEB fields) is known from the TEB the switch fills in.
 #[test]
+#[cfg(windows)]
+fn remaining_stack_on_a_custom_stack_comes_from_its_teb_fields() {
+    struct Custom(DefaultStack);
+    // SAFETY: forwards to a DefaultStack, which keeps the contract; the
+    // TEB fields are the trait's defaults.
+    unsafe impl Stack for Custom {
+        fn base(&self) -> StackPointer {
+            self.0.base()
+        }
+        fn limit(&self) -> StackPointer {
+            self.0.limit()
+        }
+    }
+    let stack = Custom(DefaultStack::new(128 * 1024).unwrap());
+    let (limit, base) = (stack.limit().get(), stack.base().get());
+    let (left, here) = on_stack(stack, || (remaining_stack(), local_address()));
+    let left = left.expect("Windows knows every stack");
+    // Never more than there is; short of it by the pages Windows keeps.
+    assert!(
+        left <= here - limit,
+        "{left} bytes left at {here:#x}, limit {limit:#x}"
+    );
+    assert!(
+        left + 4 * 4096 >= here - limit,
+        "{left} bytes left of {}",
+        base - limit
+    );
+}
+
+#[test]
+#[cfg(unix)]
 fn remaining_stack_is_none_on_a_foreign_stack_and_maybe_grow_runs_in_place() {
     let stack = ForeignStack::new(128 * 1024);
     let (limit, base) = (stack.limit().get(), stack.base().get());

@@ -9,10 +9,12 @@
 //! repeated calls on the same stack (a deep recursion calling
 //! `maybe_grow` at every level) a few loads and compares.
 
+#[cfg(unix)]
 use core::cell::Cell;
 use std::sync::{Mutex, PoisonError};
 use std::vec::Vec;
 
+#[cfg(unix)]
 use super::registry::{self, StackRange};
 use super::rounded_stack_size;
 use super::StackPool;
@@ -28,6 +30,13 @@ use super::StackPool;
 /// (`pthread_getattr_np` on Linux, `pthread_get_stackaddr_np` on macOS).
 /// On a stack of a custom [`Stack`](super::Stack) implementation it
 /// returns `None`.
+///
+/// On Windows the thread's TEB describes whatever stack it runs on (the
+/// context switch keeps it so), custom stacks included, so the answer
+/// comes from there and is never `None`: the bytes down to the bottom of
+/// the stack's reservation, less its never-committed bottom page and the
+/// bytes Windows keeps for overflow handlers (`GuaranteedStackBytes`, at
+/// least two pages, which cover the guard page on switchback's stacks).
 ///
 /// The first call on a stack looks its bounds up (a scan of the registry
 /// of stacks, a system call for a thread's stack); later calls on the same
@@ -46,7 +55,14 @@ use super::StackPool;
 #[inline]
 pub fn remaining_stack() -> Option<usize> {
     let sp = stack_pointer();
+    #[cfg(unix)]
     let limit = CACHE.with(|cache| cache.limit_of(sp))?;
+    #[cfg(windows)]
+    let limit = {
+        let fields = crate::teb::read().fields;
+        let page = super::mapping::page_size();
+        fields.DeallocationStack + page + fields.GuaranteedStackBytes.max(2 * page)
+    };
     Some(sp.saturating_sub(limit))
 }
 
@@ -149,6 +165,7 @@ fn stack_pointer() -> usize {
 }
 
 /// The bounds of a thread's own stack: `Unknown` until looked up.
+#[cfg(unix)]
 #[derive(Clone, Copy)]
 enum ThreadStack {
     Unknown,
@@ -158,12 +175,14 @@ enum ThreadStack {
 
 /// A thread's recent answers. It needs no destructor, so reading it is a
 /// plain thread-local access.
+#[cfg(unix)]
 struct Cache {
     /// The registered stacks found last, most recent first.
     recent: [Cell<Option<StackRange>>; 2],
     thread: Cell<ThreadStack>,
 }
 
+#[cfg(unix)]
 std::thread_local! {
     static CACHE: Cache = const {
         Cache {
@@ -173,6 +192,7 @@ std::thread_local! {
     };
 }
 
+#[cfg(unix)]
 impl Cache {
     /// The limit of the stack that `sp` is on.
     #[inline(always)]
@@ -268,14 +288,17 @@ fn thread_stack() -> ThreadStack {
 }
 
 /// Elsewhere a thread's stack is not known.
-#[cfg(not(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "tvos",
-    target_os = "watchos"
-)))]
+#[cfg(all(
+    unix,
+    not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "tvos",
+        target_os = "watchos"
+    ))
+))]
 fn thread_stack() -> ThreadStack {
     ThreadStack::Unavailable
 }

@@ -5,7 +5,7 @@ use core::num::NonZeroUsize;
 
 #[cfg(all(feature = "default-stack", any(unix, windows)))]
 mod default_stack;
-#[cfg(all(feature = "default-stack", unix))]
+#[cfg(all(feature = "default-stack", any(unix, windows)))]
 mod grow;
 #[cfg(all(feature = "default-stack", unix))]
 mod high_water;
@@ -24,7 +24,7 @@ pub mod valgrind;
 
 #[cfg(all(feature = "default-stack", any(unix, windows)))]
 pub use self::default_stack::DefaultStack;
-#[cfg(all(feature = "default-stack", unix))]
+#[cfg(all(feature = "default-stack", any(unix, windows)))]
 pub use self::grow::{grow, maybe_grow, remaining_stack};
 #[cfg(all(feature = "default-stack", unix))]
 pub use self::overflow::set_overflow_report;
