@@ -7,12 +7,18 @@
 //! environment variable naming the case), which writes what the report
 //! should say to stderr as `expect: <thread> <limit> <base> <KiB>` before
 //! it overflows.
-#![cfg(all(unix, feature = "default-stack"))]
+//!
+//! On Windows (a vectored exception handler) the first cases run too, with
+//! "died" for "killed by the signal"; the cases about signal handlers
+//! installed before and after, and alternate signal stacks, are Unix's.
+#![cfg(all(any(unix, windows), feature = "default-stack"))]
 
 use std::hint::black_box;
+#[cfg(unix)]
 use std::os::unix::process::ExitStatusExt;
+use std::ptr;
+#[cfg(unix)]
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::{mem, ptr};
 
 use switchback::stack::{set_overflow_report, DefaultStack, Stack, StackPool};
 use switchback::Coroutine;
@@ -68,7 +74,36 @@ fn in_child(
         return None;
     }
     let (status, stderr) = run_child(test, var);
-    Some((status.code(), status.signal(), stderr))
+    #[cfg(unix)]
+    let signal = status.signal();
+    #[cfg(windows)]
+    let signal = None;
+    Some((status.code(), signal, stderr))
+}
+
+/// The signal an overflow or a bad access kills a process with by default
+/// (a Windows process dies of the exception instead: no signal).
+#[cfg(unix)]
+const FAULT_SIGNAL: Option<i32> = Some(libc::SIGSEGV);
+/// The signal the report aborts with.
+#[cfg(unix)]
+const ABORT_SIGNAL: Option<i32> = Some(libc::SIGABRT);
+#[cfg(windows)]
+const FAULT_SIGNAL: Option<i32> = None;
+#[cfg(windows)]
+const ABORT_SIGNAL: Option<i32> = None;
+
+/// Asserts that the child died: of `signal` on Unix (no exit code); with
+/// a failing exit code on Windows.
+fn assert_died(code: Option<i32>, signal: Option<i32>, expected: Option<i32>, stderr: &str) {
+    if cfg!(unix) {
+        assert_eq!((code, signal), (None, expected), "{stderr}");
+    } else {
+        assert!(
+            code.is_some_and(|code| code != 0),
+            "exit code {code:?}: {stderr}"
+        );
+    }
 }
 
 fn assert_reported(result: Option<(Option<i32>, Option<i32>, String)>) {
@@ -89,11 +124,7 @@ fn assert_reported_after(result: Option<(Option<i32>, Option<i32>, String)>, mar
         stderr.contains(&expected),
         "expected {expected:?} in the child's stderr: {stderr}"
     );
-    assert_eq!(
-        (code, signal),
-        (None, Some(libc::SIGABRT)),
-        "the child should abort: {stderr}"
-    );
+    assert_died(code, signal, ABORT_SIGNAL, &stderr);
 }
 
 #[test]
@@ -156,7 +187,7 @@ fn a_threads_own_overflow_is_left_to_std() {
         "std's message expected: {stderr}"
     );
     assert!(!stderr.contains("stack of a coroutine"), "{stderr}");
-    assert_eq!((code, signal), (None, Some(libc::SIGABRT)), "{stderr}");
+    assert_died(code, signal, ABORT_SIGNAL, &stderr);
 }
 
 #[test]
@@ -174,7 +205,7 @@ fn other_faults_keep_their_default_action() {
         return;
     };
     assert!(!stderr.contains("overflowed"), "{stderr}");
-    assert_eq!((code, signal), (None, Some(libc::SIGSEGV)), "{stderr}");
+    assert_died(code, signal, FAULT_SIGNAL, &stderr);
 }
 
 #[test]
@@ -191,152 +222,164 @@ fn no_report_when_turned_off() {
         return;
     };
     assert!(!stderr.contains("stack of a coroutine"), "{stderr}");
-    assert_eq!((code, signal), (None, Some(libc::SIGSEGV)), "{stderr}");
+    assert_died(code, signal, FAULT_SIGNAL, &stderr);
 }
 
-/// The action a test handler replaced, to chain to.
-static SAVED: AtomicUsize = AtomicUsize::new(0);
-static SAVED_FLAGS: AtomicUsize = AtomicUsize::new(0);
+#[cfg(unix)]
+mod signals {
+    //! The report beside the program's own signal handlers.
+    use super::*;
+    use std::mem;
 
-fn write_stderr(text: &str) {
-    // SAFETY: async-signal-safe write of a static string.
-    unsafe { libc::write(2, text.as_ptr().cast(), text.len()) };
-}
+    /// The action a test handler replaced, to chain to.
+    static SAVED: AtomicUsize = AtomicUsize::new(0);
+    static SAVED_FLAGS: AtomicUsize = AtomicUsize::new(0);
 
-/// A handler installed before the report's: gives up like std's does
-/// for faults it does not know (default action, return).
-extern "C" fn giving_up(signal: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    write_stderr("earlier handler ran\n");
-    // SAFETY: resetting to the default action.
-    unsafe { libc::signal(signal, libc::SIG_DFL) };
-}
+    fn write_stderr(text: &str) {
+        // SAFETY: async-signal-safe write of a static string.
+        unsafe { libc::write(2, text.as_ptr().cast(), text.len()) };
+    }
 
-/// A handler installed after the report's that passes faults on to the
-/// one it replaced.
-extern "C" fn chaining(
-    signal: libc::c_int,
-    info: *mut libc::siginfo_t,
-    context: *mut libc::c_void,
-) {
-    write_stderr("later handler ran\n");
-    let saved = SAVED.load(Ordering::Relaxed);
-    if saved == libc::SIG_DFL || saved == libc::SIG_IGN {
+    /// A handler installed before the report's: gives up like std's does
+    /// for faults it does not know (default action, return).
+    extern "C" fn giving_up(signal: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+        write_stderr("earlier handler ran\n");
         // SAFETY: resetting to the default action.
         unsafe { libc::signal(signal, libc::SIG_DFL) };
-    } else if SAVED_FLAGS.load(Ordering::Relaxed) & libc::SA_SIGINFO as usize != 0 {
-        // SAFETY: the saved SA_SIGINFO handler, with the kernel's arguments.
-        let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
-            unsafe { mem::transmute(saved) };
-        handler(signal, info, context);
     }
-}
 
-/// A handler installed after the report's that ends the process itself.
-extern "C" fn exiting(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    // SAFETY: _exit is async-signal-safe.
-    unsafe { libc::_exit(42) };
-}
+    /// A handler installed after the report's that passes faults on to the
+    /// one it replaced.
+    extern "C" fn chaining(
+        signal: libc::c_int,
+        info: *mut libc::siginfo_t,
+        context: *mut libc::c_void,
+    ) {
+        write_stderr("later handler ran\n");
+        let saved = SAVED.load(Ordering::Relaxed);
+        if saved == libc::SIG_DFL || saved == libc::SIG_IGN {
+            // SAFETY: resetting to the default action.
+            unsafe { libc::signal(signal, libc::SIG_DFL) };
+        } else if SAVED_FLAGS.load(Ordering::Relaxed) & libc::SA_SIGINFO as usize != 0 {
+            // SAFETY: the saved SA_SIGINFO handler, with the kernel's arguments.
+            let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                unsafe { mem::transmute(saved) };
+            handler(signal, info, context);
+        }
+    }
 
-/// Installs `handler` for SIGSEGV and SIGBUS and saves what it replaced.
-fn install(handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)) {
-    // SAFETY: plain sigaction calls with initialized structures.
-    unsafe {
-        let mut action: libc::sigaction = mem::zeroed();
-        action.sa_sigaction = handler as usize;
-        action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
-        libc::sigemptyset(&mut action.sa_mask);
-        for signal in [libc::SIGSEGV, libc::SIGBUS] {
-            let mut old: libc::sigaction = mem::zeroed();
-            assert_eq!(libc::sigaction(signal, &action, &mut old), 0);
-            if signal == libc::SIGSEGV {
-                SAVED.store(old.sa_sigaction, Ordering::Relaxed);
-                SAVED_FLAGS.store(old.sa_flags as usize, Ordering::Relaxed);
+    /// A handler installed after the report's that ends the process itself.
+    extern "C" fn exiting(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(42) };
+    }
+
+    /// Installs `handler` for SIGSEGV and SIGBUS and saves what it replaced.
+    fn install(handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)) {
+        // SAFETY: plain sigaction calls with initialized structures.
+        unsafe {
+            let mut action: libc::sigaction = mem::zeroed();
+            action.sa_sigaction = handler as usize;
+            action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+            libc::sigemptyset(&mut action.sa_mask);
+            for signal in [libc::SIGSEGV, libc::SIGBUS] {
+                let mut old: libc::sigaction = mem::zeroed();
+                assert_eq!(libc::sigaction(signal, &action, &mut old), 0);
+                if signal == libc::SIGSEGV {
+                    SAVED.store(old.sa_sigaction, Ordering::Relaxed);
+                    SAVED_FLAGS.store(old.sa_flags as usize, Ordering::Relaxed);
+                }
             }
         }
     }
-}
 
-/// Runs, in a child, a coroutine that overflows a `DefaultStack` with
-/// `handler` installed before the report's handler (`before`) or after it.
-fn overflow_with_handler(
-    test: &str,
-    var: &str,
-    handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void),
-    before: bool,
-) -> Option<(Option<i32>, Option<i32>, String)> {
-    in_child(test, var, || {
-        if !before {
-            use_a_stack();
-        }
-        install(handler);
-        overflow_coroutine(DefaultStack::new(64 * 1024).unwrap())
-    })
-}
+    /// Runs, in a child, a coroutine that overflows a `DefaultStack` with
+    /// `handler` installed before the report's handler (`before`) or after it.
+    fn overflow_with_handler(
+        test: &str,
+        var: &str,
+        handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void),
+        before: bool,
+    ) -> Option<(Option<i32>, Option<i32>, String)> {
+        in_child(test, var, || {
+            if !before {
+                use_a_stack();
+            }
+            install(handler);
+            overflow_coroutine(DefaultStack::new(64 * 1024).unwrap())
+        })
+    }
 
-#[test]
-fn reported_after_a_handler_installed_before_gives_up() {
-    let result = overflow_with_handler(
-        "reported_after_a_handler_installed_before_gives_up",
-        "SWITCHBACK_OVERFLOW_BEFORE",
-        giving_up,
-        true,
-    );
-    assert_reported_after(result, Some("earlier handler ran"));
-}
+    #[test]
+    fn reported_after_a_handler_installed_before_gives_up() {
+        let result = overflow_with_handler(
+            "signals::reported_after_a_handler_installed_before_gives_up",
+            "SWITCHBACK_OVERFLOW_BEFORE",
+            giving_up,
+            true,
+        );
+        assert_reported_after(result, Some("earlier handler ran"));
+    }
 
-#[test]
-fn reported_through_a_handler_installed_after_that_chains() {
-    let result = overflow_with_handler(
-        "reported_through_a_handler_installed_after_that_chains",
-        "SWITCHBACK_OVERFLOW_AFTER_CHAINING",
-        chaining,
-        false,
-    );
-    assert_reported_after(result, Some("later handler ran"));
-}
+    #[test]
+    fn reported_through_a_handler_installed_after_that_chains() {
+        let result = overflow_with_handler(
+            "signals::reported_through_a_handler_installed_after_that_chains",
+            "SWITCHBACK_OVERFLOW_AFTER_CHAINING",
+            chaining,
+            false,
+        );
+        assert_reported_after(result, Some("later handler ran"));
+    }
 
-#[test]
-fn a_handler_installed_after_decides_alone() {
-    let result = overflow_with_handler(
-        "a_handler_installed_after_decides_alone",
-        "SWITCHBACK_OVERFLOW_AFTER_EXITING",
-        exiting,
-        false,
-    );
-    let Some((code, _, stderr)) = result else {
-        return;
-    };
-    assert!(!stderr.contains("stack of a coroutine"), "{stderr}");
-    assert_eq!(code, Some(42), "{stderr}");
-}
-
-#[test]
-fn reported_on_a_thread_without_an_alternate_signal_stack() {
-    extern "C" fn thread_main(_: *mut libc::c_void) -> *mut libc::c_void {
-        // SAFETY: querying this thread's alternate stack into a local.
-        let had_one = unsafe {
-            let mut current: libc::stack_t = mem::zeroed();
-            libc::sigaltstack(ptr::null(), &mut current);
-            current.ss_flags & libc::SS_DISABLE == 0
+    #[test]
+    fn a_handler_installed_after_decides_alone() {
+        let result = overflow_with_handler(
+            "signals::a_handler_installed_after_decides_alone",
+            "SWITCHBACK_OVERFLOW_AFTER_EXITING",
+            exiting,
+            false,
+        );
+        let Some((code, _, stderr)) = result else {
+            return;
         };
-        eprintln!("alternate stack before: {had_one}");
-        overflow_coroutine(DefaultStack::new(64 * 1024).unwrap())
+        assert!(!stderr.contains("stack of a coroutine"), "{stderr}");
+        assert_eq!(code, Some(42), "{stderr}");
     }
-    let result = in_child(
-        "reported_on_a_thread_without_an_alternate_signal_stack",
-        "SWITCHBACK_OVERFLOW_FOREIGN_THREAD",
-        || {
-            // A thread made by C code: std gave it no alternate stack.
-            // SAFETY: a plain pthread with default attributes, joined.
-            unsafe {
-                let mut thread: libc::pthread_t = mem::zeroed();
-                assert_eq!(
-                    libc::pthread_create(&mut thread, ptr::null(), thread_main, ptr::null_mut()),
-                    0
-                );
-                libc::pthread_join(thread, ptr::null_mut());
-            }
-        },
-    );
-    assert_reported_after(result, Some("alternate stack before: false"));
+
+    #[test]
+    fn reported_on_a_thread_without_an_alternate_signal_stack() {
+        extern "C" fn thread_main(_: *mut libc::c_void) -> *mut libc::c_void {
+            // SAFETY: querying this thread's alternate stack into a local.
+            let had_one = unsafe {
+                let mut current: libc::stack_t = mem::zeroed();
+                libc::sigaltstack(ptr::null(), &mut current);
+                current.ss_flags & libc::SS_DISABLE == 0
+            };
+            eprintln!("alternate stack before: {had_one}");
+            overflow_coroutine(DefaultStack::new(64 * 1024).unwrap())
+        }
+        let result = in_child(
+            "signals::reported_on_a_thread_without_an_alternate_signal_stack",
+            "SWITCHBACK_OVERFLOW_FOREIGN_THREAD",
+            || {
+                // A thread made by C code: std gave it no alternate stack.
+                // SAFETY: a plain pthread with default attributes, joined.
+                unsafe {
+                    let mut thread: libc::pthread_t = mem::zeroed();
+                    assert_eq!(
+                        libc::pthread_create(
+                            &mut thread,
+                            ptr::null(),
+                            thread_main,
+                            ptr::null_mut()
+                        ),
+                        0
+                    );
+                    libc::pthread_join(thread, ptr::null_mut());
+                }
+            },
+        );
+        assert_reported_after(result, Some("alternate stack before: false"));
+    }
 }

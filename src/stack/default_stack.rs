@@ -81,9 +81,6 @@ unsafe impl Stack for DefaultStack {
     #[inline]
     fn base(&self) -> StackPointer {
         // A coroutine or `on_stack` is about to run on it on this thread.
-        // (Windows needs nothing: the TEB swap makes an overflow raise
-        // EXCEPTION_STACK_OVERFLOW, which std's handler reports.)
-        #[cfg(unix)]
         super::overflow::prepare_thread();
         self.mapping.base
     }

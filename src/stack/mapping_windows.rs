@@ -37,6 +37,7 @@ use windows_sys::Win32::System::Memory::{
 };
 use windows_sys::Win32::System::SystemInformation::{GetSystemInfo, SYSTEM_INFO};
 
+use super::registry::Registration;
 use super::{StackPointer, StackTebFields, ValgrindStackRegistration};
 
 /// Pages below the guard page that stay committed for the handlers of a
@@ -83,6 +84,10 @@ pub(crate) struct Mapping {
     /// The TEB's `GuaranteedStackBytes` when code last left this stack.
     teb_guaranteed_bytes: usize,
     _valgrind: ValgrindStackRegistration,
+    /// In the registry of the crate's stacks, with the whole area below
+    /// the limit as its guard, for the overflow report and
+    /// `remaining_stack`.
+    registration: Registration,
 }
 
 impl Mapping {
@@ -113,6 +118,7 @@ impl Mapping {
                 limit as *mut u8,
                 start + mapping_len - limit,
             ),
+            registration: Registration::new(start, limit, start + mapping_len),
         };
         // On failure `mapping` drops here, releasing the reservation.
         mapping.commit_usable()?;
@@ -204,6 +210,7 @@ impl Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
+        self.registration.remove();
         // SAFETY: the reservation is ours and nothing runs on it any more:
         // it is dropped only when idle or when its coroutine has finished.
         unsafe {

@@ -14,11 +14,11 @@ mod mapping;
 #[cfg(all(feature = "default-stack", windows))]
 #[path = "mapping_windows.rs"]
 mod mapping;
-#[cfg(all(feature = "default-stack", unix))]
+#[cfg(all(feature = "default-stack", any(unix, windows)))]
 mod overflow;
 #[cfg(all(feature = "default-stack", any(unix, windows)))]
 mod pool;
-#[cfg(all(feature = "default-stack", unix))]
+#[cfg(all(feature = "default-stack", any(unix, windows)))]
 mod registry;
 pub mod valgrind;
 
@@ -26,7 +26,7 @@ pub mod valgrind;
 pub use self::default_stack::DefaultStack;
 #[cfg(all(feature = "default-stack", any(unix, windows)))]
 pub use self::grow::{grow, maybe_grow, remaining_stack};
-#[cfg(all(feature = "default-stack", unix))]
+#[cfg(all(feature = "default-stack", any(unix, windows)))]
 pub use self::overflow::set_overflow_report;
 #[cfg(all(feature = "default-stack", any(unix, windows)))]
 pub use self::pool::{PooledStack, StackPool, StackPoolBuilder};

@@ -17,17 +17,26 @@
 //!   handler is installed; [`prepare_thread`] gives any thread that has
 //!   none (threads made by C code, or when std's handler is not installed)
 //!   one of its own, freed when the thread exits.
-//! - Windows (not built here) has no signals: the counterpart is a
-//!   vectored exception handler for `EXCEPTION_STACK_OVERFLOW` and guard
-//!   page faults that looks the faulting address up in the same registry
-//!   (`registry::find`) and writes the same message (`write_report`).
+//! - Windows has no signals: there the handler is a vectored exception
+//!   handler for `EXCEPTION_STACK_OVERFLOW`, added last in line (after
+//!   std's, which prints its own one-line notice first, and after any added
+//!   before it or first in line, such as trap handlers), that looks the
+//!   faulting address up in the same registry and writes the same message.
+//!   Windows runs it on the overflowing stack, in the room that stacks keep
+//!   below their guard page for it.
 
-use core::cell::{Cell, UnsafeCell};
-use core::mem::{self, MaybeUninit};
+use core::cell::Cell;
+#[cfg(unix)]
+use core::cell::UnsafeCell;
+use core::mem;
+#[cfg(unix)]
+use core::mem::MaybeUninit;
+#[cfg(unix)]
 use core::ptr;
 use core::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 
+#[cfg(unix)]
 use super::mapping::page_size;
 use super::registry::{self, StackRange};
 
@@ -38,15 +47,19 @@ static INSTALLED: Once = Once::new();
 
 /// The actions the handler replaced, for SIGSEGV and SIGBUS, written once
 /// before the handler is installed and only read afterwards.
+#[cfg(unix)]
 struct Previous(UnsafeCell<[MaybeUninit<libc::sigaction>; 2]>);
 
 // SAFETY: written only inside `INSTALLED.call_once`, before the handler
 // that reads it is installed (the `sigaction` system call orders the
 // two); read-only afterwards.
+#[cfg(unix)]
 unsafe impl Sync for Previous {}
 
+#[cfg(unix)]
 static PREVIOUS: Previous = Previous(UnsafeCell::new([MaybeUninit::uninit(); 2]));
 
+#[cfg(unix)]
 const SIGNALS: [libc::c_int; 2] = [libc::SIGSEGV, libc::SIGBUS];
 
 /// Bytes of a thread name kept for the report; longer names are cut.
@@ -71,6 +84,7 @@ std::thread_local! {
     };
     /// The alternate signal stack this crate gave the thread, if any;
     /// its destructor frees it when the thread exits.
+    #[cfg(unix)]
     static ALT_STACK: AltStack = const { AltStack { mapping: Cell::new(None) } };
 }
 
@@ -100,6 +114,13 @@ std::thread_local! {
 /// know): so a program that installs its own handler to recover from
 /// coroutine overflows (the [`trap`](crate::trap) module) keeps working,
 /// whether it installs it before or after this one.
+///
+/// On Windows the handler is a vectored exception handler for
+/// `EXCEPTION_STACK_OVERFLOW`, added last in line: std's handler runs
+/// before it and prints its one-line `thread '<name>' has overflowed its
+/// stack`, then this one names the coroutine stack and aborts. Handlers
+/// added first in line (`AddVectoredExceptionHandler(1, ..)`, as the trap
+/// example does) or before this one run first and may recover.
 ///
 /// Turning it off before the first stack is used keeps the handler from
 /// being installed at all; turning it off later makes the installed
@@ -142,6 +163,7 @@ fn prepare_thread_slow() {
         thread.name.set(name);
         thread.name_len.set(len);
     });
+    #[cfg(unix)]
     ensure_alt_stack();
     if ENABLED.load(Ordering::Relaxed) {
         install();
@@ -149,6 +171,7 @@ fn prepare_thread_slow() {
 }
 
 /// Installs the handler for SIGSEGV and SIGBUS, once.
+#[cfg(unix)]
 fn install() {
     INSTALLED.call_once(|| {
         let previous = PREVIOUS.0.get().cast::<MaybeUninit<libc::sigaction>>();
@@ -173,15 +196,18 @@ fn install() {
 
 /// An alternate signal stack this crate mapped for a thread: its mapping
 /// (guard page included) and length.
+#[cfg(unix)]
 struct AltStack {
     mapping: Cell<Option<(usize, usize)>>,
 }
 
 /// Usable bytes of the alternate signal stacks this crate makes: room for
 /// this handler and for the handler it passes faults to.
+#[cfg(unix)]
 const ALT_STACK_SIZE: usize = 64 * 1024;
 
 /// Gives the calling thread an alternate signal stack if it has none.
+#[cfg(unix)]
 fn ensure_alt_stack() {
     // SAFETY: querying the current alternate stack into a local.
     let current = unsafe {
@@ -226,6 +252,7 @@ fn ensure_alt_stack() {
     }
 }
 
+#[cfg(unix)]
 impl Drop for AltStack {
     fn drop(&mut self) {
         let Some((mapping, len)) = self.mapping.get() else {
@@ -262,6 +289,7 @@ fn guard_hit(addr: usize) -> Option<StackRange> {
 }
 
 /// The action that was installed for `signal` before ours.
+#[cfg(unix)]
 fn previous(signal: libc::c_int) -> Option<&'static libc::sigaction> {
     let index = SIGNALS.iter().position(|&s| s == signal)?;
     // SAFETY: the handler is only installed (and so this only called)
@@ -270,6 +298,7 @@ fn previous(signal: libc::c_int) -> Option<&'static libc::sigaction> {
 }
 
 /// Whether `action` is a function (not the default or ignore).
+#[cfg(unix)]
 fn is_function(action: &libc::sigaction) -> bool {
     action.sa_sigaction != libc::SIG_DFL && action.sa_sigaction != libc::SIG_IGN
 }
@@ -281,6 +310,7 @@ fn is_function(action: &libc::sigaction) -> bool {
 /// # Safety
 /// `action` must hold a handler function (see [`is_function`]) and the
 /// arguments must be the ones the kernel passed to ours.
+#[cfg(unix)]
 unsafe fn call(
     action: &libc::sigaction,
     signal: libc::c_int,
@@ -300,6 +330,7 @@ unsafe fn call(
 }
 
 /// Sets `signal`'s action back to the default.
+#[cfg(unix)]
 fn reset_to_default(signal: libc::c_int) {
     // SAFETY: installing the default action; `action` is initialized.
     unsafe {
@@ -311,6 +342,7 @@ fn reset_to_default(signal: libc::c_int) {
 }
 
 /// Whether `signal`'s action is the default one now.
+#[cfg(unix)]
 fn is_default_now(signal: libc::c_int) -> bool {
     // SAFETY: querying into a local.
     unsafe {
@@ -322,6 +354,7 @@ fn is_default_now(signal: libc::c_int) -> bool {
 
 /// The handler. Async-signal-safe: it reads the registry and thread-local
 /// memory, and calls `sigaction`, `write` and `abort`.
+#[cfg(unix)]
 extern "C" fn on_fault(
     signal: libc::c_int,
     info: *mut libc::siginfo_t,
@@ -410,20 +443,91 @@ fn write_report(range: &StackRange) {
     message.push(b", ");
     message.push_number((range.base - range.limit) / 1024, 10);
     message.push(b" KiB)\n");
+    write_stderr(&message.bytes[..message.len]);
+}
+
+/// Writes `bytes` to stderr with the system call itself (no lock, no
+/// allocation).
+#[cfg(unix)]
+fn write_stderr(bytes: &[u8]) {
     let mut written = 0;
-    while written < message.len {
+    while written < bytes.len() {
         // SAFETY: writing our own buffer to stderr.
         let n = unsafe {
             libc::write(
                 libc::STDERR_FILENO,
-                message.bytes[written..].as_ptr().cast(),
-                message.len - written,
+                bytes[written..].as_ptr().cast(),
+                bytes.len() - written,
             )
         };
         if n <= 0 {
             break;
         }
         written += n as usize;
+    }
+}
+
+/// Writes `bytes` to the process's standard error handle.
+#[cfg(windows)]
+fn write_stderr(bytes: &[u8]) {
+    use windows_sys::Win32::Storage::FileSystem::WriteFile;
+    use windows_sys::Win32::System::Console::{GetStdHandle, STD_ERROR_HANDLE};
+    let mut written = 0;
+    while written < bytes.len() {
+        let mut n = 0u32;
+        let len = (bytes.len() - written).min(u32::MAX as usize) as u32;
+        // SAFETY: writing our own buffer to the standard error handle
+        // (WriteFile fails harmlessly if there is none).
+        let ok = unsafe {
+            WriteFile(
+                GetStdHandle(STD_ERROR_HANDLE),
+                bytes[written..].as_ptr(),
+                len,
+                &mut n,
+                core::ptr::null_mut(),
+            )
+        };
+        if ok == 0 || n == 0 {
+            break;
+        }
+        written += n as usize;
+    }
+}
+
+/// Adds the vectored exception handler, once, last in line.
+#[cfg(windows)]
+fn install() {
+    use windows_sys::Win32::System::Diagnostics::Debug::AddVectoredExceptionHandler;
+    INSTALLED.call_once(|| {
+        // SAFETY: the handler has the signature Windows expects and reads
+        // only the registry, thread-local memory and the exception record.
+        unsafe { AddVectoredExceptionHandler(0, Some(on_exception)) };
+    });
+}
+
+/// The vectored exception handler: reports an `EXCEPTION_STACK_OVERFLOW`
+/// in a crate stack's guard area and aborts; passes everything else on.
+#[cfg(windows)]
+unsafe extern "system" fn on_exception(
+    info: *mut windows_sys::Win32::System::Diagnostics::Debug::EXCEPTION_POINTERS,
+) -> i32 {
+    use windows_sys::Win32::Foundation::EXCEPTION_STACK_OVERFLOW;
+    use windows_sys::Win32::System::Diagnostics::Debug::EXCEPTION_CONTINUE_SEARCH;
+    // SAFETY: Windows passes a valid exception record.
+    let record = unsafe { &*(*info).ExceptionRecord };
+    if record.ExceptionCode != EXCEPTION_STACK_OVERFLOW
+        || record.NumberParameters < 2
+        || !ENABLED.load(Ordering::Relaxed)
+    {
+        return EXCEPTION_CONTINUE_SEARCH;
+    }
+    // The second parameter is the faulting address, in the guard page.
+    match guard_hit(record.ExceptionInformation[1]) {
+        Some(range) => {
+            write_report(&range);
+            std::process::abort()
+        }
+        None => EXCEPTION_CONTINUE_SEARCH,
     }
 }
 

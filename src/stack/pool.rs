@@ -852,9 +852,6 @@ unsafe impl Stack for PooledStack {
     #[inline]
     fn base(&self) -> StackPointer {
         // A coroutine or `on_stack` is about to run on it on this thread.
-        // (Windows needs nothing: the TEB swap makes an overflow raise
-        // EXCEPTION_STACK_OVERFLOW, which std's handler reports.)
-        #[cfg(unix)]
         super::overflow::prepare_thread();
         self.slot.mapping.base
     }

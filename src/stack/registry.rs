@@ -7,10 +7,10 @@
 //! Registering and unregistering happen when a stack is mapped or unmapped,
 //! take a mutex for the list of free entries and may allocate a new chunk.
 //!
-//! Nothing here is Unix-specific: a stack mapped another way (the Windows
-//! `VirtualAlloc` stacks) joins by keeping a [`Registration`] as `Mapping`
-//! does, and a Windows vectored exception handler can look faults up with
-//! [`find`] as the Unix signal handler does (see `overflow`).
+//! Nothing here is Unix-specific: the Windows `VirtualAlloc` stacks keep a
+//! [`Registration`] too, and the Windows vectored exception handler looks
+//! faults up with [`find`] as the Unix signal handler does (see
+//! `overflow`).
 
 use core::ptr;
 use core::sync::atomic::{fence, AtomicPtr, AtomicUsize, Ordering};
@@ -53,8 +53,11 @@ pub(crate) struct StackRange {
     /// The highest address of the stack.
     pub(crate) base: usize,
     /// The entry it was read from and the entry's sequence count then:
-    /// [`still_registered`] tells whether it still describes that stack.
+    /// [`still_registered`] tells whether it still describes that stack
+    /// (asked only by `remaining_stack`'s cache, which Windows does without).
+    #[cfg_attr(windows, allow(dead_code))]
     entry: &'static Entry,
+    #[cfg_attr(windows, allow(dead_code))]
     seq: usize,
 }
 
@@ -174,6 +177,7 @@ pub(crate) fn find(addr: usize) -> Option<StackRange> {
 
 /// Whether `range` (from [`find`]) still describes a registered stack: its
 /// entry has not been rewritten since.
+#[cfg_attr(windows, allow(dead_code))]
 #[inline]
 pub(crate) fn still_registered(range: &StackRange) -> bool {
     range.entry.seq.load(Ordering::Acquire) == range.seq
