@@ -15,8 +15,9 @@ path = sys.argv[1]
 kept, skipping = [], False
 for line in open(path).read().splitlines():
     if line.startswith("["):
-        skipping = line.strip() in ("[workspace]", "[[bench]]", "[dev-dependencies]",
-                                    "[target.'cfg(unix)'.dev-dependencies]", "[lints.rust]")
+        section = line.strip()
+        skipping = (section in ("[workspace]", "[[bench]]", "[[example]]", "[lints.rust]")
+                    or section.endswith("dev-dependencies]"))
     if not skipping:
         kept.append(line)
 text = "\n".join(kept) + "\n"
