@@ -1,8 +1,8 @@
 //! High-water marks of `DefaultStack`: nothing before use, the deepest use
 //! afterwards, across reuses, on stacks larger than one `mincore` call
-//! looks at. (Pooled stacks: `tests/pool.rs`, with the memory a pool gives
+//! looks at (on Windows, one `QueryWorkingSetEx` call). (Pooled stacks: `tests/pool.rs`, with the memory a pool gives
 //! back.)
-#![cfg(all(unix, feature = "default-stack"))]
+#![cfg(all(any(unix, windows), feature = "default-stack"))]
 
 use std::hint::black_box;
 

@@ -52,6 +52,39 @@ fn resident_pages(start: usize, end: usize) -> usize {
     vec.iter().filter(|&&b| b & 1 != 0).count()
 }
 
+/// How many pages of `[start, end)` are in the working set, by
+/// `QueryWorkingSetEx`.
+#[cfg(windows)]
+fn resident_pages(start: usize, end: usize) -> usize {
+    use windows_sys::Win32::System::ProcessStatus::{
+        K32QueryWorkingSetEx, PSAPI_WORKING_SET_EX_INFORMATION,
+    };
+    use windows_sys::Win32::System::Threading::GetCurrentProcess;
+    let page = page_size();
+    let mut info: Vec<PSAPI_WORKING_SET_EX_INFORMATION> = (start..end)
+        .step_by(page)
+        .map(|addr| {
+            // SAFETY: all-zero is a valid value of this plain C structure.
+            let mut entry: PSAPI_WORKING_SET_EX_INFORMATION = unsafe { std::mem::zeroed() };
+            entry.VirtualAddress = addr as *mut _;
+            entry
+        })
+        .collect();
+    let len = std::mem::size_of_val(info.as_slice()) as u32;
+    // SAFETY: each entry names a page to ask about; the call fills them in.
+    let ok = unsafe { K32QueryWorkingSetEx(GetCurrentProcess(), info.as_mut_ptr().cast(), len) };
+    assert_ne!(
+        ok,
+        0,
+        "QueryWorkingSetEx: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: every bit pattern is a valid usize; bit 0 is Valid.
+    info.iter()
+        .filter(|entry| unsafe { entry.VirtualAttributes.Flags } & 1 != 0)
+        .count()
+}
+
 /// The usable range of a stack: from its limit (the guard page is below).
 fn usable(stack: &impl Stack) -> (usize, usize) {
     (stack.limit().get(), stack.base().get())
@@ -530,7 +563,6 @@ fn stack_dropped_on_another_thread_goes_back_to_the_pool() {
 }
 
 #[test]
-#[cfg(unix)] // residency is read with mincore; Windows has no cheap equivalent
 fn release_idle_memory_gives_memory_back() {
     const TOUCHED: usize = 128 * 1024;
     let page = page_size();

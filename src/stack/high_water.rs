@@ -1,38 +1,27 @@
 //! High-water marks: how much of a `DefaultStack` or pooled stack has ever
-//! been touched, from the pages the kernel populated (`mincore`).
+//! been touched, from the pages the kernel populated (`mincore` on Unix,
+//! the working set's valid pages, `QueryWorkingSetEx`, on Windows).
 
 use std::io;
 
 use super::mapping::page_size;
 use super::{DefaultStack, PooledStack, Stack};
 
-/// Pages looked at per `mincore` call (its result buffer lives on the
-/// stack, so this bounds what the call itself takes).
+/// Pages looked at per system call (the result buffer lives on the stack,
+/// so this bounds what the call itself takes).
 const PAGES_PER_CALL: usize = 256;
 
 /// Bytes from `base` down to the start of the lowest page of `[limit,
 /// base)` that is resident.
 fn high_water_mark(limit: usize, base: usize) -> io::Result<usize> {
     let page = page_size();
-    let mut residency = [0u8; PAGES_PER_CALL];
+    let mut residency = [false; PAGES_PER_CALL];
     let mut start = limit;
     while start < base {
         let len = (base - start).min(PAGES_PER_CALL * page);
-        // SAFETY: `[start, start + len)` is page-aligned and part of a
-        // mapping the caller owns; `residency` has a byte for each of its
-        // at most PAGES_PER_CALL pages.
-        let status = unsafe {
-            libc::mincore(
-                start as *mut libc::c_void,
-                len,
-                residency.as_mut_ptr().cast(),
-            )
-        };
-        if status != 0 {
-            return Err(io::Error::last_os_error());
-        }
         let pages = len.div_ceil(page);
-        if let Some(lowest) = residency[..pages].iter().position(|&byte| byte & 1 != 0) {
+        resident_pages(start, pages, &mut residency[..pages])?;
+        if let Some(lowest) = residency[..pages].iter().position(|&resident| resident) {
             return Ok(base - (start + lowest * page));
         }
         start += len;
@@ -40,10 +29,68 @@ fn high_water_mark(limit: usize, base: usize) -> io::Result<usize> {
     Ok(0)
 }
 
+/// Whether each of the `pages` pages from `start` is resident, into
+/// `resident`.
+#[cfg(unix)]
+fn resident_pages(start: usize, pages: usize, resident: &mut [bool]) -> io::Result<()> {
+    let mut bytes = [0u8; PAGES_PER_CALL];
+    // SAFETY: `[start, start + pages pages)` is page-aligned and part of a
+    // mapping the caller owns; `bytes` has a byte for each of its at most
+    // PAGES_PER_CALL pages.
+    let status = unsafe {
+        libc::mincore(
+            start as *mut libc::c_void,
+            pages * page_size(),
+            bytes.as_mut_ptr().cast(),
+        )
+    };
+    if status != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for (resident, byte) in resident.iter_mut().zip(bytes) {
+        *resident = byte & 1 != 0;
+    }
+    Ok(())
+}
+
+/// Whether each of the `pages` pages from `start` is in the process's
+/// working set (its `Valid` bit), into `resident`.
+#[cfg(windows)]
+fn resident_pages(start: usize, pages: usize, resident: &mut [bool]) -> io::Result<()> {
+    use windows_sys::Win32::System::ProcessStatus::{
+        K32QueryWorkingSetEx, PSAPI_WORKING_SET_EX_INFORMATION,
+    };
+    use windows_sys::Win32::System::Threading::GetCurrentProcess;
+    // SAFETY: all-zero is a valid value of this plain C structure.
+    let mut info: [PSAPI_WORKING_SET_EX_INFORMATION; PAGES_PER_CALL] =
+        unsafe { core::mem::zeroed() };
+    for (index, entry) in info[..pages].iter_mut().enumerate() {
+        entry.VirtualAddress = (start + index * page_size()) as *mut _;
+    }
+    // SAFETY: the buffer holds `pages` entries, each naming the page to
+    // ask about; the call fills in their attributes.
+    let ok = unsafe {
+        K32QueryWorkingSetEx(
+            GetCurrentProcess(),
+            info.as_mut_ptr().cast(),
+            (pages * core::mem::size_of::<PSAPI_WORKING_SET_EX_INFORMATION>()) as u32,
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for (resident, entry) in resident.iter_mut().zip(&info[..pages]) {
+        // SAFETY: every bit pattern is a valid `usize`; bit 0 is `Valid`.
+        *resident = unsafe { entry.VirtualAttributes.Flags } & 1 != 0;
+    }
+    Ok(())
+}
+
 impl DefaultStack {
     /// How many bytes of the stack have ever been used: from its
     /// [`base`](Stack::base) down to the lowest page that the kernel has
-    /// populated (`mincore`), in whole pages. Nothing is counted when the
+    /// populated (`mincore`; on Windows, the lowest page in the process's
+    /// working set), in whole pages. Nothing is counted when the
     /// stack is created or switched to; the pages themselves are the
     /// record, so this is the deepest any code went on the stack since it
     /// was mapped.
@@ -51,7 +98,8 @@ impl DefaultStack {
     /// Use it to size stacks from measurement: run a representative
     /// workload on generous stacks, then give the real ones the peak plus
     /// headroom (see [`PooledStack::high_water_mark`] for a pool). Pages
-    /// that were swapped out do not count, and where the kernel backs a
+    /// that were swapped out (on Windows, trimmed from the working set) do
+    /// not count, and where the kernel backs a
     /// stack with huge pages the mark rounds up to them.
     ///
     /// ```
@@ -72,7 +120,7 @@ impl DefaultStack {
     ///
     /// # Errors
     ///
-    /// The OS error if `mincore` fails.
+    /// The OS error if `mincore` (`QueryWorkingSetEx`) fails.
     pub fn high_water_mark(&self) -> io::Result<usize> {
         high_water_mark(self.limit().get(), self.base().get())
     }
@@ -121,7 +169,7 @@ impl PooledStack {
     ///
     /// # Errors
     ///
-    /// The OS error if `mincore` fails.
+    /// The OS error if `mincore` (`QueryWorkingSetEx`) fails.
     pub fn high_water_mark(&self) -> io::Result<usize> {
         high_water_mark(self.limit().get(), self.base().get())
     }

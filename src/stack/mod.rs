@@ -7,7 +7,7 @@ use core::num::NonZeroUsize;
 mod default_stack;
 #[cfg(all(feature = "default-stack", any(unix, windows)))]
 mod grow;
-#[cfg(all(feature = "default-stack", unix))]
+#[cfg(all(feature = "default-stack", any(unix, windows)))]
 mod high_water;
 #[cfg(all(feature = "default-stack", unix))]
 mod mapping;
