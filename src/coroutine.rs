@@ -294,14 +294,10 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
         let (output, state) =
             unsafe { self.switch_in(|base| arch::switch_and_link(input, sp, base)) };
         if state > EXIT_PANICKED {
-            // SAFETY: any other state is the suspended coroutine's stack
-            // pointer, which is not null.
-            self.sp = Some(unsafe { StackPointer::new_unchecked(state) });
             // SAFETY: a suspending coroutine encodes its Yield value and
             // does not run again until we have decoded it.
             CoroutineResult::Yield(unsafe { word::decode::<Yield>(output) })
         } else {
-            self.sp = None;
             // SAFETY: the coroutine left with this exit code and word.
             CoroutineResult::Return(unsafe { take_exit::<Return>(output, state) })
         }
@@ -309,7 +305,11 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
 
     /// Runs `switch(base)`, a switch into the coroutine, telling the stack
     /// trackers: the sanitizer, and on Windows the TEB, whose fields the
-    /// coroutine puts back as it leaves (see `leave_stack`).
+    /// coroutine puts back as it leaves (see `leave_stack`). Records the
+    /// coroutine's new state in `self.sp` (its stack pointer if it
+    /// suspended, `None` if it left) before any user code runs: a `Stack`
+    /// whose `update_teb_fields` panics leaves a coroutine that is still
+    /// resumable or droppable (the word it handed over is leaked).
     ///
     /// # Safety
     /// `switch` must resume this coroutine, which must be suspended.
@@ -333,6 +333,10 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
             };
             let switched = switch(self.base);
             sanitizer::finish_switch(saved);
+            let state = switched.1;
+            // Any other state is the suspended coroutine's stack pointer,
+            // which is not null.
+            self.sp = (state > EXIT_PANICKED).then(|| StackPointer::new_unchecked(state));
             // Windows lowers the limit as the stack grows, and code on it
             // may set a guarantee: tell the stack, which the next coroutine
             // on it starts from. (Not when it suspended on another stack,
@@ -470,9 +474,13 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
             };
             if state > EXIT_PANICKED {
                 // It caught the unwind and suspended again: drop what it
-                // yielded and ask again.
+                // yielded and ask again. (`switch_in` recorded the state.)
+                // SAFETY: as in `switch_in`.
+                #[cfg(feature = "asm-unwind")]
+                {
+                    self.sp = Some(unsafe { StackPointer::new_unchecked(state) });
+                }
                 // SAFETY: as in `resume`.
-                self.sp = Some(unsafe { StackPointer::new_unchecked(state) });
                 drop(unsafe { word::decode::<Yield>(output) });
                 continue;
             }

@@ -184,3 +184,42 @@ fn panic_in_on_parent_stack_comes_back_onto_the_coroutine_stack() {
     drop(co);
     assert_eq!(pool.idle_count(), 1);
 }
+
+/// Windows: a `Stack` whose `update_teb_fields` panics. It is called after
+/// the switch back, when the coroutine changed its TEB fields (here: set a
+/// stack guarantee); the panic continues from `resume`, and the coroutine's
+/// state was already recorded, so it can still be resumed to the end.
+#[cfg(windows)]
+#[test]
+fn stack_whose_update_teb_fields_panics() {
+    use switchback::stack::DefaultStack;
+    use windows_sys::Win32::System::Threading::SetThreadStackGuarantee;
+
+    struct PanickyTeb(DefaultStack);
+    // SAFETY: forwards to a DefaultStack, which keeps the contract.
+    unsafe impl Stack for PanickyTeb {
+        fn base(&self) -> StackPointer {
+            self.0.base()
+        }
+        fn limit(&self) -> StackPointer {
+            self.0.limit()
+        }
+        fn update_teb_fields(&mut self, _: usize, _: usize) {
+            panic!("update_teb_fields panicked");
+        }
+    }
+
+    let stack = PanickyTeb(DefaultStack::new(128 * 1024).unwrap());
+    let mut co: Coroutine<(), u32, u32, _> = Coroutine::with_stack(stack, |yielder, ()| {
+        let mut guarantee = 32 * 1024;
+        // SAFETY: sets this (the coroutine's) stack's guarantee in the TEB.
+        assert_ne!(unsafe { SetThreadStackGuarantee(&mut guarantee) }, 0);
+        yielder.suspend(1);
+        2
+    });
+    let payload = panic::catch_unwind(AssertUnwindSafe(|| co.resume(()))).unwrap_err();
+    assert_eq!(panic_message(&*payload), "update_teb_fields panicked");
+    assert!(co.started() && !co.done());
+    // The guarantee is unchanged since, so the next switch reports nothing.
+    assert_eq!(co.resume(()).as_return(), Some(2));
+}
