@@ -660,6 +660,7 @@ where
         // SAFETY: with_stack_unchecked wrote the closure at `obj` and the
         // parent encoded the first input; each is taken exactly once.
         let input = unsafe { word::decode::<Input>(input) };
+        // SAFETY: as above: the closure is read out of its slot once.
         (unsafe { ptr::read(obj as *mut F) })(yielder, input)
     };
     leave(unwind::catch_unwind_at_root(run), link)

@@ -156,8 +156,9 @@ mod os {
         action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
         // SAFETY: initialising a sigset_t we own.
         unsafe { libc::sigemptyset(&mut action.sa_mask) };
-        // SAFETY: as above.
+        // SAFETY: an all-zero sigaction is a valid value to overwrite.
         let mut old_segv: libc::sigaction = unsafe { mem::zeroed() };
+        // SAFETY: as for `old_segv`.
         let mut old_bus: libc::sigaction = unsafe { mem::zeroed() };
         // SAFETY: `on_trap` has the SA_SIGINFO signature and only touches
         // thread-locals, the coroutine's stack and the context.
