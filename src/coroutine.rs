@@ -238,6 +238,11 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
         // A reused stack may still be poisoned by frames abandoned there.
         sanitizer::unpoison(limit.get(), base.get());
         let obj = closure_slot::<F>(base.get());
+        // Windows: the TEB state the coroutine starts with (a user `Stack`
+        // may panic here: nothing has been written yet). The parent's is
+        // written at every resume; until then it holds the same.
+        #[cfg(windows)]
+        let teb = crate::teb::TebState::fresh(stack.teb_fields());
         // SAFETY: `closure_slot` checked that the object and the initial
         // frame below it fit in the stack, which the Stack contract says is
         // writable and ours alone; the extents go between it and the link.
@@ -249,9 +254,9 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
                     parent: StackExtent::unknown(),
                     resume: StackExtent::new(|| limit.get(), base.get()),
                     #[cfg(windows)]
-                    parent_teb: crate::teb::TebState::fresh(stack.teb_fields()),
+                    parent_teb: teb,
                     #[cfg(windows)]
-                    resume_teb: crate::teb::TebState::fresh(stack.teb_fields()),
+                    resume_teb: teb,
                 },
             );
             ptr::write(obj as *mut F, f);
