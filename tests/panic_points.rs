@@ -223,3 +223,49 @@ fn stack_whose_update_teb_fields_panics() {
     // The guarantee is unchanged since, so the next switch reports nothing.
     assert_eq!(co.resume(()).as_return(), Some(2));
 }
+
+/// Windows: a `Stack` whose `teb_fields` panics, when a coroutine or an
+/// `on_stack` call is set up on it: the panic comes out of the constructor
+/// (or `on_stack`), nothing has run on the stack, and the closure is
+/// dropped once.
+#[cfg(windows)]
+#[test]
+fn stack_whose_teb_fields_panics() {
+    use switchback::stack::{DefaultStack, StackTebFields};
+
+    struct PanickyTeb(DefaultStack);
+    // SAFETY: forwards to a DefaultStack, which keeps the contract.
+    unsafe impl Stack for PanickyTeb {
+        fn base(&self) -> StackPointer {
+            self.0.base()
+        }
+        fn limit(&self) -> StackPointer {
+            self.0.limit()
+        }
+        fn teb_fields(&self) -> StackTebFields {
+            panic!("teb_fields panicked");
+        }
+    }
+
+    let drops = counter();
+    let captured = Counted(drops.clone());
+    let payload = panic::catch_unwind(AssertUnwindSafe(|| {
+        let stack = PanickyTeb(DefaultStack::new(64 * 1024).unwrap());
+        let _co: Coroutine<(), (), u32, _> = Coroutine::with_stack(stack, move |_, ()| {
+            let _keep = &captured;
+            1
+        });
+    }))
+    .unwrap_err();
+    assert_eq!(panic_message(&*payload), "teb_fields panicked");
+    assert_eq!(drops.get(), 1);
+
+    let captured = Counted(drops.clone());
+    let payload = panic::catch_unwind(AssertUnwindSafe(|| {
+        let stack = PanickyTeb(DefaultStack::new(64 * 1024).unwrap());
+        on_stack(stack, move || drop(captured))
+    }))
+    .unwrap_err();
+    assert_eq!(panic_message(&*payload), "teb_fields panicked");
+    assert_eq!(drops.get(), 2);
+}
