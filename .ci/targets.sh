@@ -23,10 +23,8 @@
 #                                 AArch64 image checked free of x18
 #   bash .ci/targets.sh list      print the tables
 #
-# `run` installs the cross toolchains itself (scripts/cross.sh --install);
-# `objects` adds the rustup targets it lacks, and rustup's llvm-tools if
-# llvm-objdump is not on PATH; `uefi` installs QEMU, the firmware and its
-# rustup targets (scripts/uefi-run.sh --install).
+# Nothing here installs anything: .ci/install.sh (step 1 of .ci/run) has
+# every package, toolchain and target these need.
 # A target passes only if its `test result:` lines show tests ran and none
 # failed.
 set -euo pipefail
@@ -49,7 +47,7 @@ RUN_TARGETS=(
 )
 
 # The Windows target whose whole suite runs under Wine (scripts/wine.sh
-# installs Wine and mingw-w64, and builds the DLL that Wine 8 lacks).
+# builds the DLL that Wine 8 lacks).
 WINE_TARGET=x86_64-pc-windows-gnu
 
 # Targets without std: the crate with no features, instantiated by
@@ -117,7 +115,6 @@ require_tests_ran() {
 
 run_targets() {
     ((${#RUN_TARGETS[@]})) || return 0
-    run bash scripts/cross.sh --install "${RUN_TARGETS[@]}"
     local target log failed=()
     log=$(mktemp)
     for target in "${RUN_TARGETS[@]}"; do
@@ -179,7 +176,6 @@ check_examples() {
 }
 
 windows_target() {
-    run bash scripts/wine.sh --install
     local log status=0
     log=$(mktemp)
     cargo_without_warnings cargo clippy -q --target "$WINE_TARGET" --all-targets -- -D warnings
@@ -198,10 +194,8 @@ windows_target() {
 }
 
 no_std_targets() {
-    local target installed
-    installed=$(rustup target list --installed)
+    local target
     for target in "${NO_STD_TARGETS[@]}"; do
-        grep -qx "$target" <<<"$installed" || run rustup target add "$target"
         (
             cd no-std-check
             run env CARGO_TARGET_DIR="$TARGET_DIR/no-std-check" cargo build --target "$target"
@@ -210,19 +204,11 @@ no_std_targets() {
     done
 }
 
-# Prints the path of LLVM tool $1: on PATH, or from rustup's llvm-tools
-# component (installed if neither has it).
+# Prints the path of LLVM tool $1 from rustup's llvm-tools component.
 llvm_tool() {
     local found
-    if found=$(command -v "$1"); then
-        echo "$found"
-        return
-    fi
     found="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/$1"
-    if [[ ! -x $found ]]; then
-        rustup component add llvm-tools >&2
-    fi
-    [[ -x $found ]] || { echo "no $1 on PATH or in rustup's llvm-tools" >&2; return 1; }
+    [[ -x $found ]] || { echo "no $1 in rustup's llvm-tools (run .ci/install.sh)" >&2; return 1; }
     echo "$found"
 }
 
@@ -470,7 +456,7 @@ object_targets() {
     local entry target toolchain script
     for entry in "${SCRIPTED_TARGETS[@]}"; do
         read -r target script <<<"$entry"
-        run bash "$script" --install
+        run bash "$script"
     done
     for entry in "${OBJECT_TARGETS[@]}"; do
         read -r target toolchain <<<"$entry"
@@ -481,7 +467,6 @@ object_targets() {
                     cargo +nightly build -Zbuild-std=core --target "$target"
             )
         else
-            rustup target list --installed | grep -qx "$target" || run rustup target add "$target"
             compile_objects "$target"
             (
                 cd no-std-check
@@ -493,7 +478,6 @@ object_targets() {
 
 uefi_targets() {
     local target archs=()
-    run bash scripts/uefi-run.sh --install
     (
         cd uefi-test
         run cargo fmt -- --check

@@ -23,9 +23,8 @@
 # on a marked binary (an indirect call to code without a landing pad raises
 # SIGILL) and not on an unmarked one.
 #
-# Installs what `scripts/cross.sh --install aarch64-unknown-linux-gnu`
-# installs, and nightly's rust-src if it is missing (nightly itself must be
-# there). Builds in $CARGO_TARGET_DIR/branch-protection (default
+# Needs what .ci/install.sh installs for aarch64-unknown-linux-gnu, and
+# nightly with rust-src. Builds in $CARGO_TARGET_DIR/branch-protection (default
 # target/branch-protection). Fails unless the tests ran and passed.
 #
 # The three tests skipped below cannot run under qemu-user at all (they fail
@@ -61,16 +60,6 @@ run() {
     echo "+ $*"
     "$@"
 }
-
-# --- tools -----------------------------------------------------------------
-run scripts/cross.sh --install "$TRIPLE"
-if ! rustup toolchain list | grep -q '^nightly'; then
-    echo "aarch64-branch-protection.sh: needs a nightly toolchain (-Zbuild-std)" >&2
-    exit 1
-fi
-if ! rustup component list --installed --toolchain nightly | grep -q '^rust-src'; then
-    run rustup component add rust-src --toolchain nightly
-fi
 
 # --- the BTI-marked start file and the linker wrapper -----------------------
 mkdir -p "$SUPPORT"

@@ -21,14 +21,6 @@ crates=${CRATES:-"switchback corosensei context generator wasmtime-fiber"}
 root=$(cd "$(dirname "$0")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
 
-if ! command -v valgrind >/dev/null; then
-    echo "installing valgrind..." >&2
-    sudo=""
-    if [ "$(id -u)" != 0 ]; then sudo=sudo; fi
-    $sudo apt-get update -qq >&2
-    $sudo apt-get install -y -qq valgrind >&2
-fi
-
 ops=${OPS:-}
 bins=()
 if [ -n "$ops" ]; then

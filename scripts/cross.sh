@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # Cross-target builds and test runs under qemu-user.
 #
-#   scripts/cross.sh --install TRIPLE...     install what the targets need
 #   scripts/cross.sh TRIPLE CARGO-ARGS...    run `cargo CARGO-ARGS --target TRIPLE`
 #                                            with the target's linker and qemu runner
 #
@@ -10,8 +9,7 @@
 # Each Linux target row says which Debian cross gcc links it, which qemu-user
 # binary runs it and where its sysroot is. Targets whose std rustup does not
 # ship here are built with nightly's -Zbuild-std (the row's toolchain column).
-# Installing is idempotent: apt packages and rustup targets that are already
-# there are skipped.
+# .ci/install.sh installs every row's packages and rustup target.
 set -euo pipefail
 
 # triple | gnu prefix | qemu binary | debian libc package | toolchain
@@ -31,54 +29,8 @@ row() {
     awk -v t="$1" '$1 == t { print; found = 1 } END { exit !found }' <<<"$TARGETS"
 }
 
-sudo_cmd=()
-if [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null; then
-    sudo_cmd=(sudo)
-fi
-
-install() {
-    local packages=() triple prefix qemu libc toolchain
-    local rustup_targets=() need_src=0
-    for triple in "$@"; do
-        if ! read -r _ prefix qemu libc toolchain < <(row "$triple"); then
-            echo "cross.sh: unknown target $triple" >&2
-            exit 2
-        fi
-        command -v "$prefix-gcc" >/dev/null || packages+=("gcc-$prefix")
-        [[ -d /usr/$prefix/lib ]] || packages+=("$libc")
-        command -v "$qemu" >/dev/null || packages+=(qemu-user-static)
-        if [[ $toolchain == stable ]]; then
-            rustup_targets+=("$triple")
-        else
-            need_src=1
-        fi
-    done
-    if ((${#packages[@]})); then
-        mapfile -t packages < <(printf '%s\n' "${packages[@]}" | sort -u)
-        "${sudo_cmd[@]}" apt-get update
-        "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive \
-            apt-get install -y --no-install-recommends "${packages[@]}"
-    fi
-    local installed
-    installed=$(rustup target list --installed)
-    for triple in "${rustup_targets[@]}"; do
-        grep -qx "$triple" <<<"$installed" || rustup target add "$triple"
-    done
-    if ((need_src)); then
-        rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
-        rustup component list --installed --toolchain nightly | grep -q '^rust-src' ||
-            rustup component add rust-src --toolchain nightly
-    fi
-}
-
-if [[ ${1:-} == --install ]]; then
-    shift
-    install "$@"
-    exit 0
-fi
-
 if (($# < 2)); then
-    sed -n '2,14p' "$0" >&2
+    sed -n '2,12p' "$0" >&2
     exit 2
 fi
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # LoongArch64 checks that run on a Debian 12 x86-64 machine.
 #
-#   scripts/loongarch64-build.sh [--install]
+#   scripts/loongarch64-build.sh
 #
 # rustup ships no prebuilt std for the LoongArch targets here and Debian 12
 # has no LoongArch cross gcc or glibc, so:
@@ -17,7 +17,7 @@
 #      qemu-loongarch64-static (debug and release): the context switch really
 #      runs, but unwinding, backtraces and traps (which need std) do not.
 #
-# --install installs what it needs first: nightly with rust-src (rustup) and
+# .ci/install.sh installs what it needs: nightly with rust-src (rustup) and
 # qemu-user-static (apt). Builds in the subdirectories la/ and la-nostd/ of
 # CARGO_TARGET_DIR (default: the repository's target/).
 set -euo pipefail
@@ -25,21 +25,6 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-
-if [[ ${1:-} == --install ]]; then
-    rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
-    rustup component list --installed --toolchain nightly | grep -q '^rust-src' ||
-        rustup component add rust-src --toolchain nightly
-    if ! command -v qemu-loongarch64-static >/dev/null; then
-        sudo_cmd=()
-        if [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null; then
-            sudo_cmd=(sudo)
-        fi
-        "${sudo_cmd[@]}" apt-get update
-        "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive \
-            apt-get install -y --no-install-recommends qemu-user-static
-    fi
-fi
 
 run() {
     echo "+ $*"

@@ -2,8 +2,6 @@
 # The UEFI test application (uefi-test/) booted under QEMU with real UEFI
 # firmware: OVMF on x86-64 and x86 (i686), AAVMF on AArch64.
 #
-#   scripts/uefi-run.sh --install     install QEMU, the firmware and the rustup
-#                                     targets (idempotent)
 #   scripts/uefi-run.sh [ARCH...]     build the application (debug and release,
 #                                     warnings denied) and boot it, for each
 #                                     ARCH: x86_64, aarch64, i686 (default: all)
@@ -16,7 +14,8 @@
 # the case count, one PASS per case, no FAIL, and the summary
 # `<target>: N passed, 0 failed`, within UEFI_TIMEOUT seconds (default 120;
 # a run takes seconds under software emulation). The full console log of a
-# failed run is printed.
+# failed run is printed. .ci/install.sh installs QEMU, the firmware and the
+# rustup targets.
 #
 # rustup ships i686-unknown-uefi's core for nightly only, so that target
 # is built with nightly. Debian's only OVMF for IA-32 is the build with
@@ -28,11 +27,6 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
 TIMEOUT=${UEFI_TIMEOUT:-120}
 
-sudo_cmd=()
-if [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null; then
-    sudo_cmd=(sudo)
-fi
-
 # Firmware images: the code (read-only flash) and the variable store
 # template (copied for each run, since the firmware writes it).
 OVMF_CODE=/usr/share/OVMF/OVMF_CODE_4M.fd
@@ -41,36 +35,6 @@ AAVMF_CODE=/usr/share/AAVMF/AAVMF_CODE.fd
 AAVMF_VARS=/usr/share/AAVMF/AAVMF_VARS.fd
 OVMF32_CODE=/usr/share/OVMF/OVMF32_CODE_4M.secboot.fd
 OVMF32_VARS=/usr/share/OVMF/OVMF32_VARS_4M.fd
-
-install() {
-    local packages=()
-    command -v qemu-system-x86_64 >/dev/null || packages+=(qemu-system-x86)
-    command -v qemu-system-aarch64 >/dev/null || packages+=(qemu-system-arm)
-    [[ -f $OVMF_CODE && -f $OVMF_VARS ]] || packages+=(ovmf)
-    [[ -f $AAVMF_CODE && -f $AAVMF_VARS ]] || packages+=(qemu-efi-aarch64)
-    [[ -f $OVMF32_CODE && -f $OVMF32_VARS ]] || packages+=(ovmf-ia32)
-    if ((${#packages[@]})); then
-        "${sudo_cmd[@]}" apt-get update
-        "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive \
-            apt-get install -y --no-install-recommends "${packages[@]}"
-    else
-        echo "apt: QEMU, OVMF and AAVMF are installed"
-    fi
-    local installed target
-    installed=$(rustup target list --installed)
-    for target in x86_64-unknown-uefi aarch64-unknown-uefi; do
-        grep -qx "$target" <<<"$installed" || rustup target add "$target"
-    done
-    rustup toolchain list | grep -q '^nightly' ||
-        rustup toolchain install nightly --profile minimal
-    rustup +nightly target list --installed | grep -qx i686-unknown-uefi ||
-        rustup +nightly target add i686-unknown-uefi
-}
-
-if [[ ${1:-} == --install ]]; then
-    install
-    exit 0
-fi
 
 target_dir=${CARGO_TARGET_DIR:-$ROOT/target}/uefi-test
 work=$(mktemp -d)
