@@ -530,6 +530,10 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
     /// after a trap (a fault on its stack, or a stack overflow). See
     /// [`CoroutineTrapHandler`].
     pub fn trap_handler(&self) -> CoroutineTrapHandler<Return> {
+        // The overflow report then lets the program's handler see this
+        // thread's guard-page faults first.
+        #[cfg(all(feature = "default-stack", unix))]
+        stack::note_trap_handler();
         CoroutineTrapHandler::new(self.base, (*self.stack).limit())
     }
 }
