@@ -530,6 +530,10 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
     /// after a trap (a fault on its stack, or a stack overflow). See
     /// [`CoroutineTrapHandler`].
     pub fn trap_handler(&self) -> CoroutineTrapHandler<Return> {
+        // The overflow report then lets the program's handler see this
+        // thread's guard-page faults first.
+        #[cfg(all(feature = "default-stack", unix))]
+        stack::note_trap_handler();
         CoroutineTrapHandler::new(self.base, (*self.stack).limit())
     }
 }
@@ -735,6 +739,19 @@ impl<Input, Yield> Yielder<Input, Yield> {
     /// If the coroutine is dropped or [`force_unwind`](Coroutine::force_unwind)
     /// is called while it waits here, this call unwinds instead of
     /// returning.
+    ///
+    /// A destructor may call it while a panic unwinds the coroutine's own
+    /// stack: the coroutine then suspends with the unwind half done, and
+    /// the next `resume` continues the unwind. Meanwhile the thread counts
+    /// as panicking (`std::thread::panicking()` is true, and a `MutexGuard`
+    /// dropped then poisons its `Mutex`). Unwinding the coroutine in that
+    /// state (dropping it, or [`force_unwind`](Coroutine::force_unwind))
+    /// throws the forced unwind out of that destructor, which the Rust
+    /// runtime turns into an abort of the process, as for any panic leaving
+    /// a destructor during an unwind; the same goes for a destructor that
+    /// suspends during a forced unwind, which is thrown again at once (see
+    /// [Dropping](Coroutine#dropping)). (`Suspender::block_on`, in the
+    /// `future` module, refuses to suspend during an unwind instead.)
     #[inline]
     pub fn suspend(&self, value: Yield) -> Input {
         let mut slot = MaybeUninit::uninit();

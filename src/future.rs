@@ -40,7 +40,10 @@
 //!   [Dropping](crate::Coroutine#dropping)), and so is every future that a
 //!   `block_on` was waiting for. A destructor that runs while the stack
 //!   unwinds (for this reason or for a panic) cannot wait: its `block_on`
-//!   takes only futures that are ready at once.
+//!   takes only futures that are ready at once. Nor can a `block_on` that
+//!   starts while the thread polling the `CoroutineFuture` is panicking
+//!   (from a destructor during an unwind): the thread's panic state cannot
+//!   tell that unwind from one of the coroutine's own stack.
 //! - A panic in the closure, or in a future it waits for, comes out of the
 //!   `CoroutineFuture`'s `poll`. Polling it again after that, or after it
 //!   returned `Ready`, panics.
@@ -142,7 +145,9 @@ pub struct Suspender {
     /// the coroutine is suspended, and so while it is being unwound.
     cx: Cell<*mut Context<'static>>,
     /// Whether the thread was already panicking when the running poll
-    /// began: a panic that starts later is unwinding the coroutine's stack.
+    /// began: if not, a panic that the thread shows later is unwinding the
+    /// coroutine's stack; if so, the thread's state tells nothing about it
+    /// (see `may_be_unwinding`).
     host_panicking: Cell<bool>,
     /// Set while `block_on` is inside the `poll` of the future it waits for.
     polling: Cell<bool>,
@@ -323,33 +328,43 @@ impl Suspender {
     ///   unwinding coroutine cannot suspend (the unwind would stay half
     ///   done, with the polling thread counted as panicking meanwhile). As
     ///   this panic happens during an unwind, the process then aborts, with
-    ///   the message. A future that is ready at once (a cleanup that does
-    ///   not wait) is fine.
+    ///   the message (unless the destructor catches it). A future that is
+    ///   ready at once (a cleanup that does not wait) is fine.
+    /// - Likewise if called while the thread that polls the
+    ///   `CoroutineFuture` is panicking (it is polled by a destructor during
+    ///   an unwind of that thread) and `future` is not ready at its first
+    ///   poll: the thread's panic state cannot tell that unwind from one of
+    ///   the coroutine's own stack, so a `block_on` that starts then
+    ///   cannot wait either. A `block_on` that was already waiting when the
+    ///   thread began to panic goes on waiting: polled again from the
+    ///   destructor, it suspends as usual while its future is pending.
     /// - Passes on a panic of `future`.
     pub fn block_on<F: IntoFuture>(&self, future: F) -> F::Output {
         if self.polling.get() {
             reentrant_block_on();
         }
         let mut future = pin!(future.into_future());
+        // Decided once, here: from now until this call returns, only this
+        // loop and the future's `poll` run on the coroutine, and neither
+        // can leave a panic in flight (one from the poll leaves this call),
+        // so a coroutine that is not unwinding now is not unwinding at any
+        // of the suspensions below, whatever the polling thread does.
+        if let Some(unwinding) = self.may_be_unwinding() {
+            return block_on_while_unwinding(future, unwinding);
+        }
         loop {
             let cx = self.cx.get();
-            if cx.is_null() || (thread_panicking() && !self.host_panicking.get()) {
-                // The coroutine's stack is unwinding (its future is being
-                // dropped, or a panic started on it), and this is a
-                // destructor: suspending now would leave the unwind half
-                // done, with the thread counted as panicking meanwhile.
-                return block_on_while_unwinding(future);
-            }
             let polled = {
                 let _polling = PollingFlag::set(&self.polling);
-                // SAFETY: `cx` is not null, so the coroutine is running in a
-                // resume from `CoroutineFuture::poll`, whose `&mut Context`
-                // this is: that poll is blocked in the resume until the
-                // coroutine suspends or returns, and no other reference to
-                // the Context is used meanwhile (a nested block_on of this
-                // Suspender, the only other user, is refused above). The
-                // reference ends with this poll, before the coroutine
-                // suspends.
+                // SAFETY: `cx` is not null (checked at the entry, then set
+                // by each resume below from its poll), so the coroutine is
+                // running in a resume from `CoroutineFuture::poll`, whose
+                // `&mut Context` this is: that poll is blocked in the resume
+                // until the coroutine suspends or returns, and no other
+                // reference to the Context is used meanwhile (a nested
+                // block_on of this Suspender, the only other user, is
+                // refused above). The reference ends with this poll, before
+                // the coroutine suspends.
                 poll_once(future.as_mut(), unsafe { &mut *cx.cast::<Context<'_>>() })
             };
             if let Poll::Ready(output) = polled {
@@ -366,6 +381,42 @@ impl Suspender {
             self.host_panicking.set(next.host_panicking);
         }
     }
+
+    /// Whether the coroutine's stack may be unwinding at this entry into
+    /// `block_on`, and why: `None` if it certainly is not.
+    ///
+    /// The thread's panic state is one flag for the whole thread. When the
+    /// poll that resumed the coroutine began on a thread that was not
+    /// panicking, the thread panicking now means that a panic started on
+    /// the coroutine's stack and is unwinding it. When it began on a thread
+    /// that was already panicking, the flag was set before the coroutine
+    /// ran and says nothing about its own stack, whose unwind (a panic
+    /// that started there since) cannot be told apart from the host's: the
+    /// answer is "maybe", and such a `block_on` cannot wait either.
+    fn may_be_unwinding(&self) -> Option<Unwinding> {
+        if self.cx.get().is_null() {
+            // Only a forced unwind runs the coroutine without a poll.
+            Some(Unwinding::Dropped)
+        } else if !thread_panicking() {
+            None
+        } else if self.host_panicking.get() {
+            Some(Unwinding::PollerPanicking)
+        } else {
+            Some(Unwinding::Panic)
+        }
+    }
+}
+
+/// Why a `block_on` cannot wait.
+#[derive(Clone, Copy)]
+enum Unwinding {
+    /// The `CoroutineFuture` is being dropped: its stack unwinds.
+    Dropped,
+    /// A panic on the coroutine's stack is unwinding it.
+    Panic,
+    /// The thread polling the `CoroutineFuture` was panicking already, so
+    /// its panic state says nothing about the coroutine's own stack.
+    PollerPanicking,
 }
 
 /// Polls once, in a frame of its own: a future that reads a thread-local
@@ -383,17 +434,33 @@ fn thread_panicking() -> bool {
     std::thread::panicking()
 }
 
-/// `block_on` from a destructor while the coroutine's stack unwinds: the
+/// `block_on` where the coroutine's stack is, or may be, unwinding: the
 /// future gets one poll, with a waker that does nothing, and must be ready.
 #[cold]
-fn block_on_while_unwinding<F: Future>(future: Pin<&mut F>) -> F::Output {
+fn block_on_while_unwinding<F: Future>(future: Pin<&mut F>, unwinding: Unwinding) -> F::Output {
     match poll_once(future, &mut Context::from_waker(Waker::noop())) {
         Poll::Ready(output) => output,
-        Poll::Pending => panic!(
+        Poll::Pending => cannot_wait(unwinding),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn cannot_wait(unwinding: Unwinding) -> ! {
+    match unwinding {
+        Unwinding::Dropped | Unwinding::Panic => panic!(
             "switchback: Suspender::block_on was called by a destructor while the \
              coroutine's stack unwinds (a panic in it, or its CoroutineFuture being \
              dropped), and the future it was given is not ready; an unwinding coroutine \
              cannot wait for anything"
+        ),
+        Unwinding::PollerPanicking => panic!(
+            "switchback: Suspender::block_on was called while the thread polling its \
+             CoroutineFuture is panicking (a destructor polls it during an unwind), and the \
+             future it was given is not ready; the coroutine's own stack may be unwinding \
+             too (the thread's panic state cannot tell), and an unwinding coroutine cannot \
+             wait for anything (a block_on already waiting before the thread panicked can \
+             go on waiting)"
         ),
     }
 }

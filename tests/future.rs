@@ -417,6 +417,176 @@ fn block_on_a_pending_future_during_a_panic_aborts_with_a_message() {
     );
 }
 
+/// What one poll gave: its result, or the message it panicked with.
+type Polled = Result<Poll<u32>, String>;
+
+/// Polls a `CoroutineFuture` from a destructor: what a cleanup does that
+/// drives async code to completion while the thread unwinds. What the poll
+/// returned or panicked with goes to `outcome`; a future still pending is
+/// kept in `kept`, as an executor keeps a task.
+struct PollsWhenDropped {
+    future: Option<CoroutineFuture<u32>>,
+    outcome: Rc<RefCell<Vec<Polled>>>,
+    kept: Rc<RefCell<Option<CoroutineFuture<u32>>>>,
+    polls: u32,
+}
+
+impl Drop for PollsWhenDropped {
+    fn drop(&mut self) {
+        let mut future = self.future.take().unwrap();
+        for _ in 0..self.polls {
+            let polled = catch_unwind(AssertUnwindSafe(|| poll(&mut future, Waker::noop())));
+            let done = !matches!(polled, Ok(Poll::Pending));
+            self.outcome
+                .borrow_mut()
+                .push(polled.map_err(|payload| panic_message(&*payload)));
+            if done {
+                return;
+            }
+        }
+        *self.kept.borrow_mut() = Some(future);
+    }
+}
+
+/// Panics with `PollsWhenDropped` on the stack, which polls `future` up to
+/// `polls` times while the panic unwinds; returns what the polls gave and
+/// the future if it is still pending.
+fn poll_during_a_panic(
+    future: CoroutineFuture<u32>,
+    polls: u32,
+) -> (Vec<Polled>, Option<CoroutineFuture<u32>>) {
+    let outcome = Rc::default();
+    let kept = Rc::default();
+    let guard = PollsWhenDropped {
+        future: Some(future),
+        outcome: Rc::clone(&outcome),
+        kept: Rc::clone(&kept),
+        polls,
+    };
+    let payload = catch_unwind(AssertUnwindSafe(move || {
+        let _guard = guard;
+        panic!("the host panics");
+    }))
+    .unwrap_err();
+    assert_eq!(panic_message(&*payload), "the host panics");
+    let outcome = outcome.take();
+    let kept = kept.take();
+    (outcome, kept)
+}
+
+/// A cleanup on a coroutine's stack that waits for a pending future and
+/// catches the panic that `block_on` must raise, recording its message.
+struct CatchingWaitingCleanUp<'a>(&'a Suspender, Rc<RefCell<Option<String>>>);
+
+impl Drop for CatchingWaitingCleanUp<'_> {
+    fn drop(&mut self) {
+        let waited = catch_unwind(AssertUnwindSafe(|| {
+            self.0.block_on(std::future::pending::<()>())
+        }));
+        *self.1.borrow_mut() = Some(match waited {
+            Ok(()) => "block_on returned".to_string(),
+            Err(payload) => panic_message(&*payload),
+        });
+    }
+}
+
+#[test]
+fn block_on_in_a_destructor_of_a_coroutine_panicking_while_its_poller_panics_cannot_wait() {
+    // The thread panics; a destructor polls a future; the coroutine panics;
+    // a destructor on its stack waits. That unwind is the coroutine's own,
+    // even though the thread was panicking already: it must not suspend.
+    let cleanup = Rc::new(RefCell::new(None));
+    let c = cleanup.clone();
+    let future = CoroutineFuture::new(move |s| {
+        let _cleanup = CatchingWaitingCleanUp(s, c);
+        panic!("the coroutine panics");
+    });
+    // Locked before, unlocked after: poisoned if the thread still counts as
+    // panicking when the guard goes.
+    let unrelated = std::sync::Mutex::new(0);
+    let guard = unrelated.lock().unwrap();
+    let (polls, kept) = poll_during_a_panic(future, 1);
+    // Every panic has been caught: the thread is not panicking, and the
+    // Mutex is not poisoned. (Checked before `kept` is dropped: a coroutine
+    // left suspended in the middle of its unwind would keep the thread
+    // counted as panicking until then.)
+    let panicking_after = std::thread::panicking();
+    drop(guard);
+    let poisoned = unrelated.is_poisoned();
+    let dropped = catch_unwind(AssertUnwindSafe(move || drop(kept)));
+    assert!(
+        !panicking_after,
+        "still panicking after every panic was caught"
+    );
+    assert!(!poisoned, "an unrelated Mutex was poisoned");
+    let cleanup = cleanup.take().expect("the cleanup ran");
+    assert!(
+        cleanup.contains("an unwinding coroutine cannot wait for anything"),
+        "{cleanup}"
+    );
+    // The coroutine's panic came out of the poll, and nothing was left.
+    assert_eq!(polls, [Err("the coroutine panics".to_string())]);
+    assert!(dropped.is_ok());
+    assert!(!std::thread::panicking());
+}
+
+/// A cleanup that waits, and does not catch the panic of `block_on`.
+struct WaitingCleanUpU32<'a>(&'a Suspender);
+
+impl Drop for WaitingCleanUpU32<'_> {
+    fn drop(&mut self) {
+        self.0.block_on(std::future::pending::<()>());
+    }
+}
+
+#[test]
+fn block_on_a_pending_future_during_a_panic_while_the_poller_panics_aborts_with_a_message() {
+    if std::env::var_os("SWITCHBACK_BLOCK_ON_IN_PANIC_OF_PANICKING_POLLER").is_some() {
+        let future = CoroutineFuture::new(|s| {
+            let _cleanup = WaitingCleanUpU32(s);
+            panic!("the coroutine panics");
+        });
+        let _ = poll_during_a_panic(future, 1);
+        return;
+    }
+    assert_child_aborts_unable_to_wait(
+        "block_on_a_pending_future_during_a_panic_while_the_poller_panics_aborts_with_a_message",
+        "SWITCHBACK_BLOCK_ON_IN_PANIC_OF_PANICKING_POLLER",
+    );
+}
+
+#[test]
+fn block_on_that_starts_while_the_poller_panics_takes_only_ready_futures() {
+    // Not unwinding, but the thread's panic state cannot show that.
+    let future = CoroutineFuture::new(|s| {
+        let ready = s.block_on(async { 40 });
+        ready + s.block_on(pending_times(1))
+    });
+    let (polls, kept) = poll_during_a_panic(future, 1);
+    assert!(kept.is_none());
+    let [Err(message)] = &polls[..] else {
+        panic!("{polls:?}")
+    };
+    assert!(
+        message.contains("the thread polling its CoroutineFuture is panicking")
+            && message.contains("cannot wait for anything"),
+        "{message}"
+    );
+    assert!(!std::thread::panicking());
+}
+
+#[test]
+fn block_on_that_began_waiting_before_the_poller_panicked_goes_on_waiting() {
+    let mut future = CoroutineFuture::new(|s| s.block_on(pending_times(2)) * 10);
+    assert_eq!(poll(&mut future, Waker::noop()), Poll::Pending);
+    // Polled from a destructor while the thread panics: it suspends again
+    // (pending once more), then completes.
+    let (polls, kept) = poll_during_a_panic(future, 2);
+    assert_eq!(polls, [Ok(Poll::Pending), Ok(Poll::Ready(30))]);
+    assert!(kept.is_none());
+    assert!(!std::thread::panicking());
+}
+
 // With `sanitizer`, futures stay on one thread (see SendCoroutineFuture).
 #[cfg(not(feature = "sanitizer"))]
 #[test]

@@ -225,6 +225,71 @@ fn no_report_when_turned_off() {
     assert_died(code, signal, FAULT_SIGNAL, &stderr);
 }
 
+/// Threads that overflow a coroutine stack each, all at once.
+const OVERFLOWING_THREADS: usize = 8;
+
+/// The child of `simultaneous_overflows_are_reported_once`: eight threads,
+/// released together by a barrier, each overflow a coroutine's stack.
+fn overflow_on_many_threads_at_once() {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(OVERFLOWING_THREADS));
+    let threads: Vec<_> = (0..OVERFLOWING_THREADS)
+        .map(|index| {
+            let barrier = barrier.clone();
+            std::thread::Builder::new()
+                .name(format!("overflow-{index}"))
+                .spawn(move || {
+                    let stack = DefaultStack::new(64 * 1024).unwrap();
+                    let mut co: Coroutine<(), (), u64, _> =
+                        Coroutine::with_stack(stack, |_, ()| recurse(0));
+                    barrier.wait();
+                    co.resume(());
+                })
+                .unwrap()
+        })
+        .collect();
+    for thread in threads {
+        let _ = thread.join();
+    }
+    eprintln!("no overflow faulted");
+    std::process::exit(3);
+}
+
+#[test]
+fn simultaneous_overflows_are_reported_once() {
+    // Each run is a new child process: the race is between the threads'
+    // faults, so it takes a few runs to show.
+    const RUNS: usize = 40;
+    let mut failures = Vec::new();
+    for _ in 0..RUNS {
+        let Some((code, signal, stderr)) = in_child(
+            "simultaneous_overflows_are_reported_once",
+            "SWITCHBACK_OVERFLOW_MANY_THREADS",
+            overflow_on_many_threads_at_once,
+        ) else {
+            return;
+        };
+        let reports = stderr
+            .matches("' overflowed the stack of a coroutine (stack 0x")
+            .count();
+        let died_as_expected = if cfg!(unix) {
+            (code, signal) == (None, ABORT_SIGNAL)
+        } else {
+            code.is_some_and(|code| code != 0)
+        };
+        if reports != 1 || !stderr.contains("\nthread 'overflow-") || !died_as_expected {
+            failures.push(format!(
+                "exit code {code:?}, signal {signal:?}, {reports} reports: {stderr}"
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {RUNS} runs did not end with one report and an abort; the first:\n{}",
+        failures.len(),
+        failures[0]
+    );
+}
+
 #[cfg(unix)]
 mod signals {
     //! The report beside the program's own signal handlers.
@@ -311,12 +376,35 @@ mod signals {
     }
 
     #[test]
-    fn reported_after_a_handler_installed_before_gives_up() {
+    fn reported_without_asking_a_handler_installed_before() {
+        // On a thread that takes no trap handler, nothing can recover from
+        // a guard-page fault: the earlier handler (std's, usually) is not
+        // asked.
         let result = overflow_with_handler(
-            "signals::reported_after_a_handler_installed_before_gives_up",
+            "signals::reported_without_asking_a_handler_installed_before",
             "SWITCHBACK_OVERFLOW_BEFORE",
             giving_up,
             true,
+        );
+        if let Some((_, _, stderr)) = &result {
+            assert!(!stderr.contains("earlier handler ran"), "{stderr}");
+        }
+        assert_reported(result);
+    }
+
+    #[test]
+    fn reported_after_an_earlier_handler_gives_up_with_traps() {
+        let result = in_child(
+            "signals::reported_after_an_earlier_handler_gives_up_with_traps",
+            "SWITCHBACK_OVERFLOW_BEFORE_TRAPS",
+            || {
+                install(giving_up);
+                // The thread takes trap handlers: the earlier handler may
+                // be one that recovers, so it is asked first.
+                let other: Coroutine<(), (), ()> = Coroutine::new(|_, ()| ());
+                let _ = other.trap_handler();
+                overflow_coroutine(DefaultStack::new(64 * 1024).unwrap())
+            },
         );
         assert_reported_after(result, Some("earlier handler ran"));
     }

@@ -6,10 +6,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
 use switchback::stack::DefaultStack;
-use switchback::{on_stack, Coroutine, CoroutineResult};
+use switchback::{on_stack, Coroutine, CoroutineResult, Yielder};
 
 mod common;
-use common::panic_message;
+use common::{panic_message, run_child};
 
 /// Sets its flag when dropped.
 struct DropFlag(Rc<Cell<u32>>);
@@ -220,5 +220,58 @@ impl ArcFlag {
 impl Drop for ArcFlag {
     fn drop(&mut self) {
         ARC_FLAG_DROPS.with(|c| c.set(c.get() + 1));
+    }
+}
+
+/// Suspends the coroutine from its destructor, yielding 7.
+struct SuspendsOnDrop<'a>(&'a Yielder<(), u32>);
+
+impl Drop for SuspendsOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.suspend(7);
+    }
+}
+
+/// A coroutine that panics with a `SuspendsOnDrop` on its stack.
+fn suspends_while_panicking() -> Coroutine<(), u32, ()> {
+    Coroutine::new(|yielder, ()| {
+        let _suspends = SuspendsOnDrop(yielder);
+        panic!("the coroutine panics");
+    })
+}
+
+#[test]
+fn a_destructor_suspending_during_a_panic_leaves_the_unwind_to_the_next_resume() {
+    let mut co = suspends_while_panicking();
+    assert_eq!(co.resume(()), CoroutineResult::Yield(7));
+    // The unwind is half done: the thread counts as panicking meanwhile.
+    let panicking_while_suspended = std::thread::panicking();
+    let payload = catch_unwind(AssertUnwindSafe(|| co.resume(()))).unwrap_err();
+    assert!(panicking_while_suspended);
+    assert_eq!(panic_message(&*payload), "the coroutine panics");
+    assert!(co.done());
+    assert!(!std::thread::panicking());
+}
+
+#[test]
+fn dropping_a_coroutine_a_destructor_suspended_during_a_panic_aborts() {
+    const CHILD: &str = "SWITCHBACK_DROP_SUSPENDED_MID_PANIC";
+    if std::env::var_os(CHILD).is_some() {
+        let mut co = suspends_while_panicking();
+        assert_eq!(co.resume(()), CoroutineResult::Yield(7));
+        // The forced unwind leaves the destructor, which runs during the
+        // panic's unwind: the runtime aborts.
+        drop(co);
+        std::process::exit(0);
+    }
+    let (status, stderr) = run_child(
+        "dropping_a_coroutine_a_destructor_suspended_during_a_panic_aborts",
+        CHILD,
+    );
+    assert!(!status.success(), "{stderr}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGABRT), "{stderr}");
     }
 }

@@ -8,7 +8,9 @@
 //!   the crate made ([`prepare_thread`], called from `DefaultStack` and
 //!   `PooledStack`), unless [`set_overflow_report`] turned it off first. It
 //!   remembers the handlers it replaced (std's, usually) and passes them
-//!   every fault that is not in one of the crate's guard pages.
+//!   every fault that is not in one of the crate's guard pages (and those
+//!   that are, first, on threads that take trap handlers). One thread
+//!   reports and aborts; others that overflow meanwhile wait for it.
 //! - The guard pages are found in the lock-free registry of the crate's
 //!   stacks (`registry`), which the handler reads without locking or
 //!   allocating.
@@ -70,6 +72,11 @@ const NAME_LEN: usize = 64;
 struct ThreadInfo {
     name: Cell<[u8; NAME_LEN]>,
     name_len: Cell<usize>,
+    /// Whether the thread has taken a `CoroutineTrapHandler`: a fault in a
+    /// guard page then goes to the handler installed before this one
+    /// first, which may recover from it (see `on_fault`).
+    #[cfg(unix)]
+    traps: Cell<bool>,
 }
 
 std::thread_local! {
@@ -80,6 +87,8 @@ std::thread_local! {
         ThreadInfo {
             name: Cell::new([0; NAME_LEN]),
             name_len: Cell::new(0),
+            #[cfg(unix)]
+            traps: Cell::new(false),
         }
     };
     /// The alternate signal stack this crate gave the thread, if any;
@@ -107,20 +116,37 @@ std::thread_local! {
 /// thread gets an alternate signal stack if it has none. A fault
 /// anywhere else goes to the handler that was installed before (std's,
 /// which reports a thread's own overflow, or the program's), or to the
-/// default action, as if this handler were not there. For a fault in one
-/// of the crate's guard pages the handler that was there before is asked
-/// first, and the report is printed only if it gives up (leaves the
-/// signal's default action in place, as std's does for faults it does not
-/// know): so a program that installs its own handler to recover from
-/// coroutine overflows (the [`trap`](crate::trap) module) keeps working,
-/// whether it installs it before or after this one.
+/// default action, as if this handler were not there. A fault in one of
+/// the crate's guard pages is reported at once. Only on a thread that has
+/// taken a trap handler ([`Coroutine::trap_handler`](crate::Coroutine::trap_handler))
+/// is the handler that was there before asked first, and the report
+/// printed only if it gives up (leaves the signal's default action in
+/// place, as std's does for faults it does not know): so a program that
+/// installs its own handler to recover from coroutine overflows (the
+/// [`trap`](crate::trap) module) keeps working, whether it installs it
+/// before or after this one. (Elsewhere the handler before is std's, or one
+/// that cannot recover from such a fault without a trap handler, and
+/// asking it first would not be safe: std's gives up by setting the
+/// default action back for the whole process, and another thread's fault
+/// in that moment would end the process with a bare `SIGSEGV`.) A program
+/// that recovers some other way (`siglongjmp`) installs its handler after
+/// the first stack is used, so that it runs first.
+///
+/// If coroutines overflow on several threads at once, the first to fault
+/// prints the report and aborts; the others wait in the handler for that
+/// abort, so that the process prints one report and ends with `SIGABRT`.
+/// (On a thread that takes trap handlers, where the handler before is
+/// asked first and gives up by setting the default action, this handler
+/// is put back at once; another thread's fault in between still meets the
+/// default action.)
 ///
 /// On Windows the handler is a vectored exception handler for
 /// `EXCEPTION_STACK_OVERFLOW`, added last in line: std's handler runs
 /// before it and prints its one-line `thread '<name>' has overflowed its
-/// stack`, then this one names the coroutine stack and aborts. Handlers
-/// added first in line (`AddVectoredExceptionHandler(1, ..)`, as the trap
-/// example does) or before this one run first and may recover.
+/// stack`, then this one names the coroutine stack and aborts (the first
+/// thread to get there; as on Unix, any other waits for that abort).
+/// Handlers added first in line (`AddVectoredExceptionHandler(1, ..)`, as
+/// the trap example does) or before this one run first and may recover.
 ///
 /// Turning it off before the first stack is used keeps the handler from
 /// being installed at all; turning it off later makes the installed
@@ -170,20 +196,50 @@ fn prepare_thread_slow() {
     }
 }
 
+/// Records that the calling thread takes trap handlers
+/// (`Coroutine::trap_handler`): from now on, a fault in a guard page on
+/// this thread is offered to the handler that was installed before the
+/// report's, which may recover from it, before it is reported.
+#[cfg(unix)]
+#[inline]
+pub(crate) fn note_trap_handler() {
+    let _ = THREAD.try_with(|thread| thread.traps.set(true));
+}
+
+/// Whether the calling thread takes trap handlers (see
+/// [`note_trap_handler`]). Async-signal-safe: a read of thread-local memory
+/// without a destructor.
+#[cfg(unix)]
+fn thread_takes_traps() -> bool {
+    THREAD
+        .try_with(|thread| thread.traps.get())
+        .unwrap_or(false)
+}
+
+/// This handler's action.
+#[cfg(unix)]
+fn our_action() -> libc::sigaction {
+    // SAFETY: an all-zero sigaction is a valid value; the handler has the
+    // SA_SIGINFO signature; `sa_mask` is initialized by sigemptyset.
+    unsafe {
+        let mut action: libc::sigaction = mem::zeroed();
+        action.sa_sigaction = on_fault as *const () as libc::sighandler_t;
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+        libc::sigemptyset(&mut action.sa_mask);
+        action
+    }
+}
+
 /// Installs the handler for SIGSEGV and SIGBUS, once.
 #[cfg(unix)]
 fn install() {
     INSTALLED.call_once(|| {
         let previous = PREVIOUS.0.get().cast::<MaybeUninit<libc::sigaction>>();
+        let action = our_action();
         for (index, signal) in SIGNALS.into_iter().enumerate() {
-            // SAFETY: `action` is fully initialized before use; the handler
-            // has the SA_SIGINFO signature; `previous` is written only here,
-            // before the handler that reads it is installed.
+            // SAFETY: `action` is initialized; `previous` is written only
+            // here, before the handler that reads it is installed.
             unsafe {
-                let mut action: libc::sigaction = mem::zeroed();
-                action.sa_sigaction = on_fault as *const () as libc::sighandler_t;
-                action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
-                libc::sigemptyset(&mut action.sa_mask);
                 let slot = (*previous.add(index)).as_mut_ptr();
                 if libc::sigaction(signal, ptr::null(), slot) != 0 {
                     continue;
@@ -353,7 +409,16 @@ fn is_default_now(signal: libc::c_int) -> bool {
 }
 
 /// The handler. Async-signal-safe: it reads the registry and thread-local
-/// memory, and calls `sigaction`, `write` and `abort`.
+/// memory, and calls `sigaction`, `write`, `pause`, `raise` and `abort`.
+///
+/// A fault in one of the crate's guard pages is reported at once, without
+/// asking the handler that was installed before: that is std's, usually,
+/// which gives up on any fault outside its own thread's guard page by
+/// setting the default action back for the whole process and returning,
+/// and a fault of another thread in that moment (several coroutines
+/// overflowing at once) would kill the process with a bare SIGSEGV before
+/// the report. Only on a thread that takes trap handlers is the previous
+/// handler asked first, as it may recover.
 #[cfg(unix)]
 extern "C" fn on_fault(
     signal: libc::c_int,
@@ -370,7 +435,7 @@ extern "C" fn on_fault(
         _ => None,
     };
     if let Some(range) = hit {
-        if let Some(action) = previous {
+        if let Some(action) = previous.filter(|_| thread_takes_traps()) {
             // Ask the handler that was there first (it may recover from
             // the fault, as trap handlers do).
             // SAFETY: it is a function, called with the kernel's
@@ -380,10 +445,15 @@ extern "C" fn on_fault(
                 // It dealt with the fault (or installed something else to).
                 return;
             }
+            // It gave up and left the default action, for every thread:
+            // put this handler back at once, so that other threads' faults
+            // from now on wait for the report below instead of killing the
+            // process first.
+            let ours = our_action();
+            // SAFETY: installing this handler's action, initialized.
+            unsafe { libc::sigaction(signal, &ours, ptr::null_mut()) };
         }
-        write_report(&range);
-        // SAFETY: abort is async-signal-safe.
-        unsafe { libc::abort() };
+        report_and_abort(&range);
     }
     match previous {
         // SAFETY: a function, called with the kernel's arguments.
@@ -391,6 +461,38 @@ extern "C" fn on_fault(
         // As if we were not there: the default action, which the faulting
         // instruction meets when it runs again.
         None => reset_to_default(signal),
+    }
+}
+
+/// Set by the first thread that reports an overflow.
+static REPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Reports the overflow of `range` and aborts the process with SIGABRT.
+/// Only the first thread to get here reports; any other (its coroutine
+/// overflowed at the same time) waits in its handler for that abort, so
+/// that nothing it does can end the process first. Async-signal-safe.
+#[cfg(unix)]
+fn report_and_abort(range: &StackRange) -> ! {
+    if REPORTING.swap(true, Ordering::AcqRel) {
+        loop {
+            // SAFETY: pause is async-signal-safe; it returns only after a
+            // signal handler ran, and then waits again.
+            unsafe { libc::pause() };
+        }
+    }
+    write_report(range);
+    // Nothing must turn this abort into something else: SIGABRT gets its
+    // default action and is unblocked on this thread before it is raised.
+    reset_to_default(libc::SIGABRT);
+    // SAFETY: sigemptyset, sigaddset, pthread_sigmask, raise and abort are
+    // async-signal-safe; the set is initialized before use.
+    unsafe {
+        let mut abort_only = MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigemptyset(abort_only.as_mut_ptr());
+        libc::sigaddset(abort_only.as_mut_ptr(), libc::SIGABRT);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, abort_only.as_ptr(), ptr::null_mut());
+        libc::raise(libc::SIGABRT);
+        libc::abort()
     }
 }
 
@@ -513,6 +615,7 @@ unsafe extern "system" fn on_exception(
 ) -> i32 {
     use windows_sys::Win32::Foundation::EXCEPTION_STACK_OVERFLOW;
     use windows_sys::Win32::System::Diagnostics::Debug::EXCEPTION_CONTINUE_SEARCH;
+    use windows_sys::Win32::System::Threading::{Sleep, INFINITE};
     // SAFETY: Windows passes a valid exception record.
     let record = unsafe { &*(*info).ExceptionRecord };
     if record.ExceptionCode != EXCEPTION_STACK_OVERFLOW
@@ -524,6 +627,15 @@ unsafe extern "system" fn on_exception(
     // The second parameter is the faulting address, in the guard page.
     match guard_hit(record.ExceptionInformation[1]) {
         Some(range) => {
+            if REPORTING.swap(true, Ordering::AcqRel) {
+                // Another thread's coroutine overflowed at the same time
+                // and is reporting: wait for its abort, so that there is
+                // one report.
+                loop {
+                    // SAFETY: Sleep has no preconditions.
+                    unsafe { Sleep(INFINITE) };
+                }
+            }
             write_report(&range);
             std::process::abort()
         }
