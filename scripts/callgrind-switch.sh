@@ -28,7 +28,7 @@ if [ -n "$ops" ]; then
 else
     for crate in $crates; do bins+=(--bin "switch-loop-$crate"); done
 fi
-cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p bench-compare "${bins[@]}"
+cargo build --release --quiet --manifest-path "$root/bench-compare/Cargo.toml" "${bins[@]}"
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
