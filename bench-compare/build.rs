@@ -24,7 +24,8 @@ fn main() {
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=BENCH_RUSTC_VERSION={version}");
 
-    let lock_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock");
+    // This crate's own lock file: it is a workspace of its own.
+    let lock_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock");
     let lock = std::fs::read_to_string(&lock_path).unwrap_or_default();
     for name in CRATES {
         let env = format!("BENCH_VERSION_{}", name.to_uppercase().replace('-', "_"));

@@ -101,6 +101,30 @@ pub fn ratios(values: &[f64], baseline: &[f64]) -> Vec<f64> {
         .collect()
 }
 
+/// The median and quartiles of per-round ratios.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Ratio {
+    /// Median over rounds of (this subject / reference in the same round).
+    pub median: f64,
+    /// First quartile of the per-round ratios.
+    pub q1: f64,
+    /// Third quartile of the per-round ratios.
+    pub q3: f64,
+}
+
+impl Ratio {
+    /// The ratio of `values` to `baseline`, round by round; `None` if they
+    /// share no round.
+    pub fn of(values: &[f64], baseline: &[f64]) -> Option<Ratio> {
+        let ratios = ratios(values, baseline);
+        Some(Ratio {
+            median: median(&ratios)?,
+            q1: quantile(&ratios, 0.25)?,
+            q3: quantile(&ratios, 0.75)?,
+        })
+    }
+}
+
 /// Statistics of one subject's samples for one operation.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Summary {
@@ -110,26 +134,19 @@ pub struct Summary {
     pub min: f64,
     /// Slowest round, ns/op.
     pub max: f64,
-    /// Median over rounds of (this subject / baseline in the same round).
-    pub ratio: f64,
-    /// First quartile of the per-round ratios.
-    pub ratio_q1: f64,
-    /// Third quartile of the per-round ratios.
-    pub ratio_q3: f64,
+    /// The per-round ratio to the reference subject, if it has samples.
+    pub ratio: Option<Ratio>,
 }
 
-/// Summarises `samples` (ns/op per round) against `baseline` (the reference
-/// subject's ns/op in the same rounds). `None` if there are no samples or no
-/// baseline.
-pub fn summarize(samples: &[f64], baseline: &[f64]) -> Option<Summary> {
-    let ratios = ratios(samples, baseline);
+/// Summarises `samples` (ns/op per round) against `reference` (the
+/// reference subject's ns/op in the same rounds, if it was timed). `None`
+/// if there are no samples.
+pub fn summarize(samples: &[f64], reference: Option<&[f64]>) -> Option<Summary> {
     Some(Summary {
         median: median(samples)?,
         min: quantile(samples, 0.0)?,
         max: quantile(samples, 1.0)?,
-        ratio: median(&ratios)?,
-        ratio_q1: quantile(&ratios, 0.25)?,
-        ratio_q3: quantile(&ratios, 0.75)?,
+        ratio: reference.and_then(|reference| Ratio::of(samples, reference)),
     })
 }
 
@@ -163,10 +180,9 @@ mod tests {
         // the drift only if rounds were not paired; the paired ratio is exact.
         let baseline = [1.0, 1.0, 10.0, 10.0, 10.0];
         let crate_ns = [2.0, 2.0, 20.0, 20.0, 20.0];
-        let summary = summarize(&crate_ns, &baseline).unwrap();
-        assert_eq!(summary.ratio, 2.0);
-        assert_eq!(summary.ratio_q1, 2.0);
-        assert_eq!(summary.ratio_q3, 2.0);
+        let summary = summarize(&crate_ns, Some(&baseline)).unwrap();
+        let ratio = summary.ratio.unwrap();
+        assert_eq!((ratio.median, ratio.q1, ratio.q3), (2.0, 2.0, 2.0));
         assert_eq!(summary.median, 20.0);
         assert_eq!((summary.min, summary.max), (2.0, 20.0));
     }
@@ -175,14 +191,26 @@ mod tests {
     fn ratio_ignores_one_noisy_round() {
         let baseline = [1.0, 1.0, 1.0];
         let crate_ns = [1.5, 9.0, 1.5];
-        assert_eq!(summarize(&crate_ns, &baseline).unwrap().ratio, 1.5);
+        let ratio = summarize(&crate_ns, Some(&baseline)).unwrap().ratio;
+        assert_eq!(ratio.unwrap().median, 1.5);
         assert_eq!(ratios(&crate_ns, &baseline), vec![1.5, 9.0, 1.5]);
     }
 
     #[test]
-    fn summarize_without_samples_or_baseline() {
-        assert_eq!(summarize(&[], &[1.0]), None);
-        assert_eq!(summarize(&[1.0], &[]), None);
+    fn summarize_without_samples_or_reference() {
+        assert_eq!(summarize(&[], Some(&[1.0])), None);
+        assert_eq!(summarize(&[1.0], Some(&[])).unwrap().ratio, None);
+        assert_eq!(summarize(&[1.0], None).unwrap().ratio, None);
+        assert_eq!(summarize(&[1.0], None).unwrap().median, 1.0);
+    }
+
+    #[test]
+    fn ratio_quartiles() {
+        let baseline = [2.0; 5];
+        let values = [1.0, 2.0, 3.0, 4.0, 5.0];
+        let ratio = Ratio::of(&values, &baseline).unwrap();
+        assert_eq!((ratio.q1, ratio.median, ratio.q3), (1.0, 1.5, 2.0));
+        assert_eq!(Ratio::of(&[], &[]), None);
     }
 
     #[test]

@@ -1,17 +1,20 @@
-//! corosensei 0.3, whose public API switchback reproduces.
+//! corosensei 0.3, whose public API switchback reproduces, and the
+//! reference of every ratio.
 
 use std::time::Duration;
 
 use ::corosensei::stack::DefaultStack;
 
-use super::corosensei_api::time_corosensei_api_op;
+use super::corosensei_api::{corosensei_api_ring, time_corosensei_api_op};
 use super::{Op, Subject, Unsupported};
 
 /// corosensei, measured by the same code as switchback
 /// ([`time_corosensei_api_op`]).
 pub struct Corosensei {
-    /// The stack reused by [`Op::Call`].
+    /// The stack reused by the ops on an already-allocated stack.
     stack: DefaultStack,
+    /// The coroutines of the last [`Op::Ring`], until [`Subject::release`].
+    ring: Option<corosensei_api_ring!(corosensei)>,
 }
 
 impl Corosensei {
@@ -19,6 +22,7 @@ impl Corosensei {
     pub fn new() -> Self {
         Self {
             stack: DefaultStack::default(),
+            ring: None,
         }
     }
 }
@@ -33,9 +37,15 @@ impl Subject for Corosensei {
     }
 
     fn batch(&mut self, op: Op, iters: u64) -> Result<Duration, Unsupported> {
-        time_corosensei_api_op!(corosensei, &mut self.stack, op, iters).ok_or(match op {
-            Op::MaybeGrow => Unsupported("corosensei has no maybe_grow"),
-            _ => Unsupported("corosensei has no stack pool"),
-        })
+        time_corosensei_api_op!(corosensei, &mut self.stack, &mut self.ring, op, iters).unwrap_or(
+            Err(match op {
+                Op::MaybeGrow => Unsupported::new("corosensei has no maybe_grow"),
+                _ => Unsupported::new("corosensei has no stack pool"),
+            }),
+        )
+    }
+
+    fn release(&mut self) {
+        self.ring = None;
     }
 }

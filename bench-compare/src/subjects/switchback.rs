@@ -1,4 +1,4 @@
-//! switchback, the crate under test and the baseline of every ratio.
+//! switchback, the crate under test.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -6,16 +6,18 @@ use std::time::Duration;
 use switchback::stack::{maybe_grow, DefaultStack, StackPool};
 use switchback::Coroutine;
 
-use super::corosensei_api::time_corosensei_api_op;
+use super::corosensei_api::{corosensei_api_ring, time_corosensei_api_op};
 use super::{Op, Subject, Unsupported, INPUT, STACK_SIZE};
 use crate::measure::time_batch;
 
 /// switchback, through the API it shares with corosensei.
 pub struct Switchback {
-    /// The stack reused by [`Op::Call`].
+    /// The stack reused by the ops on an already-allocated stack.
     stack: DefaultStack,
     /// The pool of [`Op::CallPooled`]: 1 MiB stacks, as `DefaultStack`.
     pool: StackPool,
+    /// The coroutines of the last [`Op::Ring`], until [`Subject::release`].
+    ring: Option<corosensei_api_ring!(switchback)>,
 }
 
 impl Switchback {
@@ -24,6 +26,7 @@ impl Switchback {
         Self {
             stack: DefaultStack::default(),
             pool: StackPool::default(),
+            ring: None,
         }
     }
 }
@@ -38,8 +41,10 @@ impl Subject for Switchback {
     }
 
     fn batch(&mut self, op: Op, iters: u64) -> Result<Duration, Unsupported> {
-        if let Some(elapsed) = time_corosensei_api_op!(switchback, &mut self.stack, op, iters) {
-            return Ok(elapsed);
+        if let Some(elapsed) =
+            time_corosensei_api_op!(switchback, &mut self.stack, &mut self.ring, op, iters)
+        {
+            return elapsed;
         }
         let pool = &self.pool;
         Ok(match op {
@@ -51,5 +56,9 @@ impl Subject for Switchback {
                 black_box(co.resume(black_box(INPUT)));
             }),
         })
+    }
+
+    fn release(&mut self) {
+        self.ring = None;
     }
 }
