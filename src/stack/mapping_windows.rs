@@ -27,9 +27,16 @@
 //! `StackLimit`, and the access goes ahead with no exception raised. Code
 //! compiled for Windows touches its stack in order (functions whose frames
 //! are a page or more probe each page, `__chkstk`), so it always meets the
-//! guard page before the reserved pages below it. Wine grows a stack the
-//! same way, from the same TEB fields (`tests/stack.rs` checks it, under
-//! Wine).
+//! guard page before the reserved pages below it.
+//!
+//! Wine (8.0, 32- and 64-bit) grows a coroutine's stack exactly so, from
+//! the same TEB fields: a guard-page hit inside the stack they describe
+//! commits the page, makes the page below it the guard page and lowers
+//! `StackLimit`, with no exception reaching user code
+//! (`tests/windows_stack.rs` checks what is committed, with `VirtualQuery`,
+//! as coroutines and `on_stack` go deeper), and the overflow is raised at
+//! the last guard page (`tests/trap.rs` checks the faulting address). So
+//! nothing here works around Wine.
 //!
 //! Below the usable part is what Windows' own stack growth expects at the
 //! bottom of a thread's stack: a last guard page, room for the
