@@ -46,6 +46,8 @@ thread_local! {
     static RECOVERED: Cell<u32> = const { Cell::new(0) };
     /// The address of the last fault.
     static FAULT_ADDR: Cell<usize> = const { Cell::new(0) };
+    /// The registers the last recovery wrote.
+    static LAST_REGS: Cell<Option<TrapHandlerRegs>> = const { Cell::new(None) };
 }
 
 /// What every fault handler here does: if the fault happened on the stack
@@ -65,14 +67,16 @@ unsafe fn recover(code: i64, value: i32, sp: usize, addr: usize) -> Option<TrapH
     // SAFETY: RUNNING is only set while the coroutine runs and it trapped on
     // its own stack (checked above); the caller writes every register; the
     // faulting code owns nothing that needs dropping.
-    Some(unsafe {
+    let regs = unsafe {
         match RECOVERY.with(Cell::get) {
             Recovery::Value => handler.setup_trap_handler(move || value),
             Recovery::Panic => handler.setup_trap_handler(move || -> i32 {
                 panic!("recovered from fault {code} by panicking")
             }),
         }
-    })
+    };
+    LAST_REGS.with(|r| r.set(Some(regs)));
+    Some(regs)
 }
 
 /// The signal raised by an access to a mapped page that allows no access
@@ -561,4 +565,125 @@ fn stack_ptr_in_bounds_covers_the_stack_and_guard_only() {
     let h2 = h;
     assert!(format!("{h2:?}").contains("CoroutineTrapHandler"));
     assert!(h.stack_ptr_in_bounds(base - 1));
+}
+
+/// corosensei 0.3.4's names for the Windows trap registers, destructured as
+/// code written for corosensei does it (wasmer's Windows trap handler
+/// writes them into the `CONTEXT` exactly so): with other names this does
+/// not compile (E0026/E0027). The values must mean what the fields say, which
+/// the recoveries above depend on; checked here on a real overflow.
+#[cfg(all(windows, target_arch = "x86_64"))]
+#[test]
+fn trap_registers_have_corosensei_names_and_meanings() {
+    use windows_sys::Win32::System::Diagnostics::Debug::CONTEXT;
+
+    fn write_context(context: &mut CONTEXT, regs: TrapHandlerRegs) {
+        let TrapHandlerRegs {
+            rip,
+            rsp,
+            rbp,
+            rdi,
+            rsi,
+        } = regs;
+        context.Rip = rip;
+        context.Rsp = rsp;
+        context.Rbp = rbp;
+        context.Rdi = rdi;
+        context.Rsi = rsi;
+    }
+
+    skip_under_valgrind!();
+    let (base, limit, regs) = overflow_and_take_registers();
+    let TrapHandlerRegs {
+        rip,
+        rsp,
+        rbp,
+        rdi,
+        rsi,
+    } = regs;
+    let in_stack = |value: u64| (limit..base).contains(&(value as usize));
+    // rdi: the closure, 16-aligned at the top of the stack; rsi: the link,
+    // above it; rsp: below the closure and its 32-byte shadow space, as at
+    // a function entry; rbp: the machine frame, between the two.
+    assert!(in_stack(rdi) && rdi % 16 == 0, "rdi {rdi:#x}");
+    assert!(in_stack(rsi) && rsi > rdi, "rsi {rsi:#x}, rdi {rdi:#x}");
+    assert_eq!(rsp, rdi - 40);
+    assert!(in_stack(rbp) && rbp > rdi && rbp < rsi, "rbp {rbp:#x}");
+    assert!(!in_stack(rip) && rip != 0);
+    // SAFETY: an all-zero CONTEXT is a valid value to overwrite.
+    let mut context: CONTEXT = unsafe { std::mem::zeroed() };
+    write_context(&mut context, regs);
+    assert_eq!((context.Rdi, context.Rsi, context.Rip), (rdi, rsi, rip));
+}
+
+/// As above, for 32-bit Windows: `eip, esp, ebp, eax, ebx, ecx, edx`.
+#[cfg(all(windows, target_arch = "x86"))]
+#[test]
+fn trap_registers_have_corosensei_names_and_meanings() {
+    use windows_sys::Win32::System::Diagnostics::Debug::CONTEXT;
+
+    fn write_context(context: &mut CONTEXT, regs: TrapHandlerRegs) {
+        let TrapHandlerRegs {
+            eip,
+            esp,
+            ebp,
+            eax,
+            ebx,
+            ecx,
+            edx,
+        } = regs;
+        context.Eip = eip;
+        context.Esp = esp;
+        context.Ebp = ebp;
+        context.Eax = eax;
+        context.Ebx = ebx;
+        context.Ecx = ecx;
+        context.Edx = edx;
+    }
+
+    skip_under_valgrind!();
+    let (base, limit, regs) = overflow_and_take_registers();
+    let TrapHandlerRegs {
+        eip,
+        esp,
+        ebp,
+        eax,
+        ebx,
+        ecx,
+        edx,
+    } = regs;
+    let in_stack = |value: u32| (limit..base).contains(&(value as usize));
+    // eax: the closure, 16-aligned at the top of the stack; ebx: the link,
+    // above it, and the frame pointer as in the root frame; esp: 8 below
+    // the closure, where the trampoline pushes the call's frame; ecx and
+    // edx: code addresses (the entry, the root's return label).
+    assert!(in_stack(eax) && eax % 16 == 0, "eax {eax:#x}");
+    assert!(in_stack(ebx) && ebx > eax, "ebx {ebx:#x}, eax {eax:#x}");
+    assert_eq!(ebp, ebx);
+    assert_eq!(esp, eax - 8);
+    for code in [eip, ecx, edx] {
+        assert!(!in_stack(code) && code != 0, "{code:#x}");
+    }
+    assert!(eip != ecx && ecx != edx && eip != edx);
+    // SAFETY: an all-zero CONTEXT is a valid value to overwrite.
+    let mut context: CONTEXT = unsafe { std::mem::zeroed() };
+    write_context(&mut context, regs);
+    assert_eq!((context.Eax, context.Ebx, context.Eip), (eax, ebx, eip));
+}
+
+/// Overflows a coroutine on a 64 KiB stack, recovers, and returns the
+/// stack's base and limit and the registers of the recovery.
+#[cfg(all(windows, any(target_arch = "x86_64", target_arch = "x86")))]
+fn overflow_and_take_registers() -> (usize, usize, TrapHandlerRegs) {
+    let mut out = None;
+    with_trap_handlers(|| {
+        let stack = DefaultStack::new(64 * 1024).unwrap();
+        let (base, limit) = (stack.base().get(), stack.limit().get());
+        LAST_REGS.with(|r| r.set(None));
+        let mut co = overflowing(stack);
+        assert_eq!(run(&mut co), CoroutineResult::Return(PROTECTION_FAULT));
+        let regs = LAST_REGS.with(Cell::get).expect("no recovery");
+        out = Some((base, limit, regs));
+    });
+    out.unwrap()
 }

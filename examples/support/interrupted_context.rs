@@ -78,14 +78,14 @@ mod imp {
             rip,
             rsp,
             rbp,
-            rcx,
-            rdx,
+            rdi,
+            rsi,
         } = regs;
         ctx.Rip = rip;
         ctx.Rsp = rsp;
         ctx.Rbp = rbp;
-        ctx.Rcx = rcx;
-        ctx.Rdx = rdx;
+        ctx.Rdi = rdi;
+        ctx.Rsi = rsi;
     }
 }
 
@@ -322,12 +322,16 @@ mod imp {
             eip,
             esp,
             ebp,
+            eax,
+            ebx,
             ecx,
             edx,
         } = regs;
         ctx.Eip = eip;
         ctx.Esp = esp;
         ctx.Ebp = ebp;
+        ctx.Eax = eax;
+        ctx.Ebx = ebx;
         ctx.Ecx = ecx;
         ctx.Edx = edx;
     }

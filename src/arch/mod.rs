@@ -51,7 +51,11 @@
 //! - `TrapHandlerRegs` and `trap_handler_regs(base, obj, entry)`: the register
 //!   values with which a signal handler makes the interrupted coroutine call
 //!   `entry(obj, link)` at the top of its stack (below the link), as if that
-//!   call had been made by the root frame.
+//!   call had been made by the root frame. The fields are corosensei's for
+//!   each target; where they do not include the argument registers of the
+//!   entry's ABI (x86 and x86-64 Windows), `rip`/`eip` is a trampoline that
+//!   takes the arguments from the registers that are there and makes the
+//!   call.
 //! - `parent_stack_top(link_value)`: the highest address below which the
 //!   parent's stack is free while the coroutine runs (for `on_parent_stack`).
 //! - `valgrind_client_request(default, args)`: Valgrind's client-request

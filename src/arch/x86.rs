@@ -88,7 +88,9 @@
 
 use core::arch::{asm, naked_asm};
 
-use super::{EntryFn, StackCallFn, TrapEntryFn};
+#[cfg(not(windows))]
+use super::TrapEntryFn;
+use super::{EntryFn, StackCallFn};
 use crate::stack::StackPointer;
 use crate::word::Word;
 
@@ -112,8 +114,9 @@ pub const INIT_FRAME_SIZE: usize = 16;
 const RESUME_SLOT: usize = WORD;
 /// `base - SP_SLOT`: the suspended coroutine's stack pointer.
 const SP_SLOT: usize = 2 * WORD;
-/// `link + LABEL_ABOVE_LINK`: the root frame's return label.
-const LABEL_ABOVE_LINK: usize = WORD;
+/// `link + LABEL_ABOVE_LINK`: the root frame's return label (also read by
+/// `x86_windows.rs`'s trap registers).
+pub(super) const LABEL_ABOVE_LINK: usize = WORD;
 /// `link + SP_ABOVE_LINK`: the saved stack pointer, from the link.
 const SP_ABOVE_LINK: usize = LINK_OFFSET - SP_SLOT;
 /// `link + RESUME_ABOVE_LINK`: the resume address, from the link.
@@ -391,7 +394,8 @@ pub unsafe fn on_stack(arg: *mut u8, top: usize, f: StackCallFn) {
 /// Registers that a trap handler writes into the interrupted context so that
 /// the coroutine runs the function given to
 /// [`CoroutineTrapHandler::setup_trap_handler`](crate::trap::CoroutineTrapHandler::setup_trap_handler)
-/// and then returns its result to the parent.
+/// and then returns its result to the parent. (Linux and UEFI; 32-bit
+/// Windows has corosensei's set of its own, in `x86_windows.rs`.)
 ///
 /// Every field must be written; destructure it so the compiler checks that
 /// none is missed:
@@ -401,6 +405,7 @@ pub unsafe fn on_stack(arg: *mut u8, top: usize, f: StackCallFn) {
 /// # let regs = TrapHandlerRegs { eip: 0, esp: 0, ebp: 0, ecx: 0, edx: 0 };
 /// let TrapHandlerRegs { eip, esp, ebp, ecx, edx } = regs;
 /// ```
+#[cfg(not(windows))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TrapHandlerRegs {
     /// Instruction pointer: the function that runs the handler's closure.
@@ -425,6 +430,7 @@ pub struct TrapHandlerRegs {
 /// The coroutine at `base` must have started (its root frame wrote the return
 /// label), `obj` must be 16-aligned below `base - RESERVED_TOP` with 20
 /// writable bytes below it.
+#[cfg(not(windows))]
 pub unsafe fn trap_handler_regs(
     base: StackPointer,
     obj: usize,

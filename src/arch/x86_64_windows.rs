@@ -80,6 +80,27 @@
 //! passes zero, which the pending `switch_yield` reports as the unwind
 //! request.
 //!
+//! # Trap recovery
+//!
+//! A trap handler (a vectored exception handler) makes a faulting coroutine
+//! return a value by writing [`TrapHandlerRegs`] into the `CONTEXT`
+//! record: `rip` = `trap_trampoline`, `rsp` = a frame at the top of the
+//! stack whose return address is the root's return label, `rbp` = the
+//! machine frame, and the two arguments of the portable trap entry in `rdi`
+//! (the closure) and `rsi` (the link). These are corosensei's names, so
+//! code written for it writes the same five registers. The Microsoft ABI
+//! passes arguments in `rcx` and `rdx` (`rdi` and `rsi` are callee-saved
+//! there), so `rip` cannot be the entry itself: the trampoline moves the
+//! two into `rcx` and `rdx` and jumps to the entry, whose address
+//! `trap_handler_regs` left in the frame's first shadow-space word.
+//!
+//! ```text
+//! obj              the closure (16-aligned)
+//! obj - 32 .. obj  the entry's shadow space; its lowest word, at obj - 32,
+//!                  holds the entry's address until the jump
+//! obj - 40         the root's return label  <- rsp
+//! ```
+//!
 //! # Registers LLVM reserves
 //!
 //! `asm!` may not name `rbx`, `rbp` or `rsp`, so those are saved by hand;
@@ -241,6 +262,38 @@ unsafe extern "C" fn stack_call_root() {
         ".seh_endproc",
         me = sym stack_call_root,
         shadow = const SHADOW_SPACE,
+    )
+}
+
+/// Where a trap handler sends a coroutine (`TrapHandlerRegs::rip`): calls
+/// the trap entry `entry(rdi, rsi)` in the Microsoft ABI, as if the root
+/// frame had called it.
+///
+/// Entered (by the handler's `EXCEPTION_CONTINUE_EXECUTION`, not by a call)
+/// with `rdi` = the closure, `rsi` = the link, `rbp` = the machine frame and
+/// `rsp` = `obj - 40`, 8 below a 16-byte boundary as at any function entry:
+/// `[rsp]` is the root's return label, `[rsp + 8]` (the first word of the
+/// entry's shadow space) the entry's address. Moves the arguments into
+/// `rcx` and `rdx` and jumps to the entry with that frame unchanged, so the
+/// entry sees the label as its return address and owns the shadow space.
+/// The entry never returns.
+///
+/// Unwind info: an empty prologue, which says what is true throughout:
+/// `[rsp]` is the return address, into the root.
+#[unsafe(naked)]
+unsafe extern "C" fn trap_trampoline() {
+    naked_asm!(
+        // In: rdi = closure, rsi = link, rbp = machine frame, [rsp] = root
+        // return label, [rsp + 8] = entry. Out: rcx = closure, rdx = link,
+        // the same rsp and rbp, at the entry. Writes no memory.
+        ".seh_proc {me}",
+        ".seh_endprologue",
+        "mov rcx, rdi",
+        "mov rdx, rsi",
+        "jmp qword ptr [rsp + {word}]",
+        ".seh_endproc",
+        me = sym trap_trampoline,
+        word = const WORD,
     )
 }
 
@@ -409,33 +462,41 @@ pub unsafe fn on_stack(arg: *mut u8, top: usize, f: StackCallFn) {
 /// `CONTEXT` record of a vectored exception handler) so that the coroutine
 /// runs the function given to
 /// [`CoroutineTrapHandler::setup_trap_handler`](crate::trap::CoroutineTrapHandler::setup_trap_handler)
-/// and then returns its result to the parent.
+/// and then returns its result to the parent. The names are corosensei's
+/// for x86-64 Windows: `rip, rsp, rbp, rdi, rsi`.
 ///
 /// Every field must be written; destructure it so the compiler checks that
 /// none is missed:
 ///
 /// ```
 /// # use switchback::trap::TrapHandlerRegs;
-/// # let regs = TrapHandlerRegs { rip: 0, rsp: 0, rbp: 0, rcx: 0, rdx: 0 };
-/// let TrapHandlerRegs { rip, rsp, rbp, rcx, rdx } = regs;
+/// # let regs = TrapHandlerRegs { rip: 0, rsp: 0, rbp: 0, rdi: 0, rsi: 0 };
+/// let TrapHandlerRegs { rip, rsp, rbp, rdi, rsi } = regs;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TrapHandlerRegs {
-    /// Instruction pointer: the function that runs the handler's closure.
+    /// Instruction pointer: a trampoline that moves `rdi` and `rsi` into the
+    /// Microsoft ABI's argument registers (`rcx`, `rdx`) and jumps to the
+    /// function that runs the handler's closure.
     pub rip: u64,
-    /// Stack pointer: below the closure and the shadow space, at the root's
-    /// return label.
+    /// Stack pointer: a frame at the top of the coroutine's stack, below
+    /// the closure and its shadow space, whose return address is the root
+    /// frame's return label (and whose first shadow-space word holds the
+    /// trampoline's target).
     pub rsp: u64,
-    /// Frame pointer: the machine frame, as in the root frame.
+    /// Frame pointer: the root frame's machine frame, which its unwind info
+    /// reads to continue into the parent.
     pub rbp: u64,
-    /// First argument register: the closure.
-    pub rcx: u64,
-    /// Second argument register: the link.
-    pub rdx: u64,
+    /// The first argument, taken by the trampoline: the closure, on the
+    /// coroutine's stack.
+    pub rdi: u64,
+    /// The second argument, taken by the trampoline: the link (the
+    /// `Yielder`'s word) through which the result goes back to the parent.
+    pub rsi: u64,
 }
 
 /// The registers that make the interrupted coroutine call `entry(obj, link)`
-/// as if from its root frame.
+/// as if from its root frame, through `trap_trampoline`.
 ///
 /// # Safety
 /// The coroutine at `base` must have started (its root frame wrote the return
@@ -452,13 +513,14 @@ pub unsafe fn trap_handler_regs(
     // frame wrote the label above the link.
     unsafe {
         *(sp as *mut usize) = *((link + LABEL_ABOVE_LINK) as *const usize);
+        *((sp + WORD) as *mut usize) = entry as usize;
     }
     TrapHandlerRegs {
-        rip: entry as usize as u64,
+        rip: trap_trampoline as *const () as usize as u64,
         rsp: sp as u64,
         rbp: (base.get() - MACHINE_FRAME) as u64,
-        rcx: obj as u64,
-        rdx: link as u64,
+        rdi: obj as u64,
+        rsi: link as u64,
     }
 }
 
