@@ -13,7 +13,8 @@
 //!   frame records sit below the frame pointer (RISC-V, LoongArch). The
 //!   `Yielder` is a pointer to this word.
 //! - `RESERVED_TOP`: bytes at the top of a coroutine stack that belong to the
-//!   architecture (the link and anything beside it). Portable code places the
+//!   architecture (the link and anything beside it), a multiple of
+//!   `STACK_ALIGNMENT` (checked at compile time). Portable code places the
 //!   closure object below `base - RESERVED_TOP`.
 //! - `INIT_FRAME_SIZE`: bytes that `init_stack` writes below the object.
 //! - `init_stack(base, obj, entry) -> sp`: writes the initial frame below
@@ -232,6 +233,10 @@ architecture!(
     aarch64
 );
 architecture!(all(target_arch = "aarch64", windows), aarch64_windows);
+
+// What portable code places below the reserved top (the coroutine's
+// extents, the closure object) needs it aligned.
+const _: () = assert!(RESERVED_TOP.is_multiple_of(STACK_ALIGNMENT));
 
 #[cfg(not(any(
     all(

@@ -25,10 +25,11 @@
 //!  coroutine stack                              parent stack while it runs
 //! +-----------------------+ <- base            |         ...          |
 //! | root return label     |  base - 4           +----------------------+
-//! | link  ----------------+-------------------->| parent esi           |
-//! +-----------------------+  base - 8           | return address       | <- frame
-//! ~ closure object, frames ~                    | parent ebp           |    record
-//! | coroutine ebp         |                     +----------------------+ <- link value
+//! | link  ----------------+--+  base - 8        | parent esi           |
+//! | (padding, 8 bytes)    |  |                  | return address       | <- frame
+//! +-----------------------+  |  base - 16       | parent ebp           |    record
+//! ~ closure object, frames ~ +----------------->+----------------------+ <- link value
+//! | coroutine ebp         |
 //! | coroutine esi         |
 //! | resume address        | <- state (its stack pointer) while suspended
 //! +-----------------------+
@@ -94,8 +95,10 @@ const WORD: usize = 4;
 pub const STACK_ALIGNMENT: usize = 16;
 /// The parent link is the word at `base - LINK_OFFSET`.
 pub const LINK_OFFSET: usize = 2 * WORD;
-/// The link and, above it, the root frame's return label.
-pub const RESERVED_TOP: usize = 2 * WORD;
+/// The link, the root frame's return label above it, and below it 8 bytes
+/// of padding that keep `base - RESERVED_TOP` 16-aligned, as the contract
+/// requires.
+pub const RESERVED_TOP: usize = 4 * WORD;
 /// `init_stack` reserves the 16-byte (aligned) cdecl argument block of
 /// `entry` below the object: the initial state.
 pub const INIT_FRAME_SIZE: usize = 16;
