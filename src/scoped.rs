@@ -148,6 +148,7 @@ impl<'a, Input, Yield, Return, Stack: stack::Stack>
 
     /// Runs `f` with a reference to the coroutine, then drops the coroutine
     /// (unwinding it if it is suspended) and returns what `f` returned.
+    #[inline]
     pub fn scope<F, T>(mut self, f: F) -> T
     where
         F: FnOnce(ScopedCoroutineRef<'_, Input, Yield, Return, Stack>) -> T,

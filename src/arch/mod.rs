@@ -13,7 +13,8 @@
 //!   frame records sit below the frame pointer (RISC-V, LoongArch). The
 //!   `Yielder` is a pointer to this word.
 //! - `RESERVED_TOP`: bytes at the top of a coroutine stack that belong to the
-//!   architecture (the link and anything beside it). Portable code places the
+//!   architecture (the link and anything beside it), a multiple of
+//!   `STACK_ALIGNMENT` (checked at compile time). Portable code places the
 //!   closure object below `base - RESERVED_TOP`.
 //! - `INIT_FRAME_SIZE`: bytes that `init_stack` writes below the object.
 //! - `init_stack(base, obj, entry) -> sp`: writes the initial frame below
@@ -27,10 +28,11 @@
 //!   coroutine whose saved stack pointer is `sp` and whose stack base is
 //!   `base`, passing `arg`. It first stores the parent's stack pointer in the
 //!   link. It returns when the coroutine suspends (`state` = its new stack
-//!   pointer; on x86 and x86-64, which keep that pointer in the reserved
-//!   top, another word that is at least `MIN_STACK_SIZE` and never equals
-//!   the initial `sp`: the link's address on x86, the resume address on
-//!   x86-64; either way it is passed back as `sp` on the next resume) or
+//!   pointer; on x86 and x86-64 Windows, which keep that pointer in the
+//!   reserved top, another word that is at least `MIN_STACK_SIZE` and never
+//!   equals the initial `sp`: the link's address on x86, the resume address
+//!   on x86-64 Windows; either way it is passed back as `sp` on the next
+//!   resume) or
 //!   leaves (`state` = the exit code it gave `switch_and_reset`), with the
 //!   word the coroutine passed.
 //! - `switch_yield(arg, link) -> Option<arg>`: suspends the running coroutine,
@@ -103,7 +105,7 @@ macro_rules! unwinding_asm {
 }
 
 /// `switch_and_link` and `switch_and_unwind` for the files whose switch
-/// takes a control word (x86, x86-64 on System V and Windows): both call
+/// takes a control word (x86, x86-64 on Windows and UEFI): both call
 /// the file's `enter(arg, control, base) -> (Word, usize)`, the first with
 /// the coroutine's last state (never zero), the second with zero, which the
 /// pending `switch_yield` reports as the unwind request.
@@ -231,6 +233,10 @@ architecture!(
     aarch64
 );
 architecture!(all(target_arch = "aarch64", windows), aarch64_windows);
+
+// What portable code places below the reserved top (the coroutine's
+// extents, the closure object) needs it aligned.
+const _: () = assert!(RESERVED_TOP.is_multiple_of(STACK_ALIGNMENT));
 
 #[cfg(not(any(
     all(

@@ -2,9 +2,11 @@
 //! also UEFI).
 //!
 //! The same design as `x86_64.rs`, register for register: `edi`/`rdi` carry
-//! the word, `ecx`/`rsi` the stack base, `edx`/`rdx` the control word going
-//! in and `eax`/`rax` the state coming out; `esi` plays the part of `rbx`
-//! (the register LLVM reserves besides the frame pointer, saved by hand). Functions the trampolines call (`entry`, the
+//! the word, `edx`/`rdx` the state going in (and the link inside the
+//! coroutine), `ecx`/`rsi` the stack base going in and the control word
+//! coming out of a pending suspend, and `eax`/`rax` the state coming out;
+//! `esi` plays the part of `rbx` (the register LLVM reserves besides the
+//! frame pointer, saved by hand). Functions the trampolines call (`entry`, the
 //! trap entry, `on_stack`'s function) use cdecl: arguments on the stack,
 //! whose pointer is 16-aligned at the call.
 //!
@@ -19,27 +21,25 @@
 //!
 //! # Stack layout
 //!
-//! Everything a suspended coroutine needs in order to be resumed lives in
-//! the four words at the top of its own stack (its *context*), so the parent
-//! finds it from the stack base alone:
-//!
 //! ```text
 //!  coroutine stack                              parent stack while it runs
 //! +-----------------------+ <- base            |         ...          |
-//! | resume address        |  base - 4           +----------------------+
-//! | saved stack pointer --+--+  base - 8        | parent esi           |
-//! | root return label     |  |  base - 12       | return address       | <- frame
-//! | link  ----------------+--|----------------->| parent ebp           |    record
-//! +-----------------------+  |  base - 16       +----------------------+ <- link value
-//! ~ closure object, frames ~ |
-//! | coroutine ebp         |  |
-//! | coroutine esi         | <+  while suspended
+//! | root return label     |  base - 4           +----------------------+
+//! | link  ----------------+--+  base - 8        | parent esi           |
+//! | (padding, 8 bytes)    |  |                  | return address       | <- frame
+//! +-----------------------+  |  base - 16       | parent ebp           |    record
+//! ~ closure object, frames ~ +----------------->+----------------------+ <- link value
+//! | coroutine ebp         |
+//! | coroutine esi         |
+//! | resume address        | <- state (its stack pointer) while suspended
 //! +-----------------------+
 //! ```
 //!
-//! A fresh coroutine has `coroutine_root` as its resume address, its entry
-//! function in the stack-pointer slot and the argument block of the entry
-//! function below the closure object.
+//! A fresh coroutine's state is the 16-byte cdecl argument block of its
+//! entry function, below the closure object: `coroutine_root` as its
+//! resume address in the first word, the entry function in the second (the
+//! root replaces both with the first two arguments), the object in the
+//! third.
 //!
 //! The root frame's `ebp` is the address of the link, and the word above the
 //! link is the root's return label, so `{link, label}` is a frame record
@@ -48,36 +48,30 @@
 //!
 //! # A round trip
 //!
-//! The parent, given the base in `ecx`, pushes `esi` and calls the resume
-//! address stored at `base - 4`. The code there (right after the suspending
-//! code of a `switch_yield`, or `coroutine_root` the first time) completes
-//! the frame record by pushing `ebp`, stores the parent's stack pointer in
-//! the link, loads the coroutine's stack pointer from `base - 8` and pops
-//! the coroutine's `esi` and `ebp`. Suspending is the mirror image: push
-//! `ebp`, `esi`, store the resume address and the stack pointer in the
-//! context, load the parent's stack pointer from the link, pop its `ebp` and
-//! `ret` into it. Without `rip`-relative addressing the resume address is
-//! made by a call to the next instruction (the usual i386 idiom for reading
-//! `eip`, which common processors keep off the return-stack predictor)
-//! whose pushed address is adjusted in place and popped into the context. 3 + 5 + 9 = 17 instructions per round trip,
-//! and every `call` that returns is paired with a `ret` (the parent's `call`
-//! with the coroutine's `ret`), so the return-stack predictor stays in step.
+//! As on x86-64: the parent pushes `esi`, stores in the link the stack
+//! pointer it will have once the landing code has pushed its `ebp`, pushes
+//! its return address and jumps to the resume address at the state; the
+//! landing code pushes the parent's `ebp`, sets the stack pointer from the
+//! state in `edx` and pops the coroutine's `esi` and `ebp`. Suspending
+//! pushes `ebp`, `esi` and the resume address, hands the stack pointer out
+//! in `eax`, loads the parent's stack pointer from the link, pops its `ebp`
+//! and return address and jumps there. Without `eip`-relative addressing,
+//! both return addresses are made by a call to the next instruction (the
+//! usual i386 idiom for reading `eip`, which common processors keep off the
+//! return-stack predictor) whose pushed address is adjusted in place: 22
+//! instructions per round trip (8 in the parent, 4 landing, 10 suspending),
+//! and no `call` or `ret` that the return-stack predictor would pair across
+//! the switch: see `x86_64.rs` for why both directions jump.
 //!
-//! # The control word and the unwind request
+//! # The unwind request
 //!
-//! `edx` goes into the coroutine as the *control word*: ordinary resumes
-//! pass the state the coroutine last handed out (nonzero), and
-//! `switch_and_unwind` passes zero. The resume code never reads `edx` (the
-//! context gives it all it needs), so the suspended `switch_yield` sees the
-//! value unchanged and reports zero as the unwind request. Ordinary resumes
-//! pay nothing for this: the portable code passes the state anyway.
+//! The landing code never reads `ecx`, so a pending `switch_yield` sees the
+//! value the parent left there: the stack base on ordinary resumes, zero
+//! from `switch_and_unwind`, which clears it after storing the link.
 //!
-//! Coming out, `eax` is the state: the address of the link (the coroutine's
-//! context, which `switch_yield` receives in `eax`) after a suspension, or
-//! the exit code of `switch_and_reset`. It never equals an initial stack
-//! pointer, which lies below the closure object and so at least 16 bytes
-//! below the link. (On x86-64, where nothing lies below the object, the
-//! state is the resume address instead; both are free where they are.)
+//! Coming out, `eax` is the state: the coroutine's stack pointer after a
+//! suspension (below the argument block, so never the initial state), or
+//! the exit code of `switch_and_reset`.
 //!
 //! # Registers LLVM reserves
 //!
@@ -99,31 +93,30 @@ const WORD: usize = 4;
 
 /// Alignment of the stack pointer at a call boundary (Linux's i386 ABI).
 pub const STACK_ALIGNMENT: usize = 16;
-/// The parent link is the word at `base - LINK_OFFSET`, the lowest word of
-/// the context.
-pub const LINK_OFFSET: usize = 4 * WORD;
-/// The context: link, root label, saved stack pointer, resume address.
+/// The parent link is the word at `base - LINK_OFFSET`.
+pub const LINK_OFFSET: usize = 2 * WORD;
+/// The link, the root frame's return label above it, and below it 8 bytes
+/// of padding that keep `base - RESERVED_TOP` 16-aligned, as the contract
+/// requires.
 pub const RESERVED_TOP: usize = 4 * WORD;
 /// `init_stack` reserves the 16-byte (aligned) cdecl argument block of
-/// `entry` below the object and writes its last argument, the object; the
-/// entry function waits in the context's stack-pointer slot, which a fresh
-/// coroutine does not use.
+/// `entry` below the object: the initial state.
 pub const INIT_FRAME_SIZE: usize = 16;
 
-/// `base - RESUME_SLOT`: where the suspended coroutine resumes.
-const RESUME_SLOT: usize = WORD;
-/// `base - SP_SLOT`: the suspended coroutine's stack pointer.
-const SP_SLOT: usize = 2 * WORD;
 /// `link + LABEL_ABOVE_LINK`: the root frame's return label (also read by
 /// `x86_windows.rs`'s trap registers).
 pub(super) const LABEL_ABOVE_LINK: usize = WORD;
-/// `link + SP_ABOVE_LINK`: the saved stack pointer, from the link.
-const SP_ABOVE_LINK: usize = LINK_OFFSET - SP_SLOT;
-/// `link + RESUME_ABOVE_LINK`: the resume address, from the link.
-const RESUME_ABOVE_LINK: usize = LINK_OFFSET - RESUME_SLOT;
+/// `state + ENTRY_ABOVE_STATE`: a fresh coroutine's entry function.
+const ENTRY_ABOVE_STATE: usize = WORD;
+/// `state + OBJ_ABOVE_STATE`: a fresh coroutine's object, the entry
+/// function's third argument.
+const OBJ_ABOVE_STATE: usize = 2 * WORD;
 /// The parent's record at the link value: `ebp`, return address, `esi`. Its
 /// stack pointer outside the switch is this far above the link value.
 const PARENT_RECORD: usize = 3 * WORD;
+/// The link value, below the parent's stack pointer after its `push esi`:
+/// the return address and the landing code's `push ebp` come in between.
+const LINK_BELOW_PARENT: usize = 2 * WORD;
 
 /// `unwinding_asm!` that leaves for another context and comes back: on top
 /// of the operands given, every register of the i386 C ABI except the three
@@ -141,14 +134,14 @@ macro_rules! switch_asm {
 
 /// The root frame of every coroutine: the resume address of a fresh one.
 ///
-/// Called by the parent's `push esi; call [ecx - 4]`, with `edi` = first
-/// input, `ecx` = stack base, `edx` = initial stack pointer (the argument
-/// block, `obj` already in its third word), and the entry function in the
-/// context's stack-pointer slot. Does what every resume does (push `ebp`,
-/// store the link), makes `ebp` the address of the link, stores its return
-/// label above the link, completes the cdecl arguments `(input, link, obj)`
-/// and jumps to `entry` with the label as return address. `entry` never
-/// returns.
+/// Jumped to by the parent's `jmp [edx]`, with `edi` = first input, `ecx` =
+/// stack base, `edx` = the initial state (the argument block: this
+/// function's address, the entry function, the object), the link already
+/// stored and the parent's `esi` above the return address. Pushes `ebp` as
+/// every landing does, makes `ebp` the address of the link, stores its
+/// return label above the link, completes the cdecl arguments `(input,
+/// link, obj)` and jumps to `entry` with the label as return address.
+/// `entry` never returns.
 ///
 /// CFI once `ebp` holds the link address: CFA = `[ebp] + 12`, the
 /// parent's stack pointer outside its switch; the parent's
@@ -156,7 +149,7 @@ macro_rules! switch_asm {
 /// It is a signal frame, because the parent's stack may lie above or below
 /// this one (debuggers check that stacks grow one way otherwise); the
 /// unwinder then takes the parent's return address as exact, which is why
-/// the parent's `call` is followed by its `pop esi` inside the same block.
+/// the parent's return label is its `pop esi`, inside the same block.
 #[unsafe(naked)]
 unsafe extern "C" fn coroutine_root() {
     naked_asm!(
@@ -169,7 +162,6 @@ unsafe extern "C" fn coroutine_root() {
         "push ebp",
         ".cfi_def_cfa_offset {record}",
         ".cfi_offset ebp, -{record}",
-        "mov [ecx - {link}], esp",
         "lea ebp, [ecx - {link}]",
         // DW_CFA_def_cfa_expression (0x0f), 5 bytes: DW_OP_breg5 (ebp) + 0,
         // DW_OP_deref, DW_OP_plus_uconst PARENT_RECORD.
@@ -180,8 +172,8 @@ unsafe extern "C" fn coroutine_root() {
         "4:",
         "pop eax",
         "mov [ebp + {label}], eax",
-        "mov ecx, [ebp + {entry}]",
         "mov esp, edx",
+        "mov ecx, [esp + {entry}]",
         "mov [esp], edi",
         "mov [esp + {word}], ebp",
         "push eax",
@@ -192,7 +184,7 @@ unsafe extern "C" fn coroutine_root() {
         record = const PARENT_RECORD,
         link = const LINK_OFFSET,
         label = const LABEL_ABOVE_LINK,
-        entry = const SP_ABOVE_LINK,
+        entry = const ENTRY_ABOVE_STATE,
     )
 }
 
@@ -225,61 +217,93 @@ unsafe extern "C" fn stack_call_root() {
     )
 }
 
-/// Prepares a fresh coroutine: the root as its resume address, `entry` in
-/// its stack-pointer slot, and below the object the argument block of
-/// `entry` with the object as its third argument. Returns the initial stack
-/// pointer, the argument block.
+/// Prepares a fresh coroutine: below the object, the argument block of
+/// `entry`, holding the root as the resume address, `entry` and the object
+/// (its third argument). Returns the initial state, the argument block.
 ///
 /// # Safety
 /// `obj` must be 16-aligned and at most `base - RESERVED_TOP`, and the
-/// `INIT_FRAME_SIZE` bytes below it and the context below `base` must be
-/// writable stack memory.
+/// `INIT_FRAME_SIZE` bytes below it must be writable stack memory.
 #[inline]
-pub unsafe fn init_stack(base: StackPointer, obj: usize, entry: EntryFn) -> StackPointer {
-    let sp = obj - INIT_FRAME_SIZE;
-    // SAFETY: the caller guarantees that [obj - 16, obj) and the context
-    // below `base` are writable and aligned.
+pub unsafe fn init_stack(_base: StackPointer, obj: usize, entry: EntryFn) -> StackPointer {
+    let state = obj - INIT_FRAME_SIZE;
+    // SAFETY: the caller guarantees that [obj - 16, obj) is writable and
+    // aligned; `state` is not null because `obj` lies in a stack far above
+    // address 16.
     unsafe {
-        *((sp + 2 * WORD) as *mut usize) = obj;
-        *((base.get() - SP_SLOT) as *mut usize) = entry as usize;
-        *((base.get() - RESUME_SLOT) as *mut usize) = coroutine_root as *const () as usize;
-        StackPointer::new_unchecked(sp)
+        *(state as *mut usize) = coroutine_root as *const () as usize;
+        *((state + ENTRY_ABOVE_STATE) as *mut usize) = entry as usize;
+        *((state + OBJ_ABOVE_STATE) as *mut usize) = obj;
+        StackPointer::new_unchecked(state)
     }
 }
 
-/// Enters the coroutine whose stack base is `base`, with `control` in `edx`
-/// (nonzero: resume; zero: unwind). Returns the word and the state.
-///
-/// # Safety
-/// The context at `base` must hold a suspended (or fresh) coroutine; with a
-/// zero `control` it must have started.
-#[inline(always)]
-unsafe fn enter(arg: Word, control: usize, base: StackPointer) -> (Word, usize) {
-    let (word, state): (Word, usize);
-    // SAFETY: the caller guarantees a resumable context at `base`; the
-    // coroutine comes back through the `ret` paired with this `call`,
-    // having restored ebp and left esp as it was after the call.
-    unsafe {
+/// The parent's side of a resume: `push esi`, store the link, (the given
+/// extra instructions), push the return label and jump to the resume
+/// address at the state; at the label, `pop esi`.
+macro_rules! enter_asm {
+    ($arg:expr, $state:expr, $base:expr, $($extra:literal),*) => {{
+        let (word, state): (Word, usize);
         switch_asm!(
-            // In: edi = word, ecx = stack base, edx = control word.
-            // Out: edi = word, eax = state (link address or exit code).
-            // Pushes esi and the return address; the coroutine pushes ebp
-            // above them and pops it again. Everything else is clobbered.
+            // In: edi = word, ecx = stack base, edx = state (+ extra).
+            // Pushes esi and the return label 3 (made by the call to 4,
+            // adjusted on the stack), jumps to the resume address at
+            // [edx]; the coroutine comes back at 3 with ebp and esp
+            // restored, having popped the label. Out: edi = word, eax =
+            // state. Every other register is clobbered.
             "push esi",
-            "call [ecx - {resume}]",
+            "lea eax, [esp - {below}]",
+            "mov [ecx - {link}], eax",
+            $($extra,)*
+            "call 4f",
+            "4:",
+            // add dword ptr [esp], 3f - 4b: 81 /0 id with the SIB byte of
+            // [esp], encoded here because LLVM's Intel-syntax parser takes a
+            // difference of labels for a memory operand.
+            ".byte 0x81, 0x04, 0x24",
+            ".long 3f - 4b",
+            "jmp [edx]",
+            "3:",
             "pop esi",
-            resume = const RESUME_SLOT,
-            inlateout("edi") arg => word,
-            inlateout("ecx") base.get() => _,
-            inlateout("edx") control => _,
+            below = const LINK_BELOW_PARENT,
+            link = const LINK_OFFSET,
+            inlateout("edi") $arg => word,
+            inlateout("ecx") $base => _,
+            inlateout("edx") $state => _,
             lateout("eax") state,
         );
-    }
-    (word, state)
+        (word, state)
+    }};
 }
 
-// `switch_and_link` and `switch_and_unwind`, through `enter`.
-control_word_entries!();
+/// Resumes the coroutine at `base` whose state is `sp`, passing `arg`.
+/// Returns the word it hands back and its new state.
+///
+/// # Safety
+/// The coroutine at `base` must be suspended (or fresh) with state `sp`, and
+/// expect `arg`.
+#[inline(always)]
+pub unsafe fn switch_and_link(arg: Word, sp: StackPointer, base: StackPointer) -> (Word, usize) {
+    // SAFETY: the caller guarantees a resumable coroutine at `sp`; it comes
+    // back by popping the return label pushed here and jumping to it,
+    // having restored ebp and esp. `ecx` (the base, nonzero) reaches its
+    // pending switch_yield as "resume".
+    unsafe { enter_asm!(arg, sp.get(), base.get(),) }
+}
+
+/// Resumes the coroutine at `base` so that its `switch_yield` returns
+/// `None`: the request to unwind its stack.
+///
+/// # Safety
+/// As `switch_and_link`, and the coroutine must have started.
+#[cfg_attr(not(feature = "unwind"), allow(dead_code))]
+#[inline(never)]
+pub unsafe fn switch_and_unwind(sp: StackPointer, base: StackPointer) -> (Word, usize) {
+    // SAFETY: as switch_and_link; `ecx` is cleared after the link is
+    // stored, and the pending switch_yield reads zero as the unwind request
+    // (no word is read with it).
+    unsafe { enter_asm!(Word::uninit(), sp.get(), base.get(), "xor ecx, ecx") }
+}
 
 /// Suspends the running coroutine, handing `arg` to its parent. Returns the
 /// word of the next resume, or `None` if the parent asks the coroutine to
@@ -291,46 +315,41 @@ control_word_entries!();
 pub unsafe fn switch_yield(arg: Word, link: *mut StackPointer) -> Option<Word> {
     let (word, control): (Word, usize);
     // SAFETY: the link holds the parent's stack pointer, at the record that
-    // `enter` and the resume code built; we return into the parent and are
-    // resumed at label 2 by its next `call`.
+    // the parent's resume and the landing code built; we return into the
+    // parent and are resumed at label 2 by its next `jmp [state]`.
     unsafe {
         switch_asm!(
-            // In: edi = word, eax = link.
-            // Suspend: push ebp, esi; store the resume address (made by the
-            // call to 4, adjusted on the stack and popped) and esp in the
-            // context; switch to the parent's record, pop its ebp, `ret`
-            // with edi = word and eax = link (the state).
-            // Resume (label 2, on the parent stack, called with edi = word,
-            // ecx = base, edx = control word): push the parent's ebp, store
-            // the link, switch back, pop esi and ebp.
-            // Out: edi = word, edx = control word (0: unwind).
+            // In: edi = word, edx = link.
+            // Suspend: push ebp, esi and the resume address (made by the
+            // call to 4, adjusted on the stack); hand esp out in eax (the
+            // state); switch to the parent's record, pop its ebp and
+            // return label and jump there, with edi = word.
+            // Landing (label 2, on the parent stack, jumped to with edi =
+            // word, ecx = control word, edx = our state): push the
+            // parent's ebp, switch back past the resume address, pop esi
+            // and ebp.
+            // Out: edi = word, ecx = control word (0: unwind).
             "push ebp",
             "push esi",
             "call 4f",
             "4:",
-            // add dword ptr [esp], 2f - 4b: 81 /0 id with the SIB byte of
-            // [esp], encoded here because LLVM's Intel-syntax parser takes a
-            // difference of labels for a memory operand.
+            // add dword ptr [esp], 2f - 4b (encoded as in enter_asm).
             ".byte 0x81, 0x04, 0x24",
             ".long 2f - 4b",
-            "pop dword ptr [eax + {resume}]",
-            "mov [eax + {sp}], esp",
-            "mov esp, [eax]",
+            "mov eax, esp",
+            "mov esp, [edx]",
             "pop ebp",
-            "ret",
+            "pop ecx",
+            "jmp ecx",
             "2:",
             "push ebp",
-            "mov [ecx - {link}], esp",
-            "mov esp, [ecx - {sp_slot}]",
+            "lea esp, [edx + {word}]",
             "pop esi",
             "pop ebp",
-            resume = const RESUME_ABOVE_LINK,
-            sp = const SP_ABOVE_LINK,
-            link = const LINK_OFFSET,
-            sp_slot = const SP_SLOT,
+            word = const WORD,
             inlateout("edi") arg => word,
-            inlateout("eax") link => _,
-            lateout("edx") control,
+            inlateout("edx") link => _,
+            lateout("ecx") control,
         );
     }
     if control == 0 {
@@ -354,10 +373,11 @@ pub unsafe fn switch_and_reset(arg: Word, exit: usize, link: *mut StackPointer) 
     unsafe {
         asm!(
             // In: edi = word, eax = exit code, edx = link. Switches to the
-            // parent's record, pops its ebp and returns into it.
+            // parent's record, pops its ebp and return label, jumps there.
             "mov esp, [edx]",
             "pop ebp",
-            "ret",
+            "pop ecx",
+            "jmp ecx",
             in("edi") arg,
             in("eax") exit,
             in("edx") link,

@@ -1,33 +1,40 @@
 //! The context switch for x86-64 on System V targets: Linux, bare metal and
 //! macOS.
 //!
-//! The same design as `x86.rs`, register for register: `rdi`/`edi` carry the
-//! word, `rsi`/`ecx` the stack base, `rdx`/`edx` the control word going in
-//! and `rax`/`eax` the state coming out; `rbx` plays the part of `esi` (the
-//! register LLVM reserves besides the frame pointer, saved by hand).
+//! # Design
+//!
+//! The suspended coroutine's stack pointer travels in a register: it is the
+//! *state* that `switch_and_link` returns and takes back, and the resume
+//! address is the word it points at. Nothing that the next switch needs is
+//! loaded from memory that the previous switch just stored, except the
+//! resume address itself (a `call` through the word at the state) and the
+//! parent's stack pointer (from the link), so the new stack pointer of
+//! either side never waits on a store-to-load round trip through a fixed
+//! slot.
+//!
+//! Registers: `rdi` carries the word both ways, `rdx` the coroutine's
+//! stack pointer going in (and the link inside the coroutine), `rsi` the
+//! stack base going in and the *control word* coming out of a pending
+//! suspend (the base, nonzero, on ordinary resumes; zero for the unwind
+//! request), and `rax` the state coming out.
 //!
 //! # Stack layout
-//!
-//! Everything a suspended coroutine needs in order to be resumed lives in
-//! the four words at the top of its own stack (its *context*), so the parent
-//! finds it from the stack base alone:
 //!
 //! ```text
 //!  coroutine stack                              parent stack while it runs
 //! +-----------------------+ <- base            |         ...          |
-//! | resume address        |  base - 8           +----------------------+
-//! | saved stack pointer --+--+  base - 16       | parent rbx           |
-//! | root return label     |  |  base - 24       | return address       | <- frame
-//! | link  ----------------+--|----------------->| parent rbp           |    record
-//! +-----------------------+  |  base - 32       +----------------------+ <- link value
-//! ~ closure object, frames ~ |
-//! | coroutine rbp         |  |
-//! | coroutine rbx         | <+  while suspended
+//! | root return label     |  base - 8           +----------------------+
+//! | link  ----------------+-------------------->| parent rbx           |
+//! +-----------------------+  base - 16          | return address       | <- frame
+//! ~ closure object, frames ~                    | parent rbp           |    record
+//! | coroutine rbp         |                     +----------------------+ <- link value
+//! | coroutine rbx         |
+//! | resume address        | <- state (its stack pointer) while suspended
 //! +-----------------------+
 //! ```
 //!
-//! A fresh coroutine has `coroutine_root` as its resume address and its
-//! entry function in the stack-pointer slot.
+//! A fresh coroutine's state is `obj - 16`, holding `coroutine_root` as its
+//! resume address and its entry function above it.
 //!
 //! The root frame's `rbp` is the address of the link, and the word above the
 //! link is the root's return label, so `{link, label}` is a frame record
@@ -36,31 +43,47 @@
 //!
 //! # A round trip
 //!
-//! The parent, given the base in `rsi`, pushes `rbx` and calls the resume
-//! address stored at `base - 8`. The code there (right after the suspending
-//! code of a `switch_yield`, or `coroutine_root` the first time) completes
-//! the frame record by pushing `rbp`, stores the parent's stack pointer in
-//! the link, loads the coroutine's stack pointer from `base - 16` and pops
-//! the coroutine's `rbx` and `rbp`. Suspending is the mirror image: push
-//! `rbp`, `rbx`, store the resume address and the stack pointer in the
-//! context, load the parent's stack pointer from the link, pop its `rbp` and
-//! `ret` into it. 3 + 5 + 8 = 16 instructions per round trip, and every
-//! `call` is paired with a `ret` (the parent's `call` with the coroutine's
-//! `ret`), so the return-stack predictor stays in step.
+//! The parent pushes `rbx`, stores in the link the stack pointer it will
+//! have once the landing code has pushed its `rbp` (it knows it in
+//! advance: two words below its own), pushes its return address and jumps
+//! to the resume address at the state. The landing code (right after the
+//! suspending code of a `switch_yield`, or `coroutine_root` the first time)
+//! pushes the parent's `rbp`, completing the frame record, sets the stack
+//! pointer from the state in `rdx` and pops the coroutine's `rbx` and
+//! `rbp`. Suspending is the mirror image: push `rbp`, `rbx` and the resume
+//! address, hand the stack pointer out in `rax`, load the parent's stack
+//! pointer from the link, pop its `rbp` and its return address and jump
+//! there. 7 + 4 + 9 = 20 instructions per round trip.
 //!
-//! # The control word and the unwind request
+//! # Jumps, not `call` and `ret`
 //!
-//! `rdx` goes into the coroutine as the *control word*: ordinary resumes
-//! pass the state the coroutine last handed out (nonzero), and
-//! `switch_and_unwind` passes zero. The resume code never reads `rdx` (the
-//! context gives it all it needs), so the suspended `switch_yield` sees the
-//! value unchanged and reports zero as the unwind request. Ordinary resumes
-//! pay nothing for this: the portable code passes the state anyway.
+//! Both directions are indirect `jmp`s, although the parent's side looks
+//! like a call on the stack (its return address sits where a `call` would
+//! have put it, so the frame record, the CFI and every unwinder see a
+//! call). The processor's return-stack predictor never sees the switch,
+//! and so stays right on both sides: the coroutine's own returns match its
+//! own calls, across any number of switches, and likewise the parent's.
+//! A switch done as a `call` paired with the other side's `ret` is as good
+//! only while `suspend` is inlined into the coroutine's outermost frame:
+//! with `suspend` three frames down, each of the three returns after a
+//! resume, and the suspend's `ret` after the three calls, is mispredicted
+//! (measured on an AMD EPYC, family 25 model 17, from a separate crate:
+//! 7.5-11.9 ns per round trip against corosensei's 18.9-31.5 ns, ratio
+//! 0.36-0.41, where the paired design measured 36-42 ns, about corosensei's
+//! figure). The two indirect jumps have one target each per call site,
+//! which the branch-target predictor learns.
 //!
-//! Coming out, `rax` is the state: the resume address after a suspension
-//! (already in `rax`, and a code address, so it never equals an initial
-//! stack pointer, which here is the closure object itself and may lie right
-//! below the link), or the exit code of `switch_and_reset`.
+//! # The unwind request
+//!
+//! The landing code never reads `rsi`, so a pending `switch_yield` sees
+//! the value the parent left there: the stack base on ordinary resumes
+//! (which the parent needs anyway, to find the link), zero from
+//! `switch_and_unwind`, which clears it after storing the link. Ordinary
+//! resumes pay nothing for the request.
+//!
+//! Coming out, `rax` is the state: the coroutine's stack pointer after a
+//! suspension (it lies below the closure object, so never equals the
+//! initial state), or the exit code of `switch_and_reset`.
 //!
 //! # Registers LLVM reserves
 //!
@@ -107,28 +130,24 @@ const WORD: usize = 8;
 
 /// Alignment of the stack pointer at a call boundary.
 pub const STACK_ALIGNMENT: usize = 16;
-/// The parent link is the word at `base - LINK_OFFSET`, the lowest word of
-/// the context.
-pub const LINK_OFFSET: usize = 4 * WORD;
-/// The context: link, root label, saved stack pointer, resume address.
-pub const RESERVED_TOP: usize = 4 * WORD;
-/// `init_stack` writes nothing below the object: the entry function waits in
-/// the context's stack-pointer slot, which a fresh coroutine does not use.
-pub const INIT_FRAME_SIZE: usize = 0;
+/// The parent link is the word at `base - LINK_OFFSET`.
+pub const LINK_OFFSET: usize = 2 * WORD;
+/// The link and, above it, the root frame's return label.
+pub const RESERVED_TOP: usize = 2 * WORD;
+/// `init_stack` writes the resume address and the entry function below the
+/// object.
+pub const INIT_FRAME_SIZE: usize = 2 * WORD;
 
-/// `base - RESUME_SLOT`: where the suspended coroutine resumes.
-const RESUME_SLOT: usize = WORD;
-/// `base - SP_SLOT`: the suspended coroutine's stack pointer.
-const SP_SLOT: usize = 2 * WORD;
 /// `link + LABEL_ABOVE_LINK`: the root frame's return label.
 const LABEL_ABOVE_LINK: usize = WORD;
-/// `link + SP_ABOVE_LINK`: the saved stack pointer, from the link.
-const SP_ABOVE_LINK: usize = LINK_OFFSET - SP_SLOT;
-/// `link + RESUME_ABOVE_LINK`: the resume address, from the link.
-const RESUME_ABOVE_LINK: usize = LINK_OFFSET - RESUME_SLOT;
+/// `state + ENTRY_ABOVE_STATE`: a fresh coroutine's entry function.
+const ENTRY_ABOVE_STATE: usize = WORD;
 /// The parent's record at the link value: `rbp`, return address, `rbx`. Its
 /// stack pointer outside the switch is this far above the link value.
 const PARENT_RECORD: usize = 3 * WORD;
+/// The link value, below the parent's stack pointer after its `push rbx`:
+/// the return address and the landing code's `push rbp` come in between.
+const LINK_BELOW_PARENT: usize = 2 * WORD;
 
 /// `unwinding_asm!` that leaves for another context and comes back: on top
 /// of the operands given, every register of the System V ABI except the
@@ -146,12 +165,12 @@ macro_rules! switch_asm {
 
 /// The root frame of every coroutine: the resume address of a fresh one.
 ///
-/// Called by the parent's `push rbx; call [rsi - 8]`, with `rdi` = first
-/// input, `rsi` = stack base, `rdx` = initial stack pointer (the object),
-/// and the entry function in the context's stack-pointer slot. Does what
-/// every resume does (push `rbp`, store the link), makes `rbp` the address
-/// of the link, stores its return label above the link, and jumps to
-/// `entry(input, link, obj)` on the coroutine stack with the label as
+/// Jumped to by the parent's `jmp [rdx]`, with `rdi` = first input, `rsi` =
+/// stack base, `rdx` = the initial state (`obj - 16`, the entry function
+/// at `rdx + 8`), the link already stored and the parent's `rbx` above the
+/// return address. Pushes `rbp` as every landing does, makes `rbp` the
+/// address of the link, stores its return label above the link, and jumps
+/// to `entry(input, link, obj)` on the coroutine stack with the label as
 /// return address. `entry` never returns.
 ///
 /// CFI once `rbp` holds the link address: CFA = `[rbp] + 24`, the
@@ -159,8 +178,8 @@ macro_rules! switch_asm {
 /// address and `rbx` at CFA - 24, -16, -8. It is a signal frame, because
 /// the parent's stack may lie above or below this one (debuggers check
 /// that stacks grow one way otherwise); the unwinder then takes the
-/// parent's return address as exact, which is why the parent's `call` is
-/// followed by its `pop rbx` inside the same block.
+/// parent's return address as exact, which is why the parent's return
+/// label is its `pop rbx`, inside the same `asm!` block.
 #[unsafe(naked)]
 unsafe extern "C" fn coroutine_root() {
     naked_asm!(
@@ -172,14 +191,14 @@ unsafe extern "C" fn coroutine_root() {
         "push rbp",
         ".cfi_def_cfa_offset {record}",
         ".cfi_offset rbp, -{record}",
-        "mov [rsi - {link}], rsp",
         "lea rbp, [rsi - {link}]",
         // DW_CFA_def_cfa_expression (0x0f), 5 bytes: DW_OP_breg6 (rbp) + 0,
         // DW_OP_deref, DW_OP_plus_uconst PARENT_RECORD.
         ".cfi_escape 0x0f, 5, 0x76, 0, 0x06, 0x23, {record}",
         "lea rax, [rip + 3f]",
         "mov [rbp + {label}], rax",
-        "mov rcx, [rbp + {entry}]",
+        "mov rcx, [rdx + {entry}]",
+        "add rdx, {init}",
         "mov rsp, rdx",
         "mov rsi, rbp",
         "push rax",
@@ -192,7 +211,8 @@ unsafe extern "C" fn coroutine_root() {
         record = const PARENT_RECORD,
         link = const LINK_OFFSET,
         label = const LABEL_ABOVE_LINK,
-        entry = const SP_ABOVE_LINK,
+        entry = const ENTRY_ABOVE_STATE,
+        init = const INIT_FRAME_SIZE,
     )
 }
 
@@ -223,57 +243,91 @@ unsafe extern "C" fn stack_call_root() {
     )
 }
 
-/// Prepares the context of a fresh coroutine: the root as its resume
-/// address, `entry` in its stack-pointer slot. Returns the initial stack
-/// pointer, the object itself.
+/// Prepares a fresh coroutine: the root as its resume address and `entry`
+/// above it, in the two words below the object. Returns the initial state,
+/// the address of the resume address.
 ///
 /// # Safety
 /// `obj` must be 16-aligned and at most `base - RESERVED_TOP`, and the
-/// context below `base` must be writable stack memory.
+/// `INIT_FRAME_SIZE` bytes below it must be writable stack memory.
 #[inline]
-pub unsafe fn init_stack(base: StackPointer, obj: usize, entry: EntryFn) -> StackPointer {
-    // SAFETY: the caller guarantees that the context below `base` is
-    // writable and aligned, and `obj` is not null.
+pub unsafe fn init_stack(_base: StackPointer, obj: usize, entry: EntryFn) -> StackPointer {
+    let state = obj - INIT_FRAME_SIZE;
+    // SAFETY: the caller guarantees that the two words below `obj` are
+    // writable and aligned; `state` is not null because `obj` lies in a
+    // stack far above address 16.
     unsafe {
-        *((base.get() - SP_SLOT) as *mut usize) = entry as usize;
-        *((base.get() - RESUME_SLOT) as *mut usize) = coroutine_root as *const () as usize;
-        StackPointer::new_unchecked(obj - INIT_FRAME_SIZE)
+        *(state as *mut usize) = coroutine_root as *const () as usize;
+        *((state + ENTRY_ABOVE_STATE) as *mut usize) = entry as usize;
+        StackPointer::new_unchecked(state)
     }
 }
 
-/// Enters the coroutine whose stack base is `base`, with `control` in `rdx`
-/// (nonzero: resume; zero: unwind). Returns the word and the state.
-///
-/// # Safety
-/// The context at `base` must hold a suspended (or fresh) coroutine; with a
-/// zero `control` it must have started.
-#[inline(always)]
-unsafe fn enter(arg: Word, control: usize, base: StackPointer) -> (Word, usize) {
-    let (word, state): (Word, usize);
-    // SAFETY: the caller guarantees a resumable context at `base`; the
-    // coroutine comes back through the `ret` paired with this `call`,
-    // having restored rbp and left rsp as it was after the call.
-    unsafe {
+/// The parent's side of a resume: `push rbx`, store the link, (the given
+/// extra instructions), push the return label and jump to the resume
+/// address at the state; at the label, `pop rbx`.
+/// In: `rdi` = word, `rsi` = stack base, `rdx` = state. Out: `rdi` = word,
+/// `rax` = state (the coroutine's stack pointer, or an exit code).
+/// Pushes `rbx` and the return address; the landing code pushes `rbp`
+/// below them and the coroutine pops both again before it jumps back. Every
+/// other register is clobbered.
+macro_rules! enter_asm {
+    ($arg:expr, $state:expr, $base:expr, $($extra:literal),*) => {{
+        let (word, state): (Word, usize);
         switch_asm!(
-            // In: rdi = word, rsi = stack base, rdx = control word.
-            // Out: rdi = word, rax = state (resume address or exit code).
-            // Pushes rbx and the return address; the coroutine pushes rbp
-            // above them and pops it again. Everything else is clobbered.
+            // In: rdi = word, rsi = stack base, rdx = state (+ extra).
+            // Pushes rbx and the return label 3, jumps to the resume
+            // address at [rdx]; the coroutine comes back at 3 with rbp and
+            // rsp restored, having popped the label. Out: rdi = word, rax =
+            // state. Every other register is clobbered.
             "push rbx",
-            "call [rsi - {resume}]",
+            "lea rax, [rsp - {below}]",
+            "mov [rsi - {link}], rax",
+            $($extra,)*
+            "lea rcx, [rip + 3f]",
+            "push rcx",
+            "jmp [rdx]",
+            "3:",
             "pop rbx",
-            resume = const RESUME_SLOT,
-            inlateout("rdi") arg => word,
-            inlateout("rsi") base.get() => _,
-            inlateout("rdx") control => _,
+            below = const LINK_BELOW_PARENT,
+            link = const LINK_OFFSET,
+            inlateout("rdi") $arg => word,
+            inlateout("rsi") $base => _,
+            inlateout("rdx") $state => _,
             lateout("rax") state,
         );
-    }
-    (word, state)
+        (word, state)
+    }};
 }
 
-// `switch_and_link` and `switch_and_unwind`, through `enter`.
-control_word_entries!();
+/// Resumes the coroutine at `base` whose state is `sp`, passing `arg`.
+/// Returns the word it hands back and its new state.
+///
+/// # Safety
+/// The coroutine at `base` must be suspended (or fresh) with state `sp`, and
+/// expect `arg`.
+#[inline(always)]
+pub unsafe fn switch_and_link(arg: Word, sp: StackPointer, base: StackPointer) -> (Word, usize) {
+    // SAFETY: the caller guarantees a resumable coroutine at `sp`; it comes
+    // back by popping the return label pushed here and jumping to it,
+    // having restored rbp and rsp. `rsi` (the base, nonzero)
+    // reaches its pending switch_yield as "resume".
+    unsafe { enter_asm!(arg, sp.get(), base.get(),) }
+}
+
+/// Resumes the coroutine at `base` so that its `switch_yield` returns
+/// `None`: the request to unwind its stack.
+///
+/// # Safety
+/// As `switch_and_link`, and the coroutine must have started.
+#[cfg_attr(not(feature = "unwind"), allow(dead_code))]
+#[inline(never)]
+pub unsafe fn switch_and_unwind(sp: StackPointer, base: StackPointer) -> (Word, usize) {
+    // SAFETY: as switch_and_link; `rsi` is cleared after the link is
+    // stored, and the pending switch_yield reads zero as the unwind request
+    // (no word is read with it).
+    unsafe { enter_asm!(Word::uninit(), sp.get(), base.get(), "xor esi, esi") }
+}
 
 /// Suspends the running coroutine, handing `arg` to its parent. Returns the
 /// word of the next resume, or `None` if the parent asks the coroutine to
@@ -285,38 +339,37 @@ control_word_entries!();
 pub unsafe fn switch_yield(arg: Word, link: *mut StackPointer) -> Option<Word> {
     let (word, control): (Word, usize);
     // SAFETY: the link holds the parent's stack pointer, at the record that
-    // `enter` and the resume code built; we return into the parent and are
-    // resumed at label 2 by its next `call`.
+    // the parent's resume and the landing code built; we return into the
+    // parent and are resumed at label 2 by its next `jmp [state]`.
     unsafe {
         switch_asm!(
             // In: rdi = word, rdx = link.
-            // Suspend: push rbp, rbx; store the resume address and rsp in the
-            // context; switch to the parent's record, pop its rbp, `ret`
-            // with rdi = word and rax = resume address (the state).
-            // Resume (label 2, on the parent stack, called with rdi = word,
-            // rsi = base, rdx = control word): push the parent's rbp, store
-            // the link, switch back, pop rbx and rbp.
-            // Out: rdi = word, rdx = control word (0: unwind).
+            // Suspend: push rbp, rbx and the resume address; hand rsp out
+            // in rax (the state); switch to the parent's record, pop its
+            // rbp and return label and jump there, with rdi = word.
+            // Landing (label 2, on the parent stack, called with rdi =
+            // word, rsi = control word, rdx = our state): push the
+            // parent's rbp, switch back past the resume address, pop rbx
+            // and rbp.
+            // Out: rdi = word, rsi = control word (0: unwind).
             "push rbp",
             "push rbx",
             "lea rax, [rip + 2f]",
-            "mov [rdx + {resume}], rax",
-            "mov [rdx + {sp}], rsp",
+            "push rax",
+            "mov rax, rsp",
             "mov rsp, [rdx]",
             "pop rbp",
-            "ret",
+            "pop rcx",
+            "jmp rcx",
             "2:",
             "push rbp",
-            "mov [rsi - {link}], rsp",
-            "mov rsp, [rsi - {sp_slot}]",
+            "lea rsp, [rdx + {word}]",
             "pop rbx",
             "pop rbp",
-            resume = const RESUME_ABOVE_LINK,
-            sp = const SP_ABOVE_LINK,
-            link = const LINK_OFFSET,
-            sp_slot = const SP_SLOT,
+            word = const WORD,
             inlateout("rdi") arg => word,
-            inlateout("rdx") link => control,
+            inlateout("rdx") link => _,
+            lateout("rsi") control,
         );
     }
     if control == 0 {
@@ -340,10 +393,11 @@ pub unsafe fn switch_and_reset(arg: Word, exit: usize, link: *mut StackPointer) 
     unsafe {
         asm!(
             // In: rdi = word, rax = exit code, rdx = link. Switches to the
-            // parent's record, pops its rbp and returns into it.
+            // parent's record, pops its rbp and return label, jumps there.
             "mov rsp, [rdx]",
             "pop rbp",
-            "ret",
+            "pop rcx",
+            "jmp rcx",
             in("rdi") arg,
             in("rax") exit,
             in("rdx") link,
