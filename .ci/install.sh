@@ -69,8 +69,17 @@ missing() {
 }
 
 # --- apt ---------------------------------------------------------------------
-installed_packages=$(dpkg-query -W -f '${db:Status-Abbrev} ${Package}\n' 2>/dev/null |
-    awk '$1 == "ii" { sub(/:.*/, "", $2); print $2 }')
+# A package of another architecture is listed as `name:arch` (multiarch);
+# that architecture is added to dpkg first.
+mapfile -t foreign_archs < <(printf '%s\n' "${APT_PACKAGES[@]}" | sed -n 's/^[^:]*://p' | sort -u)
+have_archs=$(dpkg --print-architecture; dpkg --print-foreign-architectures)
+mapfile -t archs_missing < <(missing "$have_archs" "${foreign_archs[@]}")
+for arch in "${archs_missing[@]}"; do
+    run "${sudo_cmd[@]}" dpkg --add-architecture "$arch"
+done
+# Each installed package by name and by name:arch.
+installed_packages=$(dpkg-query -W -f '${db:Status-Abbrev} ${Package} ${Architecture}\n' 2>/dev/null |
+    awk '$1 == "ii" { print $2; print $2 ":" $3 }')
 mapfile -t apt_missing < <(missing "$installed_packages" "${APT_PACKAGES[@]}")
 if ((${#apt_missing[@]})); then
     run "${sudo_cmd[@]}" apt-get update -qq

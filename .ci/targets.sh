@@ -32,7 +32,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 
-# Linux targets whose whole suite runs under qemu-user (scripts/cross.sh has
+# Linux targets whose whole suite runs under qemu-user, i686 natively (scripts/cross.sh has
 # the linker, runner and sysroot of each).
 RUN_TARGETS=(
     aarch64-unknown-linux-gnu
