@@ -147,6 +147,7 @@ impl<Input, Yield, Return, Stack: stack::Stack> fmt::Debug
 }
 
 #[cfg(feature = "default-stack")]
+#[cfg_attr(docsrs, doc(cfg(feature = "default-stack")))]
 impl<Input, Yield, Return> Coroutine<Input, Yield, Return, DefaultStack> {
     /// Creates a coroutine that runs `f` on a new [`DefaultStack`] of 1 MiB.
     ///

@@ -96,6 +96,7 @@ scoped_coroutine_struct!(DefaultStack);
 scoped_coroutine_struct!();
 
 #[cfg(feature = "default-stack")]
+#[cfg_attr(docsrs, doc(cfg(feature = "default-stack")))]
 impl<'a, Input, Yield, Return> ScopedCoroutine<'a, Input, Yield, Return, DefaultStack> {
     /// Creates a scoped coroutine that runs `f` on a new 1 MiB
     /// [`DefaultStack`].

@@ -23,14 +23,18 @@ mod registry;
 pub mod valgrind;
 
 #[cfg(all(feature = "default-stack", any(unix, windows)))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "default-stack", any(unix, windows)))))]
 pub use self::default_stack::DefaultStack;
 #[cfg(all(feature = "default-stack", any(unix, windows)))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "default-stack", any(unix, windows)))))]
 pub use self::grow::{grow, maybe_grow, remaining_stack};
 #[cfg(all(feature = "default-stack", unix))]
 pub(crate) use self::overflow::note_trap_handler;
 #[cfg(all(feature = "default-stack", any(unix, windows)))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "default-stack", any(unix, windows)))))]
 pub use self::overflow::set_overflow_report;
 #[cfg(all(feature = "default-stack", any(unix, windows)))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "default-stack", any(unix, windows)))))]
 pub use self::pool::{PooledStack, StackPool, StackPoolBuilder};
 #[cfg(all(feature = "default-stack", any(unix, windows)))]
 use self::valgrind::ValgrindStackRegistration;
