@@ -171,7 +171,10 @@ mod arch;
 mod compile_fail_doctests;
 mod coroutine;
 #[cfg(all(feature = "default-stack", feature = "unwind", any(unix, windows)))]
-#[cfg_attr(docsrs, doc(cfg(all(feature = "default-stack", feature = "unwind", any(unix, windows)))))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(all(feature = "default-stack", feature = "unwind", any(unix, windows))))
+)]
 pub mod future;
 pub mod iter;
 mod on_stack;
