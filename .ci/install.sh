@@ -34,6 +34,10 @@ STABLE_TARGETS=(
 NIGHTLY=${SWITCHBACK_NIGHTLY:-nightly}
 NIGHTLY_COMPONENTS=(rust-src)
 NIGHTLY_TARGETS=(i686-unknown-uefi)
+# The library's minimum supported Rust version (`rust-version` in
+# Cargo.toml): step 5 checks the library with it. The dev-dependencies need
+# a newer toolchain, so only `cargo check --lib` runs on it.
+MSRV=1.88
 
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -46,6 +50,7 @@ if [[ ${1:-} == --list ]]; then
     printf 'stable targets:    %s\n' "${STABLE_TARGETS[*]}"
     printf '%s components: %s\n' "$NIGHTLY" "${NIGHTLY_COMPONENTS[*]}"
     printf '%s targets:    %s\n' "$NIGHTLY" "${NIGHTLY_TARGETS[*]}"
+    printf 'MSRV toolchain:    %s\n' "$MSRV"
     exit 0
 fi
 
@@ -114,9 +119,13 @@ rustup_add() {
 if ! rustup toolchain list | grep -q "^$NIGHTLY-"; then
     run rustup toolchain install "$NIGHTLY" --profile minimal
 fi
+if ! rustup toolchain list | grep -q "^$MSRV-"; then
+    run rustup toolchain install "$MSRV" --profile minimal
+fi
 rustup_add stable "${STABLE_COMPONENTS[@]}" -- "${STABLE_TARGETS[@]}"
 rustup_add "$NIGHTLY" "${NIGHTLY_COMPONENTS[@]}" -- "${NIGHTLY_TARGETS[@]}"
 
 run rustc --version
 run rustc "+$NIGHTLY" --version
+run rustc "+$MSRV" --version
 run valgrind --version

@@ -147,6 +147,7 @@ impl<Input, Yield, Return, Stack: stack::Stack> fmt::Debug
 }
 
 #[cfg(feature = "default-stack")]
+#[cfg_attr(docsrs, doc(cfg(feature = "default-stack")))]
 impl<Input, Yield, Return> Coroutine<Input, Yield, Return, DefaultStack> {
     /// Creates a coroutine that runs `f` on a new [`DefaultStack`] of 1 MiB.
     ///
@@ -279,6 +280,24 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
     /// Runs the coroutine until it suspends or returns, passing it `input`
     /// (as the closure's argument on the first call, as the value of
     /// [`Yielder::suspend`] afterwards).
+    ///
+    /// ```
+    /// use switchback::{Coroutine, CoroutineResult};
+    ///
+    /// // Sums what it is given until it is given 0.
+    /// let mut adder = Coroutine::new(|yielder, mut input: u32| {
+    ///     let mut sum = 0;
+    ///     while input != 0 {
+    ///         sum += input;
+    ///         input = yielder.suspend(sum); // hands `sum` to `resume`
+    ///     }
+    ///     format!("total {sum}")
+    /// });
+    /// assert_eq!(adder.resume(2), CoroutineResult::Yield(2)); // starts it with 2
+    /// assert_eq!(adder.resume(3), CoroutineResult::Yield(5));
+    /// assert_eq!(adder.resume(0), CoroutineResult::Return("total 5".to_string()));
+    /// assert!(adder.done());
+    /// ```
     ///
     /// # Panics
     ///
@@ -739,6 +758,28 @@ impl<Input, Yield> Yielder<Input, Yield> {
     /// Suspends the coroutine: `resume` returns
     /// [`CoroutineResult::Yield(value)`](CoroutineResult::Yield), and this
     /// call returns the input of the next `resume`.
+    ///
+    /// It can be called at any depth of the coroutine's calls, from any
+    /// function that has the `&Yielder`:
+    ///
+    /// ```
+    /// use switchback::{Coroutine, Yielder};
+    ///
+    /// // Three calls deep, and still the coroutine's own yield.
+    /// fn ask(yielder: &Yielder<i32, &'static str>, question: &'static str) -> i32 {
+    ///     yielder.suspend(question)
+    /// }
+    /// fn area(yielder: &Yielder<i32, &'static str>) -> i32 {
+    ///     ask(yielder, "width?") * ask(yielder, "height?")
+    /// }
+    ///
+    /// // Every `resume` passes an `i32`: the first one's is the closure's
+    /// // argument (unused here), the others are what `suspend` returns.
+    /// let mut co = Coroutine::new(|yielder, _: i32| area(yielder));
+    /// assert_eq!(co.resume(0).as_yield(), Some("width?"));
+    /// assert_eq!(co.resume(6).as_yield(), Some("height?"));
+    /// assert_eq!(co.resume(7).as_return(), Some(42));
+    /// ```
     ///
     /// If the coroutine is dropped or [`force_unwind`](Coroutine::force_unwind)
     /// is called while it waits here, this call unwinds instead of

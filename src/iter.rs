@@ -1,8 +1,9 @@
-//! Coroutines as iterators, and [`generator`]: an iterator written as a closure that yields.
+//! Coroutines as iterators, and `generator` (with the `default-stack`
+//! feature): an iterator written as a closure that yields.
 //!
 //! A coroutine that takes no input and returns `()` is an [`Iterator`] over
 //! the values it yields: each [`next`](Iterator::next) resumes it, a
-//! [`suspend`](Yielder::suspend) hands out the next item, and returning ends
+//! [`suspend`](crate::Yielder::suspend) hands out the next item, and returning ends
 //! the iteration.
 //!
 //! # Compared with `gen` blocks and the `generator` crate
@@ -13,7 +14,7 @@
 //!   `yield` in the block's own body, not from a function it calls. A
 //!   switchback generator is stackful: it runs on a stack of its own (taken
 //!   from a pool, so creating one costs no system call), and any function
-//!   it calls, at any depth, can yield through the [`Yielder`] (as a
+//!   it calls, at any depth, can yield through the [`&Yielder`](crate::Yielder) (as a
 //!   recursive tree walk does below). It works on stable Rust.
 //! - The `generator` crate is stackful too, with its own `Gn::new_scoped`
 //!   API. This module is a small layer over switchback's [`Coroutine`]: a
@@ -143,6 +144,7 @@ coroutine_iterator!(
 /// Panics if a new stack is needed and cannot be mapped. A panic in `f`
 /// comes out of the `next` call that was running it.
 #[cfg(all(feature = "default-stack", any(unix, windows)))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "default-stack", any(unix, windows)))))]
 pub fn generator<Yield, F>(f: F) -> Coroutine<(), Yield, (), PooledStack>
 where
     F: FnOnce(&Yielder<(), Yield>) + 'static,

@@ -137,6 +137,7 @@
 //! With no features the crate is `#![no_std]`.
 #![no_std]
 #![cfg_attr(feature = "asm-unwind", feature(asm_unwind))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
 #[cfg(all(feature = "sanitizer", feature = "asm-unwind"))]
@@ -170,6 +171,10 @@ mod arch;
 mod compile_fail_doctests;
 mod coroutine;
 #[cfg(all(feature = "default-stack", feature = "unwind", any(unix, windows)))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(all(feature = "default-stack", feature = "unwind", any(unix, windows))))
+)]
 pub mod future;
 pub mod iter;
 mod on_stack;
@@ -184,8 +189,10 @@ mod word;
 
 pub use coroutine::{Coroutine, CoroutineResult, Yielder};
 #[cfg(all(feature = "default-stack", any(unix, windows)))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "default-stack", any(unix, windows)))))]
 pub use iter::generator;
 pub use on_stack::on_stack;
 pub use scoped::{ScopedCoroutine, ScopedCoroutineRef};
 #[cfg(feature = "unwind")]
+#[cfg_attr(docsrs, doc(cfg(feature = "unwind")))]
 pub use unwind::ForcedUnwind;

@@ -96,6 +96,7 @@ scoped_coroutine_struct!(DefaultStack);
 scoped_coroutine_struct!();
 
 #[cfg(feature = "default-stack")]
+#[cfg_attr(docsrs, doc(cfg(feature = "default-stack")))]
 impl<'a, Input, Yield, Return> ScopedCoroutine<'a, Input, Yield, Return, DefaultStack> {
     /// Creates a scoped coroutine that runs `f` on a new 1 MiB
     /// [`DefaultStack`].
@@ -148,6 +149,29 @@ impl<'a, Input, Yield, Return, Stack: stack::Stack>
 
     /// Runs `f` with a reference to the coroutine, then drops the coroutine
     /// (unwinding it if it is suspended) and returns what `f` returned.
+    ///
+    /// ```
+    /// use switchback::ScopedCoroutine;
+    ///
+    /// let words = vec!["stackful", "coroutines", "borrow"];
+    /// let mut seen = Vec::new();
+    /// // The closure borrows `words`, which a `Coroutine` could not.
+    /// let total = ScopedCoroutine::new(|yielder, ()| {
+    ///     for word in &words {
+    ///         yielder.suspend(word.len());
+    ///     }
+    /// })
+    /// .scope(|mut co| {
+    ///     let mut total = 0;
+    ///     while let Some(len) = co.resume(()).as_yield() {
+    ///         seen.push(len);
+    ///         total += len;
+    ///     }
+    ///     total
+    /// });
+    /// assert_eq!(seen, [8, 10, 6]);
+    /// assert_eq!(total, 24);
+    /// ```
     #[inline]
     pub fn scope<F, T>(mut self, f: F) -> T
     where

@@ -117,6 +117,42 @@ use crate::stack::{closure_stack_bytes, stack_bytes_needed, MIN_GUARD_SIZE};
 /// handler to find; it must only be used while the coroutine it came from
 /// (from [`Coroutine::trap_handler`](crate::Coroutine::trap_handler)) is
 /// alive and running.
+///
+/// The part of a handler that runs everywhere: take the handler before
+/// resuming, keep it where the signal handler finds it, and check that a
+/// stack pointer is on the coroutine's stack. (The signal handler that then
+/// calls [`setup_trap_handler`](Self::setup_trap_handler) is in the
+/// [module's example](self#example).)
+///
+/// ```
+/// use std::cell::Cell;
+///
+/// use switchback::trap::CoroutineTrapHandler;
+/// use switchback::Coroutine;
+///
+/// thread_local! {
+///     static RUNNING: Cell<Option<CoroutineTrapHandler<i32>>> = const { Cell::new(None) };
+/// }
+///
+/// // What a signal handler asks first: did the fault happen on the stack of
+/// // the coroutine that runs?
+/// fn on_running_stack(sp: usize) -> bool {
+///     RUNNING.with(Cell::get).is_some_and(|handler| handler.stack_ptr_in_bounds(sp))
+/// }
+///
+/// let mut co: Coroutine<(), (), i32> = Coroutine::new(|_, ()| {
+///     let local = 0u8;
+///     assert!(on_running_stack(&local as *const u8 as usize));
+///     7
+/// });
+/// RUNNING.with(|r| r.set(Some(co.trap_handler())));
+/// let result = co.resume(());
+/// RUNNING.with(|r| r.set(None)); // it must not outlive the run
+/// assert_eq!(result.as_return(), Some(7));
+///
+/// let local = 0u8;
+/// assert!(!on_running_stack(&local as *const u8 as usize));
+/// ```
 pub struct CoroutineTrapHandler<Return> {
     base: StackPointer,
     limit: StackPointer,

@@ -106,6 +106,7 @@ pub fn abort_with_message(message: &'static str) -> ! {
 /// drop(co); // unwinds through the catch_unwind above
 /// ```
 #[cfg(feature = "unwind")]
+#[cfg_attr(docsrs, doc(cfg(feature = "unwind")))]
 pub struct ForcedUnwind {
     /// The address of the coroutine's parent link, so that each coroutine
     /// only stops its own forced unwind.

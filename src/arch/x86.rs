@@ -58,8 +58,8 @@
 //! and return address and jumps there. Without `eip`-relative addressing,
 //! both return addresses are made by a call to the next instruction (the
 //! usual i386 idiom for reading `eip`, which common processors keep off the
-//! return-stack predictor) whose pushed address is adjusted in place: 22
-//! instructions per round trip (8 in the parent, 4 landing, 10 suspending),
+//! return-stack predictor) whose pushed address is adjusted in place: 20
+//! instructions per round trip (7 in the parent, 4 landing, 9 suspending),
 //! and no `call` or `ret` that the return-stack predictor would pair across
 //! the switch: see `x86_64.rs` for why both directions jump.
 //!

@@ -1,5 +1,94 @@
 //! Stacks that coroutines run on: the [`Stack`] trait, `DefaultStack` and
 //! `StackPool`.
+//!
+//! Every coroutine runs on a stack of its own, which it owns (or borrows,
+//! for a `ScopedCoroutine`) until it is dropped. The items named here
+//! without a link (`DefaultStack`, `StackPool`, `PooledStack`,
+//! `remaining_stack`, `maybe_grow`, `grow`, `set_overflow_report`) come with
+//! the `default-stack` feature, on Unix and Windows.
+//!
+//! # Choosing a stack
+//!
+//! - **`DefaultStack`, for most programs.** Memory mapped from the OS with
+//!   a guard page below it, registered with Valgrind. `Coroutine::new` and
+//!   `ScopedCoroutine::new` make one of 1 MiB; for another size,
+//!   `DefaultStack::new(size)` gives a stack of the size you ask for,
+//!   rounded up to whole pages (and never below [`MIN_STACK_SIZE`]), which
+//!   [`Coroutine::with_stack`](crate::Coroutine::with_stack) runs a
+//!   coroutine on. [`Coroutine::into_stack`](crate::Coroutine::into_stack)
+//!   gives it back when the coroutine has finished, for the next one, and
+//!   a `ScopedCoroutine` can borrow one (`&mut DefaultStack`).
+//! - **`StackPool`, for many short-lived coroutines.** A coroutine made with
+//!   `Coroutine::with_pool(&pool, f)` runs on a `PooledStack` that goes back
+//!   to the pool when the coroutine is dropped, so the next coroutine takes
+//!   it without a system call; `Coroutine::pooled(f)` uses a process-wide
+//!   pool of 1 MiB stacks. `StackPool::builder()` sets whether idle stacks
+//!   give their memory back (`release_idle_memory`) and whether a reused
+//!   stack is zeroed first (`zero_on_reuse`).
+//! - **Your own [`Stack`], where there is no OS or you manage the memory.**
+//!   The unsafe trait asks for one thing: `[limit(), base())` is usable
+//!   memory and a guard area that faults on access lies just below
+//!   `limit()`. This is how a `no_std` program (firmware, a kernel) gives
+//!   coroutines stacks; [`valgrind::ValgrindStackRegistration`] tells
+//!   Valgrind about such a stack.
+//!
+//! # How big
+//!
+//! A stack holds the deepest chain of calls the coroutine makes, plus its
+//! closure (see [`Coroutine::with_stack`](crate::Coroutine::with_stack) for
+//! how much room the closure needs: a closure that does not fit panics
+//! there, before it runs). A panic takes about 23 KiB of stack to unwind,
+//! so a coroutine that may panic needs that much room beyond its own
+//! frames. Measure rather than guess: `high_water_mark()`
+//! on a `DefaultStack` or `PooledStack` says how many bytes of it were
+//! ever used, so run the real workload on generous stacks and size from the
+//! peak. Memory is committed as it is touched (on Windows as on Linux), so
+//! a large stack that is mostly unused costs address space, not memory.
+//!
+//! # Overflow, and running out
+//!
+//! Running past the end of a stack hits its guard page (at least
+//! [`MIN_GUARD_SIZE`] bytes) and faults instead of overwriting other memory.
+//! On the crate's own stacks the process then prints which thread
+//! overflowed which stack, and aborts, as std does for a thread's stack
+//! (`set_overflow_report(false)` turns the report off). A JIT or
+//! interpreter that wants an overflow to come back as an error instead
+//! catches the fault with a trap handler ([`crate::trap`]).
+//!
+//! Code that may need more stack than it has can ask: `remaining_stack()`
+//! returns the bytes left on the current stack (the crate's stacks, the
+//! thread's own, and on Windows every stack), `maybe_grow(red_zone, size,
+//! f)` runs `f` in place if at least `red_zone` bytes are left and
+//! otherwise on a new stack from a pool, and `grow(size, f)` always runs
+//! `f` on a new stack. [`on_stack`](crate::on_stack()) runs a closure on a stack
+//! you give it, without making a coroutine.
+//!
+//! ```
+//! use switchback::stack::{maybe_grow, DefaultStack, StackPool};
+//! use switchback::{Coroutine, CoroutineResult};
+//!
+//! // One coroutine on a stack of the size asked for.
+//! let stack = DefaultStack::new(256 * 1024).unwrap();
+//! let mut co = Coroutine::with_stack(stack, |yielder, n: u32| yielder.suspend(n * 2) + 1);
+//! assert!(matches!(co.resume(21), CoroutineResult::Yield(42)));
+//! assert!(matches!(co.resume(1), CoroutineResult::Return(2)));
+//! let stack = co.into_stack(); // finished: the stack is free for the next one
+//! assert!(stack.high_water_mark().unwrap() > 0);
+//!
+//! // Many short-lived coroutines: stacks come back to the pool.
+//! let pool = StackPool::new(64 * 1024).unwrap();
+//! for i in 0..100u64 {
+//!     let mut co: Coroutine<(), (), u64, _> = Coroutine::with_pool(&pool, move |_, ()| i * i);
+//!     assert_eq!(co.resume(()).as_return(), Some(i * i));
+//! }
+//! assert_eq!(pool.idle_count(), 1);
+//!
+//! // Deep recursion that continues on a new stack when this one runs low.
+//! fn depth(n: u32) -> u32 {
+//!     maybe_grow(32 * 1024, 1024 * 1024, || if n == 0 { 0 } else { 1 + depth(n - 1) })
+//! }
+//! assert_eq!(depth(100_000), 100_000);
+//! ```
 
 use core::num::NonZeroUsize;
 
@@ -23,14 +112,18 @@ mod registry;
 pub mod valgrind;
 
 #[cfg(all(feature = "default-stack", any(unix, windows)))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "default-stack", any(unix, windows)))))]
 pub use self::default_stack::DefaultStack;
 #[cfg(all(feature = "default-stack", any(unix, windows)))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "default-stack", any(unix, windows)))))]
 pub use self::grow::{grow, maybe_grow, remaining_stack};
 #[cfg(all(feature = "default-stack", unix))]
 pub(crate) use self::overflow::note_trap_handler;
 #[cfg(all(feature = "default-stack", any(unix, windows)))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "default-stack", any(unix, windows)))))]
 pub use self::overflow::set_overflow_report;
 #[cfg(all(feature = "default-stack", any(unix, windows)))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "default-stack", any(unix, windows)))))]
 pub use self::pool::{PooledStack, StackPool, StackPoolBuilder};
 #[cfg(all(feature = "default-stack", any(unix, windows)))]
 use self::valgrind::ValgrindStackRegistration;

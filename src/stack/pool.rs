@@ -891,6 +891,7 @@ unsafe impl Stack for PooledStack {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(all(feature = "default-stack", any(unix, windows)))))]
 impl<Input, Yield, Return> Coroutine<Input, Yield, Return, PooledStack> {
     /// Creates a coroutine that runs `f` on a stack from `pool`. The stack
     /// goes back to the pool when the coroutine is dropped.

@@ -7,8 +7,8 @@ const VG_USERREQ_STACK_REGISTER: usize = 0x1501;
 const VG_USERREQ_STACK_DEREGISTER: usize = 0x1502;
 
 /// Registers a region of memory as a stack with Valgrind for as long as this
-/// value lives. [`DefaultStack`](super::DefaultStack) and pooled stacks do this
-/// themselves; a custom [`Stack`](super::Stack) can keep one of these.
+/// value lives. `DefaultStack` and pooled stacks (the `default-stack` feature)
+/// do this themselves; a custom [`Stack`](super::Stack) can keep one of these.
 ///
 /// Outside Valgrind the request is a few instructions that change nothing.
 ///
