@@ -16,17 +16,21 @@
 
 use std::cell::Cell;
 use std::hint::black_box;
+use std::num::NonZeroUsize;
 use std::ptr;
 use std::sync::Mutex;
 
-use switchback::stack::{DefaultStack, Stack, MIN_GUARD_SIZE};
+use switchback::stack::{DefaultStack, Stack, StackPointer, MIN_GUARD_SIZE};
 use switchback::trap::{CoroutineTrapHandler, TrapHandlerRegs};
 use switchback::{Coroutine, CoroutineResult, ScopedCoroutine, Yielder};
 
 mod common;
 #[path = "../examples/support/interrupted_context.rs"]
 mod interrupted_context;
-use common::{recurse, under_valgrind};
+use common::{
+    frames_of_8_kib, levels_to_overflow, make_inaccessible, page_size, recurse, small_stack_size,
+    under_valgrind,
+};
 
 /// How the handler makes the coroutine return.
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -351,6 +355,151 @@ fn stack_overflow_recovers_twice_on_the_same_stack() {
         assert_eq!(run(&mut co), CoroutineResult::Yield(1));
         assert_eq!(run(&mut co), CoroutineResult::Return(5));
         assert_eq!(recovered(), 2);
+    });
+}
+
+#[test]
+fn an_8_kib_frame_overflows_an_8_kib_stack_and_traps() {
+    // wasmer's backend::sys::tunables::tests::check_small_stack: a stack
+    // of 8 KiB for the guest and a function with an 8 KiB frame, which
+    // must come back as a trap, not run to completion.
+    skip_under_valgrind!();
+    with_trap_handlers(|| {
+        let stack = DefaultStack::new(8 * 1024).unwrap();
+        let (base, limit) = (stack.base().get(), stack.limit().get());
+        let levels = levels_to_overflow(small_stack_size());
+        let mut co: Coroutine<(), (), i32, _> =
+            Coroutine::with_stack(stack, move |_, ()| frames_of_8_kib(levels) as i32);
+        assert_eq!(run(&mut co), CoroutineResult::Return(PROTECTION_FAULT));
+        assert_eq!(recovered(), 1);
+        let fault = FAULT_ADDR.with(Cell::get);
+        assert!(
+            (limit - MIN_GUARD_SIZE..limit).contains(&fault),
+            "fault at {fault:#x}, stack [{limit:#x}, {base:#x})"
+        );
+        assert_eq!(base - limit, small_stack_size());
+        // The same stack runs what fits in it.
+        let mut co: Coroutine<(), (), i32, _> = Coroutine::with_stack(co.into_stack(), |_, ()| {
+            let frame = black_box([2u8; 2048]);
+            i32::from(black_box(&frame)[2047])
+        });
+        assert_eq!(run(&mut co), CoroutineResult::Return(2));
+        assert_eq!(recovered(), 1);
+    });
+}
+
+/// A one-page stack with an inaccessible page below its limit and, below
+/// that, a page filled with a pattern: whatever is written below the guard
+/// shows there.
+struct Canaried {
+    _inner: DefaultStack,
+    base: usize,
+    limit: usize,
+    canary: usize,
+}
+
+const CANARY: u8 = 0xa5;
+
+impl Canaried {
+    fn new() -> Self {
+        let page = page_size();
+        let inner = DefaultStack::new(3 * page).unwrap();
+        let base = inner.base().get();
+        let limit = base - page;
+        let canary = limit - 2 * page;
+        assert!(inner.limit().get() <= canary);
+        // SAFETY: both pages belong to `inner`'s read-write mapping, and
+        // nothing uses them.
+        unsafe {
+            make_inaccessible(limit - page, page);
+            ptr::write_bytes(canary as *mut u8, CANARY, page);
+        }
+        Self {
+            _inner: inner,
+            base,
+            limit,
+            canary,
+        }
+    }
+
+    fn canary_intact(&self) -> bool {
+        // SAFETY: the canary page is read-write and ours, and nothing runs
+        // on this stack now.
+        let canary = unsafe { std::slice::from_raw_parts(self.canary as *const u8, page_size()) };
+        canary.iter().all(|&b| b == CANARY)
+    }
+}
+
+// SAFETY: [limit, base) is the top page of the inner stack's read-write
+// mapping, used only through this object; the page below `limit` is
+// inaccessible.
+unsafe impl Stack for Canaried {
+    fn base(&self) -> StackPointer {
+        NonZeroUsize::new(self.base).unwrap()
+    }
+    fn limit(&self) -> StackPointer {
+        NonZeroUsize::new(self.limit).unwrap()
+    }
+}
+
+/// Runs a coroutine whose closure captures `N` bytes on a one-page
+/// [`Canaried`] stack, if the closure-size rule takes it: it either runs or
+/// traps in the guard page, and never writes below the guard. Returns
+/// whether the rule took it.
+fn closure_of_on_one_page<const N: usize>() -> bool {
+    let stack = Canaried::new();
+    let (base, limit) = (stack.base, stack.limit);
+    let bytes = black_box([1u8; N]);
+    let created = std::panic::catch_unwind(move || {
+        Coroutine::with_stack(stack, move |_: &Yielder<(), ()>, ()| {
+            black_box(&bytes).iter().map(|&b| i32::from(b)).sum::<i32>()
+        })
+    });
+    let Ok(mut co) = created else {
+        return false;
+    };
+    let before = recovered();
+    match run(&mut co) {
+        CoroutineResult::Return(sum) if sum == N as i32 => assert_eq!(recovered(), before),
+        CoroutineResult::Return(PROTECTION_FAULT) => {
+            let fault = FAULT_ADDR.with(Cell::get);
+            assert!(
+                (limit - MIN_GUARD_SIZE..limit).contains(&fault),
+                "closure of {N} bytes: fault at {fault:#x}, stack [{limit:#x}, {base:#x})"
+            );
+        }
+        other => panic!("closure of {N} bytes: {other:?}"),
+    }
+    let stack = co.into_stack();
+    assert!(
+        stack.canary_intact(),
+        "a closure of {N} bytes wrote below the guard page"
+    );
+    true
+}
+
+#[test]
+fn the_closures_a_one_page_stack_takes_never_write_below_its_guard() {
+    // The crate's own frames at the start of a coroutine (the closure is
+    // copied into one of them) either fit or run into the guard page, even
+    // where there are no stack probes: the rule counts the copy.
+    skip_under_valgrind!();
+    with_trap_handlers(|| {
+        let taken = [
+            closure_of_on_one_page::<1024>(),
+            closure_of_on_one_page::<1536>(),
+            closure_of_on_one_page::<1792>(),
+            closure_of_on_one_page::<1920>(),
+            closure_of_on_one_page::<1984>(),
+            closure_of_on_one_page::<2016>(),
+            closure_of_on_one_page::<2032>(),
+            closure_of_on_one_page::<2048>(),
+        ];
+        assert!(taken[0] && taken[1], "{taken:?}");
+        if page_size() == 4096 {
+            // Half a page is too big for a one-page stack.
+            assert!(!taken[7], "{taken:?}");
+        }
     });
 }
 
