@@ -73,6 +73,9 @@ fn small_sizes_are_rounded_up_to_the_minimum() {
             MIN_STACK_SIZE.next_multiple_of(page_size()),
             "size {size}"
         );
+        if under_sanitizer() {
+            continue; // AddressSanitizer's frames need more than a page
+        }
         let mut co: Coroutine<u32, (), u32, _> = Coroutine::with_stack(stack, |_, x| x + 1);
         assert_eq!(co.resume(size as u32).as_return(), Some(size as u32 + 1));
     }
