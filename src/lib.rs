@@ -80,8 +80,12 @@
 //! - The [`trap`] module turns a fault inside a coroutine (such as a stack
 //!   overflow into its guard page) into a return value, from a signal
 //!   handler (a vectored exception handler on Windows).
-//! - A stack needs 28 KiB for frames plus twice the size of the closure
-//!   (see [`Coroutine::with_stack`]); [`stack::MIN_STACK_SIZE`] is 32 KiB.
+//! - Stacks have the size asked for, rounded up to whole pages, down to a
+//!   floor of [`stack::MIN_STACK_SIZE`] (4 KiB) as in corosensei; the crate
+//!   itself takes a few hundred bytes of it plus twice the size of the
+//!   closure (see [`Coroutine::with_stack`]). A coroutine that may panic
+//!   wants at least [`stack::RECOMMENDED_MIN_STACK_SIZE`] (32 KiB); the
+//!   default stack is 1 MiB.
 //! - With `default-stack`, a coroutine that overflows a stack the crate made
 //!   does not die of a bare segmentation fault: the process prints which
 //!   thread overflowed which stack and aborts, as std does for threads

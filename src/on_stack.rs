@@ -22,8 +22,9 @@ use crate::unwind::{self, CaughtPanic};
 /// # Panics
 ///
 /// A panic in `f` continues from this call. Panics if the stack is
-/// misaligned, or smaller than [`MIN_STACK_SIZE`](crate::stack::MIN_STACK_SIZE)
-/// plus twice the size of `f`, by the rule of
+/// misaligned, smaller than [`MIN_STACK_SIZE`](crate::stack::MIN_STACK_SIZE),
+/// or too small for twice the size of `f` and the crate's few hundred
+/// bytes, by the rule of
 /// [`Coroutine::with_stack`](crate::Coroutine::with_stack).
 pub fn on_stack<F, R>(stack: impl Stack, f: F) -> R
 where

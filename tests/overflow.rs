@@ -24,11 +24,23 @@ use switchback::stack::{set_overflow_report, DefaultStack, Stack, StackPool};
 use switchback::Coroutine;
 
 mod common;
-use common::{recurse, run_child, under_sanitizer, under_valgrind};
+use common::{
+    frames_of_8_kib, levels_to_overflow, recurse, run_child, small_stack_size, under_sanitizer,
+    under_valgrind,
+};
 
 /// Runs a coroutine that overflows `stack`, after writing what the report
 /// should say.
 fn overflow_coroutine<S: Stack + 'static>(stack: S) -> ! {
+    overflow_coroutine_with(stack, || recurse(0))
+}
+
+/// Runs a coroutine that overflows `stack` by calling `overflow`, after
+/// writing what the report should say.
+fn overflow_coroutine_with<S: Stack + 'static>(
+    stack: S,
+    overflow: impl FnOnce() -> u64 + 'static,
+) -> ! {
     let thread = std::thread::current();
     let name = thread.name().unwrap_or("<unnamed>");
     let (limit, base) = (stack.limit().get(), stack.base().get());
@@ -36,7 +48,7 @@ fn overflow_coroutine<S: Stack + 'static>(stack: S) -> ! {
         "expect: {name} {limit:#x} {base:#x} {}",
         (base - limit) / 1024
     );
-    let mut co: Coroutine<(), (), u64, S> = Coroutine::with_stack(stack, |_, ()| recurse(0));
+    let mut co: Coroutine<(), (), u64, S> = Coroutine::with_stack(stack, |_, ()| overflow());
     co.resume(());
     eprintln!("the overflow did not fault");
     std::process::exit(3);
@@ -133,6 +145,30 @@ fn coroutine_stack_overflow_is_reported() {
         "coroutine_stack_overflow_is_reported",
         "SWITCHBACK_OVERFLOW_DEFAULT_STACK",
         || overflow_coroutine(DefaultStack::new(64 * 1024).unwrap()),
+    ));
+}
+
+#[test]
+fn an_8_kib_frame_on_an_8_kib_stack_is_reported() {
+    // wasmer's check_small_stack without a trap handler: the overflow of a
+    // small stack lands in its guard page like any other.
+    assert_reported(in_child(
+        "an_8_kib_frame_on_an_8_kib_stack_is_reported",
+        "SWITCHBACK_OVERFLOW_SMALL_STACK",
+        || {
+            let stack = DefaultStack::new(8 * 1024).unwrap();
+            let levels = levels_to_overflow(small_stack_size());
+            overflow_coroutine_with(stack, move || u64::from(frames_of_8_kib(levels)))
+        },
+    ));
+}
+
+#[test]
+fn a_one_page_stack_overflow_is_reported() {
+    assert_reported(in_child(
+        "a_one_page_stack_overflow_is_reported",
+        "SWITCHBACK_OVERFLOW_ONE_PAGE",
+        || overflow_coroutine(DefaultStack::new(1).unwrap()),
     ));
 }
 

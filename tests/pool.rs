@@ -139,8 +139,25 @@ fn stack_size_is_rounded_to_pages() {
 }
 
 #[test]
+fn a_pool_gives_the_size_asked_for() {
+    let page = page_size();
+    for size in [8 * 1024, 12 * 1024 + 5, 16 * 1024, 40 * 1024] {
+        let pool = StackPool::new(size).unwrap();
+        assert_eq!(pool.stack_size(), size.next_multiple_of(page), "{size}");
+        let stack = pool.get().unwrap();
+        assert_eq!(stack.base().get() - stack.limit().get(), pool.stack_size());
+        // And the same after a coroutine used it and gave it back.
+        let mut co: Coroutine<(), (), u8, _> = Coroutine::with_stack(stack, |_, ()| 1);
+        co.resume(());
+        drop(co);
+        let stack = pool.get().unwrap();
+        assert_eq!(stack.base().get() - stack.limit().get(), pool.stack_size());
+    }
+}
+
+#[test]
 fn small_sizes_round_up_and_huge_ones_are_rejected() {
-    for size in [0, 1, 4095, MIN_STACK_SIZE - 1] {
+    for size in [0, 1, 4095, MIN_STACK_SIZE - 1, MIN_STACK_SIZE] {
         let pool = StackPool::new(size).unwrap();
         assert_eq!(
             pool.stack_size(),

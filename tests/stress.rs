@@ -12,7 +12,7 @@ use std::rc::Rc;
 
 #[cfg(feature = "unwind")]
 use proptest::prelude::*;
-use switchback::stack::DefaultStack;
+use switchback::stack::{DefaultStack, RECOMMENDED_MIN_STACK_SIZE};
 use switchback::{Coroutine, CoroutineResult, ScopedCoroutine, Yielder};
 
 mod common;
@@ -62,7 +62,9 @@ fn a_million_create_resume_drop_cycles() {
     // path many times.
     let cycles = if under_qemu() { 50_000 } else { CYCLES };
     let start = std::time::Instant::now();
-    let mut stack = DefaultStack::new(16 * 1024).unwrap();
+    // Half the coroutines are dropped while suspended, which unwinds them:
+    // the size recommended for that.
+    let mut stack = DefaultStack::new(RECOMMENDED_MIN_STACK_SIZE).unwrap();
     let mut total = 0u64;
     for i in 0..cycles {
         let mut local = 0u64;
@@ -118,7 +120,9 @@ type Live = Coroutine<(), usize, (), DefaultStack>;
 fn spawn_live(id: usize, created: &Rc<Cell<usize>>, dropped: &Rc<Cell<usize>>) -> Live {
     let guard = Guard::new(created, dropped);
     Coroutine::with_stack(
-        DefaultStack::new(16 * 1024).unwrap(),
+        // Dropped while suspended, which unwinds it: the size recommended
+        // for that.
+        DefaultStack::new(RECOMMENDED_MIN_STACK_SIZE).unwrap(),
         move |y: &Yielder<(), usize>, ()| {
             let _guard = guard;
             // Also hold a guard on the coroutine stack itself.

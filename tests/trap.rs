@@ -26,7 +26,7 @@ use switchback::{Coroutine, CoroutineResult, ScopedCoroutine, Yielder};
 mod common;
 #[path = "../examples/support/interrupted_context.rs"]
 mod interrupted_context;
-use common::{recurse, under_valgrind};
+use common::{frames_of_8_kib, levels_to_overflow, recurse, small_stack_size, under_valgrind};
 
 /// How the handler makes the coroutine return.
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -356,6 +356,178 @@ fn stack_overflow_recovers_twice_on_the_same_stack() {
         assert_eq!(run(&mut co), CoroutineResult::Return(5));
         assert_eq!(recovered(), 2);
     });
+}
+
+#[test]
+fn an_8_kib_frame_overflows_an_8_kib_stack_and_traps() {
+    // wasmer's backend::sys::tunables::tests::check_small_stack: a stack
+    // of 8 KiB for the guest and a function with an 8 KiB frame, which
+    // must come back as a trap, not run to completion.
+    skip_under_valgrind!();
+    with_trap_handlers(|| {
+        let stack = DefaultStack::new(8 * 1024).unwrap();
+        let (base, limit) = (stack.base().get(), stack.limit().get());
+        let levels = levels_to_overflow(small_stack_size());
+        let mut co: Coroutine<(), (), i32, _> =
+            Coroutine::with_stack(stack, move |_, ()| frames_of_8_kib(levels) as i32);
+        assert_eq!(run(&mut co), CoroutineResult::Return(PROTECTION_FAULT));
+        assert_eq!(recovered(), 1);
+        let fault = FAULT_ADDR.with(Cell::get);
+        assert!(
+            (limit - MIN_GUARD_SIZE..limit).contains(&fault),
+            "fault at {fault:#x}, stack [{limit:#x}, {base:#x})"
+        );
+        assert_eq!(base - limit, small_stack_size());
+        // The same stack runs what fits in it.
+        let mut co: Coroutine<(), (), i32, _> = Coroutine::with_stack(co.into_stack(), |_, ()| {
+            let frame = black_box([2u8; 2048]);
+            i32::from(black_box(&frame)[2047])
+        });
+        assert_eq!(run(&mut co), CoroutineResult::Return(2));
+        assert_eq!(recovered(), 1);
+    });
+}
+
+/// Unix only: on Windows an exception is dispatched on the faulting stack,
+/// so a custom stack whose guard is a bare inaccessible page cannot have
+/// its overflow handled (`DefaultStack` keeps room for the handlers below
+/// its guard page; the rule checked here is the same code everywhere).
+#[cfg(unix)]
+mod below_the_guard {
+    use super::*;
+    use common::{make_inaccessible, page_size};
+    use std::num::NonZeroUsize;
+    use switchback::stack::StackPointer;
+
+    /// A stack of a few pages with an inaccessible page below its limit and,
+    /// below that, as many pages again filled with a pattern: whatever is
+    /// written below the guard shows there.
+    struct Canaried {
+        _inner: DefaultStack,
+        base: usize,
+        limit: usize,
+        canary: usize,
+        canary_len: usize,
+    }
+
+    const CANARY: u8 = 0xa5;
+
+    impl Canaried {
+        fn new(pages: usize) -> Self {
+            let page = page_size();
+            let usable = pages * page;
+            let inner = DefaultStack::new(2 * usable + page).unwrap();
+            let base = inner.base().get();
+            let limit = base - usable;
+            let canary = limit - page - usable;
+            assert!(inner.limit().get() <= canary);
+            // SAFETY: the guard page and the canary pages belong to `inner`'s
+            // read-write mapping, and nothing uses them.
+            unsafe {
+                make_inaccessible(limit - page, page);
+                ptr::write_bytes(canary as *mut u8, CANARY, usable);
+            }
+            Self {
+                _inner: inner,
+                base,
+                limit,
+                canary,
+                canary_len: usable,
+            }
+        }
+
+        fn canary_intact(&self) -> bool {
+            // SAFETY: the canary pages are read-write and ours, and nothing runs
+            // on this stack now.
+            let canary =
+                unsafe { std::slice::from_raw_parts(self.canary as *const u8, self.canary_len) };
+            canary.iter().all(|&b| b == CANARY)
+        }
+    }
+
+    // SAFETY: [limit, base) is the top of the inner stack's read-write mapping,
+    // used only through this object; the page below `limit` is inaccessible.
+    unsafe impl Stack for Canaried {
+        fn base(&self) -> StackPointer {
+            NonZeroUsize::new(self.base).unwrap()
+        }
+        fn limit(&self) -> StackPointer {
+            NonZeroUsize::new(self.limit).unwrap()
+        }
+    }
+
+    /// Runs a coroutine whose closure captures `N` bytes on a [`Canaried`]
+    /// stack of `pages` pages, if the closure-size rule takes it: it either
+    /// runs or traps in the guard page, and never writes below the guard.
+    /// Returns whether the rule took it.
+    fn closure_of_on_canaried<const N: usize>(pages: usize) -> bool {
+        let stack = Canaried::new(pages);
+        let (base, limit) = (stack.base, stack.limit);
+        let bytes = black_box([1u8; N]);
+        let created = std::panic::catch_unwind(move || {
+            Coroutine::with_stack(stack, move |_: &Yielder<(), ()>, ()| {
+                black_box(&bytes).iter().map(|&b| i32::from(b)).sum::<i32>()
+            })
+        });
+        let Ok(mut co) = created else {
+            return false;
+        };
+        let before = recovered();
+        match run(&mut co) {
+            CoroutineResult::Return(sum) if sum == N as i32 => assert_eq!(recovered(), before),
+            CoroutineResult::Return(PROTECTION_FAULT) => {
+                let fault = FAULT_ADDR.with(Cell::get);
+                assert!(
+                    (limit - MIN_GUARD_SIZE..limit).contains(&fault),
+                    "closure of {N} bytes: fault at {fault:#x}, stack [{limit:#x}, {base:#x})"
+                );
+            }
+            other => panic!("closure of {N} bytes: {other:?}"),
+        }
+        let stack = co.into_stack();
+        assert!(
+            stack.canary_intact(),
+            "a closure of {N} bytes wrote below the guard page"
+        );
+        true
+    }
+
+    #[test]
+    fn the_closures_a_small_stack_takes_never_write_below_its_guard() {
+        // The crate's own frames at the start of a coroutine (the closure is
+        // copied into one of them) either fit or run into the guard page, even
+        // where there are no stack probes (32-bit ARM, RISC-V, LoongArch): the
+        // rule counts the copy. Were it not counted, a closure of 12 KiB on a
+        // 16 KiB stack would put its copy 8 KiB below the limit, past the guard.
+        skip_under_valgrind!();
+        with_trap_handlers(|| {
+            let one_page = [
+                closure_of_on_canaried::<1024>(1),
+                closure_of_on_canaried::<1536>(1),
+                closure_of_on_canaried::<1920>(1),
+                closure_of_on_canaried::<2016>(1),
+                closure_of_on_canaried::<2048>(1),
+                closure_of_on_canaried::<3072>(1),
+            ];
+            let four_pages = [
+                closure_of_on_canaried::<6144>(4),
+                closure_of_on_canaried::<7936>(4),
+                closure_of_on_canaried::<8064>(4),
+                closure_of_on_canaried::<8192>(4),
+                closure_of_on_canaried::<12288>(4),
+            ];
+            assert!(one_page[0] && one_page[1], "{one_page:?}");
+            assert!(four_pages[0], "{four_pages:?}");
+            if page_size() == 4096 {
+                // The crate keeps up to 512 bytes (depending on the target and
+                // the features) beside twice the closure, so half the stack is
+                // too big and half of what is left after 512 bytes fits.
+                assert!(!one_page[4] && !one_page[5], "{one_page:?}");
+                assert!(four_pages[1], "{four_pages:?}");
+                assert!(!four_pages[3] && !four_pages[4], "{four_pages:?}");
+            }
+        });
+    }
 }
 
 #[test]

@@ -59,14 +59,20 @@ pub struct DefaultStack {
 const DEFAULT_STACK_SIZE: usize = 1024 * 1024;
 
 impl DefaultStack {
-    /// Allocates a stack with at least `size` usable bytes, plus a guard
-    /// page below them. Sizes below [`MIN_STACK_SIZE`](super::MIN_STACK_SIZE)
-    /// (0 included) are rounded up to it, as corosensei does, and every size
-    /// to whole pages.
+    /// Allocates a stack of `size` usable bytes rounded up to whole pages,
+    /// plus a guard page below them. Sizes below
+    /// [`MIN_STACK_SIZE`](super::MIN_STACK_SIZE) (4 KiB; 0 included) are
+    /// rounded up to it, as corosensei does. Nothing else is added: an
+    /// 8 KiB stack overflows where an 8 KiB stack should, into its guard
+    /// page. For a coroutine that may panic, ask for at least
+    /// [`RECOMMENDED_MIN_STACK_SIZE`](super::RECOMMENDED_MIN_STACK_SIZE).
     ///
     /// ```
     /// use switchback::stack::{DefaultStack, Stack, MIN_STACK_SIZE};
     ///
+    /// let stack = DefaultStack::new(8 * 1024).unwrap();
+    /// let usable = stack.base().get() - stack.limit().get();
+    /// assert!(usable >= 8 * 1024 && usable % MIN_STACK_SIZE == 0);
     /// let stack = DefaultStack::new(0).unwrap();
     /// assert!(stack.base().get() - stack.limit().get() >= MIN_STACK_SIZE);
     /// assert!(DefaultStack::new(usize::MAX).is_err());
@@ -99,11 +105,11 @@ impl Default for DefaultStack {
 }
 
 // SAFETY: the mapping is owned by this object and unmapped when it drops;
-// the page just below `limit` is PROT_NONE or PAGE_GUARD (a page is at least
-// MIN_GUARD_SIZE); on Windows the usable part is committed as it is reached,
-// like a thread's stack, as its TEB fields describe (see
+// its lowest page, just below `limit`, is PROT_NONE or PAGE_GUARD (a page is
+// at least MIN_GUARD_SIZE); on Windows the usable part is committed as it is
+// reached, like a thread's stack, as its TEB fields describe (see
 // `mapping_windows.rs`); base and limit are page-aligned and fixed; at least
-// MIN_STACK_SIZE bytes lie between them.
+// MIN_STACK_SIZE bytes lie between them (rounded_stack_size's floor).
 unsafe impl Stack for DefaultStack {
     #[inline]
     fn base(&self) -> StackPointer {

@@ -140,7 +140,7 @@ impl PooledStack {
     ///
     /// ```
     /// use std::hint::black_box;
-    /// use switchback::stack::{StackPool, MIN_STACK_SIZE};
+    /// use switchback::stack::{StackPool, RECOMMENDED_MIN_STACK_SIZE};
     /// use switchback::Coroutine;
     ///
     /// fn handle(request: usize) -> u8 {
@@ -161,8 +161,9 @@ impl PooledStack {
     /// }
     /// assert!(peak >= 40 * 1024 && peak < 1024 * 1024);
     ///
-    /// // ...then size the pool for the real thing at twice the peak.
-    /// let pool = StackPool::new((2 * peak).max(MIN_STACK_SIZE)).unwrap();
+    /// // ...then size the pool for the real thing at twice the peak, and
+    /// // at least the recommended minimum, which leaves room for a panic.
+    /// let pool = StackPool::new((2 * peak).max(RECOMMENDED_MIN_STACK_SIZE)).unwrap();
     /// let mut co: Coroutine<(), (), u8, _> = Coroutine::with_pool(&pool, |_, ()| handle(5));
     /// assert_eq!(co.resume(()).as_return(), Some(5));
     /// ```

@@ -34,16 +34,28 @@
 //!
 //! # How big
 //!
-//! A stack holds the deepest chain of calls the coroutine makes, plus its
-//! closure (see [`Coroutine::with_stack`](crate::Coroutine::with_stack) for
-//! how much room the closure needs: a closure that does not fit panics
-//! there, before it runs). A panic takes about 23 KiB of stack to unwind,
-//! so a coroutine that may panic needs that much room beyond its own
-//! frames. Measure rather than guess: `high_water_mark()`
-//! on a `DefaultStack` or `PooledStack` says how many bytes of it were
-//! ever used, so run the real workload on generous stacks and size from the
-//! peak. Memory is committed as it is touched (on Windows as on Linux), so
-//! a large stack that is mostly unused costs address space, not memory.
+//! A stack has the size it is asked for, rounded up to whole pages, with
+//! a guard page below it: `DefaultStack::new(8 * 1024)` has 8 KiB of usable
+//! stack on 4 KiB pages, and code that needs more runs into the guard page
+//! (a trap, or the overflow report). The only floor is
+//! [`MIN_STACK_SIZE`], one 4 KiB page, as in corosensei. How much to ask
+//! for:
+//!
+//! - `Coroutine::new` and `DefaultStack::default()` give 1 MiB: right
+//!   unless there are many coroutines.
+//! - [`RECOMMENDED_MIN_STACK_SIZE`] (32 KiB) is the least for a coroutine
+//!   that may panic or be dropped while suspended (a panic needs about
+//!   23 KiB on x86-64 Linux).
+//! - Below that, a stack bounds how deep the code on it can go, on purpose
+//!   (a runtime running guest code), and must hold the closure twice (see
+//!   [`Coroutine::with_stack`](crate::Coroutine::with_stack): a closure that
+//!   does not fit panics there, before it runs).
+//!
+//! Measure rather than guess: `high_water_mark()` on a `DefaultStack` or
+//! `PooledStack` says how many bytes of it were ever used, so run the real
+//! workload on generous stacks and size from the peak. Memory is committed
+//! as it is touched (on Windows as on Linux), so a large stack that is
+//! mostly unused costs address space, not memory.
 //!
 //! # Overflow, and running out
 //!
@@ -135,23 +147,57 @@ pub type StackPointer = NonZeroUsize;
 /// [`limit`](Stack::limit).
 pub const STACK_ALIGNMENT: usize = crate::arch::STACK_ALIGNMENT;
 
-/// The least number of usable bytes a [`Stack`] must provide (guard page not
-/// included): 32 KiB.
+/// The least number of usable bytes a [`Stack`] can have (guard page not
+/// included): 4 KiB, corosensei's minimum. A hard floor, not a
+/// recommendation.
 ///
-/// This is room for the frames that start a coroutine, for a panic, and
-/// for a closure of up to 2 KiB: unwinding a panic takes about 23 KiB of
-/// stack on x86-64 Linux (the unwinder's context records and the panic
-/// hook), so a coroutine that panics on a minimum stack does not fault.
-/// Bigger closures need bigger stacks (see
-/// [`Coroutine::with_stack`](crate::Coroutine::with_stack)).
-/// `DefaultStack::new` and `StackPool` round smaller sizes up to this.
-/// (corosensei's minimum is 4 KiB, too small for a panic.)
-pub const MIN_STACK_SIZE: usize = 32 * 1024;
+/// `DefaultStack::new` and `StackPool` give a caller the size it asks for,
+/// rounded up to whole pages, and round sizes below this floor (0 included)
+/// up to it; so on 4 KiB pages `DefaultStack::new(8 * 1024)` has exactly
+/// 8 KiB of usable stack, and `DefaultStack::new(1)` one page. A custom
+/// [`Stack`] smaller than this is rejected with a panic.
+///
+/// On a stack this small the crate itself needs only a few hundred bytes
+/// at the top (see [`Coroutine::with_stack`](crate::Coroutine::with_stack)
+/// for the closure-size rule); everything else is the coroutine's. Running
+/// out of it faults in the guard page: a trap that a
+/// [`CoroutineTrapHandler`](crate::trap::CoroutineTrapHandler) can turn into
+/// a return, or the overflow report. Runtimes use small stacks on purpose
+/// to bound the recursion of the code they run. For anything else, see
+/// [`RECOMMENDED_MIN_STACK_SIZE`]: a panic, or dropping a suspended
+/// coroutine (which unwinds it), needs far more than a page.
+pub const MIN_STACK_SIZE: usize = 4096;
 
-/// The stack that a coroutine or an `on_stack` call keeps free for frames
-/// beside its closure: the frames that start it and a panic (see
-/// [`MIN_STACK_SIZE`]).
-pub(crate) const FRAME_RESERVE: usize = 28 * 1024;
+/// The smallest stack this crate recommends for a coroutine that may panic
+/// or be dropped while suspended: 32 KiB.
+///
+/// That is room for the frames that start a coroutine, a closure of 2 KiB
+/// and a panic: a panic takes about 23 KiB of stack on x86-64 Linux (the
+/// panic hook and the unwinder's context records), and dropping a
+/// suspended coroutine, which unwinds its stack without the hook, about
+/// 8 KiB. On a smaller stack these run into the guard page (a trap, or the
+/// overflow report and an abort; never a silent overwrite).
+///
+/// Nothing enforces it: stacks down to [`MIN_STACK_SIZE`] work for code
+/// that fits in them. The stack of `Coroutine::new` and
+/// `DefaultStack::default()` is far larger (1 MiB). To size a pool, measure
+/// (the stacks' `high_water_mark`) and keep at least this much.
+pub const RECOMMENDED_MIN_STACK_SIZE: usize = 32 * 1024;
+
+/// The bytes that the crate itself writes at the top of a new stack before
+/// the closure runs, besides the closure and its copy (see
+/// [`stack_bytes_needed`]): the architecture's reserved words (the parent
+/// link), the coroutine's extents (the sanitizer's and, on Windows, the
+/// TEB fields), the initial frame (or `on_stack`'s root frame), and up to
+/// one alignment unit of padding for each of the closure's two places.
+pub(crate) const ENTRY_RESERVE: usize = crate::arch::RESERVED_TOP
+    + crate::sanitizer::EXTENTS_RESERVE
+    + crate::arch::INIT_FRAME_SIZE
+    + 2 * STACK_ALIGNMENT;
+
+// The crate's own bookkeeping leaves most of a one-page stack to the
+// coroutine on every target.
+const _: () = assert!(ENTRY_RESERVE <= MIN_STACK_SIZE / 8);
 
 /// Bytes below [`Stack::limit`] that must fault on access: at least one
 /// 4 KiB page of guard. A fault whose stack pointer lies this far below the
@@ -167,7 +213,7 @@ pub const MIN_GUARD_SIZE: usize = 4096;
 /// # Safety
 ///
 /// `[limit(), base())` is the usable stack, at least [`MIN_STACK_SIZE`]
-/// bytes, and the [`MIN_GUARD_SIZE`] bytes just below `limit()` are a guard
+/// bytes (see [`RECOMMENDED_MIN_STACK_SIZE`] for how much to give), and the [`MIN_GUARD_SIZE`] bytes just below `limit()` are a guard
 /// that faults on any access. In full, for as long as the object lives:
 ///
 /// - `base()` and `limit()` return the same values on every call, both
@@ -313,9 +359,9 @@ unsafe impl<S: Stack + ?Sized> Stack for &mut S {
     }
 }
 
-/// A requested stack size: at least [`MIN_STACK_SIZE`] (smaller sizes, 0
-/// included, are rounded up to it, as corosensei does), rounded up to whole
-/// pages.
+/// A requested stack size rounded up to whole pages, and to at least
+/// [`MIN_STACK_SIZE`] (smaller sizes, 0 included, are rounded up to it, as
+/// corosensei does): callers get the size they ask for.
 ///
 /// # Errors
 ///
@@ -347,9 +393,9 @@ pub(crate) fn rounded_stack_size(size: usize) -> std::io::Result<usize> {
 /// [`Stack`] contract, panicking with a message that says what is wrong.
 ///
 /// `closure_bytes` is what a closure takes on the stack (see
-/// [`closure_stack_bytes`]); [`FRAME_RESERVE`] more must remain for
-/// frames, and the stack must have at least [`MIN_STACK_SIZE`] bytes. One
-/// combined test on the fast path; the messages are built cold.
+/// [`closure_stack_bytes`]); [`ENTRY_RESERVE`] more must fit beside it, and
+/// the stack must have at least [`MIN_STACK_SIZE`] bytes. One combined test
+/// on the fast path; the messages are built cold.
 #[inline]
 pub(crate) fn stack_bounds(
     stack: &impl Stack,
@@ -367,11 +413,17 @@ pub(crate) fn stack_bounds(
     (base, limit)
 }
 
-/// The usable stack bytes needed to run a closure that takes `closure_bytes`
-/// (from [`closure_stack_bytes`]).
+/// The usable stack bytes needed to start a closure that takes
+/// `closure_bytes` (from [`closure_stack_bytes`]): what the crate writes on
+/// the new stack before the closure's body runs, and no more. The frames
+/// the closure then runs in are its own business: if they do not fit, they
+/// run into the guard page. They cannot skip it, even on targets without
+/// stack probes: the one frame of the crate's that can be big (the one
+/// holding the closure's copy) is counted here, and the others are far
+/// smaller than a guard page.
 #[inline(always)]
 pub(crate) const fn stack_bytes_needed(closure_bytes: usize) -> usize {
-    let needed = FRAME_RESERVE + closure_bytes;
+    let needed = ENTRY_RESERVE + closure_bytes;
     if needed < MIN_STACK_SIZE {
         MIN_STACK_SIZE
     } else {
@@ -411,8 +463,8 @@ fn bad_stack(base: usize, limit: usize, closure_size: usize, closure_bytes: usiz
     }
     panic!(
         "switchback: a closure of {closure_size} bytes needs a stack of at least {} bytes \
-         (28 KiB for frames plus twice the closure's size, more if it is over-aligned), but this stack has {}; \
-         box the closure or use a larger stack",
+         ({ENTRY_RESERVE} bytes for the coroutine's start plus twice the closure's size, more \
+         if it is over-aligned), but this stack has {}; box the closure or use a larger stack",
         stack_bytes_needed(closure_bytes),
         base - limit
     );

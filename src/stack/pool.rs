@@ -258,14 +258,16 @@ std::thread_local! {
 }
 
 impl StackPool {
-    /// A pool of stacks with at least `stack_size` usable bytes each
-    /// (rounded up to whole pages) and the default bounds: up to 64 idle
-    /// stacks shared, plus up to 8 per thread.
+    /// A pool of stacks of `stack_size` usable bytes each (rounded up to
+    /// whole pages, as for [`DefaultStack::new`](super::DefaultStack::new))
+    /// and the default bounds: up to 64 idle stacks shared, plus up to 8
+    /// per thread.
     ///
     /// # Errors
     ///
     /// `InvalidInput` if `stack_size` is too large to map. Sizes below
-    /// [`MIN_STACK_SIZE`](super::MIN_STACK_SIZE) are rounded up to it.
+    /// [`MIN_STACK_SIZE`](super::MIN_STACK_SIZE) (4 KiB) are rounded up to
+    /// it; nothing else is added.
     ///
     /// ```
     /// let pool = switchback::stack::StackPool::new(64 * 1024).unwrap();
@@ -386,9 +388,10 @@ impl StackPoolBuilder {
         }
     }
 
-    /// The least number of usable bytes per stack, rounded up to
-    /// [`MIN_STACK_SIZE`](super::MIN_STACK_SIZE) and to whole pages; a guard
-    /// page comes on top. Default 1 MiB.
+    /// The usable bytes per stack, rounded up to whole pages and to at
+    /// least [`MIN_STACK_SIZE`](super::MIN_STACK_SIZE) (4 KiB), as for
+    /// [`DefaultStack::new`](super::DefaultStack::new); a guard page comes
+    /// on top. Default 1 MiB.
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = bytes;
         self
@@ -456,7 +459,8 @@ impl StackPoolBuilder {
     /// # Errors
     ///
     /// `InvalidInput` if the stack size is too large to map. Sizes below
-    /// [`MIN_STACK_SIZE`](super::MIN_STACK_SIZE) are rounded up to it.
+    /// [`MIN_STACK_SIZE`](super::MIN_STACK_SIZE) (4 KiB) are rounded up to
+    /// it.
     pub fn build(&self) -> io::Result<StackPool> {
         let stack_size = rounded_stack_size(self.stack_size)?;
         let page = page_size();

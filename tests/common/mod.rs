@@ -99,6 +99,33 @@ pub fn recurse(depth: u64) -> u64 {
     recurse(depth + 1) + std::hint::black_box(frame)[63]
 }
 
+/// The frame of wasmer's `check_small_stack` test: `levels` nested calls,
+/// each with an 8 KiB local that it fills and reads back through
+/// `black_box`, so that the compiler keeps every byte of it.
+#[inline(never)]
+pub fn frames_of_8_kib(levels: usize) -> u8 {
+    let mut frame = [0u8; 8192];
+    std::hint::black_box(&mut frame);
+    let below = if levels > 1 {
+        frames_of_8_kib(levels - 1)
+    } else {
+        0
+    };
+    std::hint::black_box(&frame)[levels % 8192].wrapping_add(below)
+}
+
+/// A stack of 8 KiB as `DefaultStack::new(8 * 1024)` gives it: 8 KiB, or
+/// one page where pages are larger.
+pub fn small_stack_size() -> usize {
+    (8 * 1024usize).next_multiple_of(page_size())
+}
+
+/// How many [`frames_of_8_kib`] levels overflow a stack of `usable` bytes:
+/// one for an 8 KiB stack (wasmer's case), more where pages are larger.
+pub fn levels_to_overflow(usable: usize) -> usize {
+    usable.div_ceil(8192)
+}
+
 /// A shared count of drops.
 pub fn counter() -> Rc<Cell<u32>> {
     Rc::new(Cell::new(0))
