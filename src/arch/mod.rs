@@ -143,6 +143,52 @@ macro_rules! control_word_entries {
     };
 }
 
+/// `switch_and_link` and `switch_and_unwind` for the files whose state is
+/// the suspended coroutine's stack pointer, passed in a register, and whose
+/// pending `switch_yield` reads the stack-base register as its control word
+/// (x86-64 System V, x86): both expand the file's `enter_asm!(arg, state,
+/// base, extra instructions...)`, the second with `$clear`, the
+/// instruction that zeroes the base register after the link is stored,
+/// which the pending `switch_yield` reads as the unwind request.
+#[allow(unused_macros)] // used only by x86_64.rs and x86.rs
+macro_rules! state_register_entries {
+    ($clear:literal) => {
+        /// Resumes the coroutine at `base` whose state is `sp`, passing
+        /// `arg`. Returns the word it hands back and its new state.
+        ///
+        /// # Safety
+        /// The coroutine at `base` must be suspended (or fresh) with state
+        /// `sp`, and expect `arg`.
+        #[inline(always)]
+        pub unsafe fn switch_and_link(
+            arg: Word,
+            sp: StackPointer,
+            base: StackPointer,
+        ) -> (Word, usize) {
+            // SAFETY: the caller guarantees a resumable coroutine at `sp`;
+            // it comes back by popping the return label `enter_asm!`
+            // pushed and jumping to it, with the frame and stack pointers
+            // restored. The base (nonzero) reaches its pending switch_yield
+            // as "resume".
+            unsafe { enter_asm!(arg, sp.get(), base.get(),) }
+        }
+
+        /// Resumes the coroutine at `base` so that its `switch_yield`
+        /// returns `None`: the request to unwind its stack.
+        ///
+        /// # Safety
+        /// As `switch_and_link`, and the coroutine must have started.
+        #[cfg_attr(not(feature = "unwind"), allow(dead_code))]
+        #[inline(never)]
+        pub unsafe fn switch_and_unwind(sp: StackPointer, base: StackPointer) -> (Word, usize) {
+            // SAFETY: as switch_and_link; the base register is cleared after
+            // the link is stored, and the pending switch_yield reads zero as
+            // the unwind request (no word is read with it).
+            unsafe { enter_asm!(Word::uninit(), sp.get(), base.get(), $clear) }
+        }
+    };
+}
+
 /// Declares an architecture file and re-exports its items where `$cfg`
 /// holds.
 macro_rules! architecture {

@@ -300,34 +300,8 @@ macro_rules! enter_asm {
     }};
 }
 
-/// Resumes the coroutine at `base` whose state is `sp`, passing `arg`.
-/// Returns the word it hands back and its new state.
-///
-/// # Safety
-/// The coroutine at `base` must be suspended (or fresh) with state `sp`, and
-/// expect `arg`.
-#[inline(always)]
-pub unsafe fn switch_and_link(arg: Word, sp: StackPointer, base: StackPointer) -> (Word, usize) {
-    // SAFETY: the caller guarantees a resumable coroutine at `sp`; it comes
-    // back by popping the return label pushed here and jumping to it,
-    // having restored rbp and rsp. `rsi` (the base, nonzero)
-    // reaches its pending switch_yield as "resume".
-    unsafe { enter_asm!(arg, sp.get(), base.get(),) }
-}
-
-/// Resumes the coroutine at `base` so that its `switch_yield` returns
-/// `None`: the request to unwind its stack.
-///
-/// # Safety
-/// As `switch_and_link`, and the coroutine must have started.
-#[cfg_attr(not(feature = "unwind"), allow(dead_code))]
-#[inline(never)]
-pub unsafe fn switch_and_unwind(sp: StackPointer, base: StackPointer) -> (Word, usize) {
-    // SAFETY: as switch_and_link; `rsi` is cleared after the link is
-    // stored, and the pending switch_yield reads zero as the unwind request
-    // (no word is read with it).
-    unsafe { enter_asm!(Word::uninit(), sp.get(), base.get(), "xor esi, esi") }
-}
+// `switch_and_link` and `switch_and_unwind`, through `enter_asm!`.
+state_register_entries!("xor esi, esi");
 
 /// Suspends the running coroutine, handing `arg` to its parent. Returns the
 /// word of the next resume, or `None` if the parent asks the coroutine to
