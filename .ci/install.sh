@@ -20,6 +20,8 @@ STABLE_TARGETS=(
     aarch64-unknown-linux-gnu i686-unknown-linux-gnu armv7-unknown-linux-gnueabihf
     thumbv7neon-unknown-linux-gnueabihf riscv64gc-unknown-linux-gnu
     s390x-unknown-linux-gnu powerpc64le-unknown-linux-gnu powerpc64-unknown-linux-gnu
+    # musl, statically linked (x86-64 natively, AArch64 under qemu-user).
+    x86_64-unknown-linux-musl aarch64-unknown-linux-musl
     # Run under Wine.
     x86_64-pc-windows-gnu
     # Compiled to objects.

@@ -32,8 +32,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 
-# Linux targets whose whole suite runs under qemu-user, i686 natively (scripts/cross.sh has
-# the linker, runner and sysroot of each).
+# Linux targets whose whole suite runs under qemu-user, i686 and x86-64 musl
+# natively (scripts/cross.sh has the linker, runner and sysroot of each; the
+# musl ones are static binaries with rustup's own musl libc and libunwind).
 RUN_TARGETS=(
     aarch64-unknown-linux-gnu
     i686-unknown-linux-gnu
@@ -44,6 +45,8 @@ RUN_TARGETS=(
     s390x-unknown-linux-gnu
     powerpc64le-unknown-linux-gnu
     powerpc64-unknown-linux-gnu
+    x86_64-unknown-linux-musl
+    aarch64-unknown-linux-musl
 )
 
 # The Windows target whose whole suite runs under Wine (scripts/wine.sh

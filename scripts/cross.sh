@@ -10,6 +10,12 @@
 # binary runs it and where its sysroot is. Targets whose std rustup does not
 # ship here are built with nightly's -Zbuild-std (the row's toolchain column).
 # .ci/install.sh installs every row's packages and rustup target.
+#
+# The musl rows link statically against the musl libc, C runtime and
+# libunwind that rustup ships inside the target's std (rustc's
+# "self-contained" mode): no Debian libc package (`-`), and so no sysroot
+# for qemu's -L; the cross gcc only drives the link. `-` as the prefix keeps
+# the host's cc, and `native` as the emulator runs the binaries directly.
 set -euo pipefail
 
 # triple | gnu prefix | qemu binary | debian libc package | toolchain
@@ -23,6 +29,8 @@ riscv64gc-unknown-linux-gnu         riscv64-linux-gnu     qemu-riscv64-static  l
 s390x-unknown-linux-gnu             s390x-linux-gnu       qemu-s390x-static    libc6-dev-s390x-cross   stable
 powerpc64le-unknown-linux-gnu       powerpc64le-linux-gnu qemu-ppc64le-static  libc6-dev-ppc64el-cross stable
 powerpc64-unknown-linux-gnu         powerpc64-linux-gnu   qemu-ppc64-static    libc6-dev-ppc64-cross   stable
+x86_64-unknown-linux-musl           -                     native               -                       stable
+aarch64-unknown-linux-musl          aarch64-linux-gnu     qemu-aarch64-static  -                       stable
 "
 
 row() {
@@ -36,32 +44,39 @@ fi
 
 triple=$1
 shift
-if ! read -r _ prefix qemu _ toolchain < <(row "$triple"); then
+if ! read -r _ prefix qemu libc_package toolchain < <(row "$triple"); then
     echo "cross.sh: unknown target $triple" >&2
     exit 2
 fi
 env_triple=$(tr 'a-z-' 'A-Z_' <<<"$triple")
-export "CARGO_TARGET_${env_triple}_LINKER=$prefix-gcc"
+if [[ $prefix != - ]]; then
+    export "CARGO_TARGET_${env_triple}_LINKER=$prefix-gcc"
+    # The C compiler for build scripts that compile C (backtrace's tests do
+    # not, but cc-based crates may).
+    export "CC_${triple//-/_}=$prefix-gcc"
+fi
 # i686 binaries run natively on an x86-64 kernel (IA-32 compatibility
 # mode) where Debian's i386 libc provides their loader (.ci/apt-packages.txt
 # has it): qemu-i386 7.2 hangs in the first thread creation on AMD EPYC
 # hosts (a test binary never gets past its first test). Elsewhere, qemu.
 native=false
-if [[ $triple == i686-unknown-linux-gnu && -x /lib/ld-linux.so.2 ]]; then
+if [[ $qemu == native ]]; then
+    native=true
+elif [[ $triple == i686-unknown-linux-gnu && -x /lib/ld-linux.so.2 ]]; then
+    echo "cross.sh: $triple runs natively (IA-32 on the x86-64 kernel)" >&2
     native=true
 fi
 if $native; then
-    echo "cross.sh: $triple runs natively (IA-32 on the x86-64 kernel)" >&2
     unset "CARGO_TARGET_${env_triple}_RUNNER" SWITCHBACK_QEMU_RUNNER
 else
-    export "CARGO_TARGET_${env_triple}_RUNNER=$qemu -L /usr/$prefix"
+    # Static binaries (the musl rows) need no sysroot.
+    runner=$qemu
+    [[ $libc_package != - ]] && runner+=" -L /usr/$prefix"
+    export "CARGO_TARGET_${env_triple}_RUNNER=$runner"
     # The tests that re-run their own binary as a child process need the
     # same emulator command (tests/common/mod.rs).
-    export SWITCHBACK_QEMU_RUNNER="$qemu -L /usr/$prefix"
+    export SWITCHBACK_QEMU_RUNNER="$runner"
 fi
-# The C compiler for build scripts that compile C (backtrace's tests do not,
-# but cc-based crates may).
-export "CC_${triple//-/_}=$prefix-gcc"
 
 # Under qemu-i386 the trap tests hang when run in parallel (a signal
 # handler appears to see another thread's thread-locals); the same binary
