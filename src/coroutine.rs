@@ -255,7 +255,7 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
         // may panic here: nothing has been written yet). The parent's is
         // written at every resume; until then it holds the same.
         #[cfg(windows)]
-        let teb = crate::teb::TebState::fresh(stack.teb_fields());
+        let teb = crate::os::teb::TebState::fresh(stack.teb_fields());
         // SAFETY: `closure_slot` checked that the object and the initial
         // frame below it fit in the stack, which the Stack contract says is
         // writable and ours alone; the extents go between it and the link.
@@ -363,8 +363,8 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
             let (extents, entered) = {
                 let extents = self.extents();
                 let entered = (*extents).resume_teb;
-                (*extents).parent_teb = crate::teb::read();
-                crate::teb::write(&entered);
+                (*extents).parent_teb = crate::os::teb::read();
+                crate::os::teb::write(&entered);
                 (extents, entered.fields)
             };
             let switched = switch(self.base);
@@ -563,8 +563,7 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
     pub fn trap_handler(&self) -> CoroutineTrapHandler<Return> {
         // The overflow report then lets the program's handler see this
         // thread's guard-page faults first.
-        #[cfg(all(feature = "default-stack", unix))]
-        stack::note_trap_handler();
+        os_stacks!(do stack::note_trap_handler());
         CoroutineTrapHandler::new(self.base, (*self.stack).limit())
     }
 }
@@ -744,8 +743,8 @@ unsafe fn leave_stack(extents: *mut CoroutineExtents) {
     // SAFETY: the parent wrote its fields as it resumed us, and we are about
     // to run on its stack.
     unsafe {
-        (*extents).resume_teb = crate::teb::read();
-        crate::teb::write(&(*extents).parent_teb);
+        (*extents).resume_teb = crate::os::teb::read();
+        crate::os::teb::write(&(*extents).parent_teb);
     }
     let _ = extents;
 }

@@ -43,7 +43,7 @@ where
             base.get(),
             extent,
             #[cfg(windows)]
-            crate::teb::TebState::fresh(stack.teb_fields()),
+            crate::os::teb::TebState::fresh(stack.teb_fields()),
             f,
         )
     }
@@ -63,7 +63,7 @@ union CallSlot<F, R> {
 pub(crate) unsafe fn call_on_stack<F, R>(
     top: usize,
     extent: StackExtent,
-    #[cfg(windows)] teb: crate::teb::TebState,
+    #[cfg(windows)] teb: crate::os::teb::TebState,
     f: F,
 ) -> R
 where
@@ -80,16 +80,16 @@ where
         // Windows: the new stack's bounds go in the TEB for the call, and
         // ours come back after it (its leaving code runs no Rust).
         #[cfg(windows)]
-        let saved_teb = crate::teb::read();
+        let saved_teb = crate::os::teb::read();
         #[cfg(windows)]
-        crate::teb::write(&teb);
+        crate::os::teb::write(&teb);
         arch::on_stack(
             &mut slot as *mut CallSlot<F, R> as *mut u8,
             top,
             call_slot_trampoline::<F, R>,
         );
         #[cfg(windows)]
-        crate::teb::write(&saved_teb);
+        crate::os::teb::write(&saved_teb);
         sanitizer::finish_switch(saved);
         match ManuallyDrop::into_inner(slot.result) {
             Ok(value) => value,

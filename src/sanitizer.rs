@@ -52,12 +52,12 @@ pub struct CoroutineExtents {
     /// Windows: the TEB's stack fields of whoever resumed it last, written
     /// by the parent as it resumes, put back by the coroutine as it leaves.
     #[cfg(windows)]
-    pub parent_teb: crate::teb::TebState,
+    pub parent_teb: crate::os::teb::TebState,
     /// Windows: the TEB's stack fields for the stack it was on when it last
     /// suspended, written by the coroutine as it leaves, put in place by
     /// the parent as it resumes.
     #[cfg(windows)]
-    pub resume_teb: crate::teb::TebState,
+    pub resume_teb: crate::os::teb::TebState,
 }
 
 /// Bytes reserved on a coroutine stack below the architecture's reserved

@@ -3,8 +3,7 @@
 
 use std::io;
 
-use super::mapping::{page_size, Mapping, GUARD_PAGES};
-use super::rounded_stack_size;
+use super::mapping::{page_size, rounded_stack_size, Mapping, GUARD_PAGES};
 use super::{Stack, StackPointer};
 
 /// A stack mapped by the OS with a guard page below it, so that an overflow

@@ -106,41 +106,26 @@
 
 use core::num::NonZeroUsize;
 
-#[cfg(all(feature = "default-stack", any(unix, windows)))]
-mod default_stack;
-#[cfg(all(feature = "default-stack", any(unix, windows)))]
-mod grow;
-#[cfg(all(feature = "default-stack", any(unix, windows)))]
-mod high_water;
-#[cfg(all(feature = "default-stack", unix))]
-mod mapping;
-#[cfg(all(feature = "default-stack", windows))]
-#[path = "mapping_windows.rs"]
-mod mapping;
-#[cfg(all(feature = "default-stack", any(unix, windows)))]
-mod overflow;
-#[cfg(all(feature = "default-stack", any(unix, windows)))]
-mod pool;
-#[cfg(all(feature = "default-stack", any(unix, windows)))]
-mod registry;
 pub mod valgrind;
 
-#[cfg(all(feature = "default-stack", any(unix, windows)))]
-#[cfg_attr(docsrs, doc(cfg(all(feature = "default-stack", any(unix, windows)))))]
-pub use self::default_stack::DefaultStack;
-#[cfg(all(feature = "default-stack", any(unix, windows)))]
-#[cfg_attr(docsrs, doc(cfg(all(feature = "default-stack", any(unix, windows)))))]
-pub use self::grow::{grow, maybe_grow, remaining_stack};
-#[cfg(all(feature = "default-stack", unix))]
-pub(crate) use self::overflow::note_trap_handler;
-#[cfg(all(feature = "default-stack", any(unix, windows)))]
-#[cfg_attr(docsrs, doc(cfg(all(feature = "default-stack", any(unix, windows)))))]
-pub use self::overflow::set_overflow_report;
-#[cfg(all(feature = "default-stack", any(unix, windows)))]
-#[cfg_attr(docsrs, doc(cfg(all(feature = "default-stack", any(unix, windows)))))]
-pub use self::pool::{PooledStack, StackPool, StackPoolBuilder};
-#[cfg(all(feature = "default-stack", any(unix, windows)))]
-use self::valgrind::ValgrindStackRegistration;
+os_stacks! {
+    mod default_stack;
+    mod grow;
+    mod high_water;
+    mod mapping;
+    mod overflow;
+    mod pool;
+    mod registry;
+
+    pub use self::default_stack::DefaultStack;
+    pub use self::grow::{grow, maybe_grow, remaining_stack};
+    pub(crate) use self::overflow::note_trap_handler;
+    pub use self::overflow::set_overflow_report;
+    pub use self::pool::{PooledStack, StackPool, StackPoolBuilder};
+    use self::valgrind::ValgrindStackRegistration;
+}
+#[cfg(windows)]
+pub use crate::os::teb::StackTebFields;
 
 /// A stack address: the value of a stack pointer.
 pub type StackPointer = NonZeroUsize;
@@ -292,25 +277,6 @@ pub unsafe trait Stack {
     }
 }
 
-/// Windows only: the stack fields of the Thread Environment Block (TEB) as
-/// they are while code runs on a given stack (see [`Stack::teb_fields`]).
-/// The names are the TEB's own.
-#[cfg(windows)]
-#[allow(non_snake_case)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StackTebFields {
-    /// The highest address of the stack: [`Stack::base`].
-    pub StackBase: usize,
-    /// The lowest committed address of the stack; Windows lowers it as
-    /// the stack grows into its guard page.
-    pub StackLimit: usize,
-    /// The lowest address of the stack's reservation, guard pages included.
-    pub DeallocationStack: usize,
-    /// Bytes kept free below the guard page for a stack-overflow handler
-    /// (`SetThreadStackGuarantee`).
-    pub GuaranteedStackBytes: usize,
-}
-
 // SAFETY: a mutable borrow owns the stack for its lifetime and forwards to a
 // `Stack` whose guarantees hold.
 unsafe impl<S: Stack + ?Sized> Stack for &mut S {
@@ -335,36 +301,6 @@ unsafe impl<S: Stack + ?Sized> Stack for &mut S {
     fn update_teb_fields(&mut self, stack_limit: usize, guaranteed_stack_bytes: usize) {
         (**self).update_teb_fields(stack_limit, guaranteed_stack_bytes)
     }
-}
-
-/// A requested stack size rounded up to whole pages, and to at least
-/// [`MIN_STACK_SIZE`] (smaller sizes, 0 included, are rounded up to it, as
-/// corosensei does): callers get the size they ask for.
-///
-/// # Errors
-///
-/// `InvalidInput` if `size` is so large that rounding it (or adding the
-/// guard pages) overflows.
-#[cfg(all(feature = "default-stack", any(unix, windows)))]
-pub(crate) fn rounded_stack_size(size: usize) -> std::io::Result<usize> {
-    use std::io;
-    let page = mapping::page_size();
-    size.max(MIN_STACK_SIZE)
-        .checked_add(page - 1)
-        .map(|s| s & !(page - 1))
-        .filter(|s| {
-            s.checked_add(mapping::GUARD_PAGES * page)
-                .is_some_and(|len| len <= isize::MAX as usize)
-        })
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                std::format!(
-                    "switchback: a stack of {size} bytes is too large to map (ask for less \
-                     than isize::MAX bytes)"
-                ),
-            )
-        })
 }
 
 /// Reads a stack's bounds and checks what portable code can check of the

@@ -18,8 +18,7 @@ use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::vec::Vec;
 
-use super::mapping::{page_size, Mapping, GUARD_PAGES};
-use super::rounded_stack_size;
+use super::mapping::{page_size, rounded_stack_size, Mapping, GUARD_PAGES};
 use super::{Stack, StackPointer};
 use crate::{Coroutine, Yielder};
 

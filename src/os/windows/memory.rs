@@ -1,5 +1,6 @@
-//! One `VirtualAlloc`ed stack region with a guard page: the memory behind
-//! `DefaultStack` and pooled stacks on Windows.
+//! Memory on Windows: `VirtualAlloc`ed stack regions with a guard page,
+//! the page size, resident pages (`QueryWorkingSetEx`) and the running
+//! stack's bounds from the TEB.
 //!
 //! ```text
 //! base  +----------------------+  StackBase
@@ -28,6 +29,7 @@
 //! past that faults on the reserved page, which belongs to no one else.
 
 use core::ffi::c_void;
+use core::num::NonZeroUsize;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use std::io;
 
@@ -37,8 +39,8 @@ use windows_sys::Win32::System::Memory::{
 };
 use windows_sys::Win32::System::SystemInformation::{GetSystemInfo, SYSTEM_INFO};
 
-use super::registry::Registration;
-use super::{StackPointer, StackTebFields, ValgrindStackRegistration};
+use super::teb::{self, StackTebFields};
+use crate::os::RESIDENT_QUERY_PAGES;
 
 /// Pages below the guard page that stay committed for the handlers of a
 /// stack overflow: 16 KiB (pages are 4 KiB on every Windows target).
@@ -66,15 +68,16 @@ pub(crate) fn page_size() -> usize {
     size
 }
 
-/// One stack's reservation, guard page included. Released on drop.
+/// One stack's reservation, guard page included, and what the TEB said of
+/// it when code last left it. Released on drop.
 #[derive(Debug)]
-pub(crate) struct Mapping {
+pub(crate) struct Region {
     /// The lowest address of the reservation: the never-committed page.
     start: usize,
     /// The lowest usable address, just above the guard page.
-    pub(crate) limit: StackPointer,
+    limit: NonZeroUsize,
     /// The highest address of the reservation.
-    pub(crate) base: StackPointer,
+    base: NonZeroUsize,
     /// The TEB's `StackLimit` when code last left this stack (atomic only
     /// so that `teb_fields` can reset it through `&self`).
     teb_stack_limit: AtomicUsize,
@@ -83,47 +86,55 @@ pub(crate) struct Mapping {
     min_guaranteed_bytes: usize,
     /// The TEB's `GuaranteedStackBytes` when code last left this stack.
     teb_guaranteed_bytes: usize,
-    _valgrind: ValgrindStackRegistration,
-    /// In the registry of the crate's stacks, with the whole area below
-    /// the limit as its guard, for the overflow report and
-    /// `remaining_stack`.
-    registration: Registration,
 }
 
-impl Mapping {
-    /// Reserves `mapping_len` bytes (a whole number of pages, more than
-    /// `GUARD_PAGES`), commits all but the lowest page and makes the page
+impl Region {
+    /// Reserves `len` bytes (a whole number of pages, more than
+    /// [`GUARD_PAGES`]), commits all but the lowest page and makes the page
     /// below the limit a guard page.
-    pub(crate) fn new(mapping_len: usize) -> io::Result<Self> {
+    pub(crate) fn new(len: usize) -> io::Result<Self> {
         let page = page_size();
         // SAFETY: a fresh reservation at an address of the system's choosing
         // touches no existing memory.
         let reservation =
-            unsafe { VirtualAlloc(core::ptr::null(), mapping_len, MEM_RESERVE, PAGE_READWRITE) };
+            unsafe { VirtualAlloc(core::ptr::null(), len, MEM_RESERVE, PAGE_READWRITE) };
         if reservation.is_null() {
             return Err(io::Error::last_os_error());
         }
         let start = reservation as usize;
         let limit = start + GUARD_PAGES * page;
-        let mapping = Self {
+        let region = Self {
             start,
             min_guaranteed_bytes: (HANDLER_ROOM_PAGES + 1) * page,
             // A reservation is never at address 0 and never ends at the top
             // of the address space, so both are nonzero.
-            limit: StackPointer::new(limit).expect("VirtualAlloc returned address 0"),
-            base: StackPointer::new(start + mapping_len).expect("VirtualAlloc wrapped around"),
+            limit: NonZeroUsize::new(limit).expect("VirtualAlloc returned address 0"),
+            base: NonZeroUsize::new(start + len).expect("VirtualAlloc wrapped around"),
             teb_stack_limit: AtomicUsize::new(limit),
             teb_guaranteed_bytes: 0,
-            _valgrind: ValgrindStackRegistration::new(
-                limit as *mut u8,
-                start + mapping_len - limit,
-            ),
-            registration: Registration::new(start, limit, start + mapping_len),
         };
-        // On failure `mapping` drops here, releasing the reservation.
-        mapping.commit_usable()?;
-        mapping.arm_guard_page()?;
-        Ok(mapping)
+        // On failure `region` drops here, releasing the reservation.
+        region.commit_usable()?;
+        region.arm_guard_page()?;
+        Ok(region)
+    }
+
+    /// The lowest address of the region: the bottom of the reservation.
+    #[inline]
+    pub(crate) fn start(&self) -> usize {
+        self.start
+    }
+
+    /// The lowest usable address, just above the guard page.
+    #[inline]
+    pub(crate) fn limit(&self) -> NonZeroUsize {
+        self.limit
+    }
+
+    /// The highest address of the region.
+    #[inline]
+    pub(crate) fn base(&self) -> NonZeroUsize {
+        self.base
     }
 
     /// Commits the handler room and the usable part, read-write.
@@ -166,8 +177,8 @@ impl Mapping {
 
     /// Drops the contents of the usable pages, giving the memory back to
     /// the OS (they read as zero afterwards), and re-arms the guard page.
-    /// Returns false if that failed, in which case the mapping must not be
-    /// reused.
+    /// Returns false if that failed, in which case the region must not be
+    /// reused. Nothing may run on the region.
     pub(crate) fn discard(&self) -> bool {
         let len = self.base.get() - self.limit.get();
         // SAFETY: the range is the usable part of our own reservation, and
@@ -208,13 +219,65 @@ impl Mapping {
     }
 }
 
-impl Drop for Mapping {
+impl Drop for Region {
     fn drop(&mut self) {
-        self.registration.remove();
         // SAFETY: the reservation is ours and nothing runs on it any more:
         // it is dropped only when idle or when its coroutine has finished.
         unsafe {
             VirtualFree(self.start as *mut c_void, 0, MEM_RELEASE);
         }
     }
+}
+
+/// Whether each of the `resident.len()` pages from `start` (at most
+/// [`RESIDENT_QUERY_PAGES`]) is in the process's working set (its `Valid`
+/// bit), from `QueryWorkingSetEx`.
+pub(crate) fn resident_pages(start: usize, resident: &mut [bool]) -> io::Result<()> {
+    use windows_sys::Win32::System::ProcessStatus::{
+        K32QueryWorkingSetEx, PSAPI_WORKING_SET_EX_INFORMATION,
+    };
+    use windows_sys::Win32::System::Threading::GetCurrentProcess;
+    let pages = resident.len();
+    assert!(pages <= RESIDENT_QUERY_PAGES);
+    // SAFETY: all-zero is a valid value of this plain C structure.
+    let mut info: [PSAPI_WORKING_SET_EX_INFORMATION; RESIDENT_QUERY_PAGES] =
+        unsafe { core::mem::zeroed() };
+    for (index, entry) in info[..pages].iter_mut().enumerate() {
+        entry.VirtualAddress = (start + index * page_size()) as *mut _;
+    }
+    // SAFETY: the buffer holds `pages` entries, each naming the page to
+    // ask about; the call fills in their attributes.
+    let ok = unsafe {
+        K32QueryWorkingSetEx(
+            GetCurrentProcess(),
+            info.as_mut_ptr().cast(),
+            (pages * core::mem::size_of::<PSAPI_WORKING_SET_EX_INFORMATION>()) as u32,
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for (resident, entry) in resident.iter_mut().zip(&info[..pages]) {
+        // SAFETY: every bit pattern is a valid `usize`; bit 0 is `Valid`.
+        *resident = unsafe { entry.VirtualAttributes.Flags } & 1 != 0;
+    }
+    Ok(())
+}
+
+/// The lowest address that code on the running stack may use, whatever
+/// stack it is (the TEB describes every stack, the context switch keeps it
+/// so): the bottom of the reservation, less its never-committed bottom page
+/// and the bytes Windows keeps for overflow handlers
+/// (`GuaranteedStackBytes`, at least two pages).
+#[inline]
+pub(crate) fn running_stack_limit() -> Option<usize> {
+    let fields = teb::read().fields;
+    let page = page_size();
+    Some(fields.DeallocationStack + page + fields.GuaranteedStackBytes.max(2 * page))
+}
+
+/// The calling thread's own stack: never asked on Windows, where
+/// [`running_stack_limit`] answers for every stack.
+pub(crate) fn thread_stack() -> Option<(usize, usize)> {
+    None
 }

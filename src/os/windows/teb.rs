@@ -27,7 +27,25 @@
 //! parent's frames would be called for an exception raised on a coroutine
 //! stack above them. A fresh stack starts with the empty chain.
 
-use crate::stack::StackTebFields;
+/// Windows only: the stack fields of the Thread Environment Block (TEB) as
+/// they are while code runs on a given stack (see
+/// [`Stack::teb_fields`](crate::stack::Stack::teb_fields)). The names are the
+/// TEB's own.
+#[allow(non_snake_case)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StackTebFields {
+    /// The highest address of the stack:
+    /// [`Stack::base`](crate::stack::Stack::base).
+    pub StackBase: usize,
+    /// The lowest committed address of the stack; Windows lowers it as
+    /// the stack grows into its guard page.
+    pub StackLimit: usize,
+    /// The lowest address of the stack's reservation, guard pages included.
+    pub DeallocationStack: usize,
+    /// Bytes kept free below the guard page for a stack-overflow handler
+    /// (`SetThreadStackGuarantee`).
+    pub GuaranteedStackBytes: usize,
+}
 
 /// Everything the TEB says about the running stack.
 #[derive(Clone, Copy, Debug)]
