@@ -8,19 +8,40 @@
 //! uses its `CoroutineTrapHandler` to make it return -1 to `main`. The stack
 //! is then reused for a second overflow.
 //!
-//! Linux, Darwin and Windows (the registers of the interrupted context are
-//! written by `support/interrupted_context.rs`, per architecture and
-//! system). Linux reports the overflow into the guard page as SIGSEGV,
-//! Darwin as SIGBUS (a protection failure on a mapped page), so the signal
-//! handler takes both.
+//! Linux, Android, FreeBSD, DragonFly, NetBSD, OpenBSD, illumos, Darwin
+//! and Windows (the registers of the interrupted context are written by
+//! `support/interrupted_context.rs`, per architecture and system). Linux,
+//! the BSDs and illumos report the overflow into the guard page as
+//! SIGSEGV, Darwin as SIGBUS (a protection failure on a mapped page), so
+//! the signal handler takes both.
 
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-#[cfg(any(target_os = "linux", target_vendor = "apple", windows))]
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "dragonfly",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "illumos",
+    target_vendor = "apple",
+    windows
+))]
 #[path = "support/interrupted_context.rs"]
 mod interrupted_context;
 
-#[cfg(any(target_os = "linux", target_vendor = "apple", windows))]
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "dragonfly",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "illumos",
+    target_vendor = "apple",
+    windows
+))]
 mod imp {
     use super::interrupted_context;
     use std::cell::Cell;
@@ -228,12 +249,32 @@ mod imp {
     }
 }
 
-#[cfg(any(target_os = "linux", target_vendor = "apple", windows))]
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "dragonfly",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "illumos",
+    target_vendor = "apple",
+    windows
+))]
 fn main() {
     imp::main();
 }
 
-#[cfg(not(any(target_os = "linux", target_vendor = "apple", windows)))]
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "dragonfly",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "illumos",
+    target_vendor = "apple",
+    windows
+)))]
 fn main() {
-    println!("the trap example only supports Linux, Darwin and Windows");
+    println!("the trap example supports Linux, Android, the BSDs, illumos, Darwin and Windows");
 }

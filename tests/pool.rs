@@ -40,10 +40,10 @@ fn resident_pages(start: usize, end: usize) -> usize {
     let pages = (end - start) / page;
     let mut vec = vec![0u8; pages];
     // SAFETY: the range is a mapped stack the caller owns; `vec` has one
-    // byte per page.
+    // byte per page. (`as _`: the address is a `caddr_t` on illumos.)
     let rc = unsafe {
         libc::mincore(
-            start as *mut libc::c_void,
+            start as _,
             end - start,
             vec.as_mut_ptr().cast(),
         )

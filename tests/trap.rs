@@ -1,7 +1,8 @@
 //! Trap recovery: a fault handler makes a faulting coroutine (stack overflow, bad address) return a value.
 //!
-//! Linux and Darwin (SIGSEGV/SIGBUS handlers) and Windows (a vectored
-//! exception handler); the registers of the interrupted context are read
+//! Unix (SIGSEGV/SIGBUS handlers: Linux and Darwin run here, Android, the
+//! BSDs and illumos are compiled) and Windows (a vectored exception
+//! handler); the registers of the interrupted context are read
 //! and written per architecture and system by
 //! `examples/support/interrupted_context.rs`. Fault handlers are
 //! process-wide, so the tests take a lock, install the handlers (on Unix
@@ -12,7 +13,17 @@
 //! `SWITCHBACK_UNDER_VALGRIND=1` (set by CI when it runs the test binaries
 //! under valgrind): the recovery works there too, but memcheck reports each
 //! deliberate invalid access as an error, failing `--error-exitcode=1`.
-#![cfg(any(target_os = "linux", target_vendor = "apple", windows))]
+#![cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "dragonfly",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "illumos",
+    target_vendor = "apple",
+    windows
+))]
 
 use std::cell::Cell;
 use std::hint::black_box;
@@ -80,7 +91,9 @@ unsafe fn recover(code: i64, value: i32, sp: usize, addr: usize) -> Option<TrapH
 }
 
 /// The signal raised by an access to a mapped page that allows no access
-/// (a guard page, a `PROT_NONE` mapping): SIGSEGV on Linux. Darwin reports
+/// (a guard page, a `PROT_NONE` mapping): SIGSEGV on Linux (and taken to be
+/// so on Android, the BSDs and illumos, where this is compiled, not run;
+/// FreeBSD gives SIGBUS only to binaries of old ABIs). Darwin reports
 /// such a protection failure as SIGBUS, and keeps SIGSEGV for invalid
 /// addresses (nothing usable mapped there, like the null page that
 /// `write_to_invalid_address_recovers` writes to).

@@ -1,12 +1,18 @@
-//! The interrupted context of a fault handler (a Linux or Darwin signal
-//! handler's `ucontext_t`, a Windows vectored exception handler's
-//! `CONTEXT`): read its stack pointer, and write a trap handler's registers
-//! into it. One block per architecture and operating system; shared by
+//! The interrupted context of a fault handler (a Unix signal handler's
+//! `ucontext_t`, a Windows vectored exception handler's `CONTEXT`): read
+//! its stack pointer, and write a trap handler's registers into it. One
+//! block per architecture and operating system; shared by
 //! `examples/trap.rs` and `tests/trap.rs`.
 //!
-//! Linux embeds the machine context in `ucontext_t`; Darwin's `uc_mcontext`
-//! is a pointer to it (`__darwin_mcontext64`), whose `__ss` is the thread
-//! state of the interrupted thread; Windows hands the `CONTEXT` itself.
+//! Linux, Android, FreeBSD, DragonFly, NetBSD and illumos embed the machine
+//! context in `ucontext_t` (`uc_mcontext`), each with its own layout: an
+//! array indexed by `REG_*` constants (Linux, Android and illumos `gregs`,
+//! NetBSD `__gregs` with `_REG_*`), named `mc_*` fields (FreeBSD and
+//! DragonFly x86; FreeBSD AArch64's `mc_gpregs`), or Linux's own per
+//! architecture. OpenBSD's `ucontext_t` is its `struct sigcontext`, with
+//! `sc_*` fields. Darwin's `uc_mcontext` is a pointer to the machine
+//! context (`__darwin_mcontext64`), whose `__ss` is the thread state of the
+//! interrupted thread; Windows hands the `CONTEXT` itself.
 
 use core::ffi::c_void;
 
@@ -37,8 +43,8 @@ pub unsafe fn redirect(ctx: *mut c_void, regs: TrapHandlerRegs) {
     unsafe { imp::redirect(&mut *machine_context(ctx), regs) }
 }
 
-/// Linux: the registers are in the `ucontext_t` itself.
-#[cfg(target_os = "linux")]
+/// Unix but Darwin: the registers are in the `ucontext_t` itself.
+#[cfg(all(unix, not(target_vendor = "apple")))]
 fn machine_context(ctx: *mut c_void) -> *mut libc::ucontext_t {
     ctx.cast()
 }
@@ -89,7 +95,10 @@ mod imp {
     }
 }
 
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[cfg(all(
+    target_arch = "x86_64",
+    any(target_os = "linux", target_os = "android")
+))]
 mod imp {
     use super::TrapHandlerRegs;
 
@@ -337,7 +346,7 @@ mod imp {
     }
 }
 
-#[cfg(all(target_arch = "x86", target_os = "linux"))]
+#[cfg(all(target_arch = "x86", any(target_os = "linux", target_os = "android")))]
 mod imp {
     use super::TrapHandlerRegs;
 
@@ -364,7 +373,10 @@ mod imp {
     }
 }
 
-#[cfg(all(target_arch = "aarch64", target_os = "linux"))]
+#[cfg(all(
+    target_arch = "aarch64",
+    any(target_os = "linux", target_os = "android")
+))]
 mod imp {
     use super::TrapHandlerRegs;
 
@@ -483,5 +495,180 @@ mod imp {
         ss.__x[1] = x1;
         ss.__fp = x29;
         ss.__lr = lr;
+    }
+}
+
+/// FreeBSD and DragonFly x86-64: `mcontext_t` names each register.
+#[cfg(all(
+    target_arch = "x86_64",
+    any(target_os = "freebsd", target_os = "dragonfly")
+))]
+mod imp {
+    use super::TrapHandlerRegs;
+
+    pub fn stack_pointer(ctx: &libc::ucontext_t) -> usize {
+        ctx.uc_mcontext.mc_rsp as usize
+    }
+
+    pub fn redirect(ctx: &mut libc::ucontext_t, regs: TrapHandlerRegs) {
+        // Destructured so that a field added to TrapHandlerRegs is a compile
+        // error here until it is written too.
+        let TrapHandlerRegs {
+            rip,
+            rsp,
+            rbp,
+            rdi,
+            rsi,
+        } = regs;
+        let mcontext = &mut ctx.uc_mcontext;
+        mcontext.mc_rip = rip as _;
+        mcontext.mc_rsp = rsp as _;
+        mcontext.mc_rbp = rbp as _;
+        mcontext.mc_rdi = rdi as _;
+        mcontext.mc_rsi = rsi as _;
+    }
+}
+
+/// FreeBSD x86: `mcontext_t` names each register.
+#[cfg(all(target_arch = "x86", target_os = "freebsd"))]
+mod imp {
+    use super::TrapHandlerRegs;
+
+    pub fn stack_pointer(ctx: &libc::ucontext_t) -> usize {
+        ctx.uc_mcontext.mc_esp as u32 as usize
+    }
+
+    pub fn redirect(ctx: &mut libc::ucontext_t, regs: TrapHandlerRegs) {
+        // Destructured so that a field added to TrapHandlerRegs is a compile
+        // error here until it is written too.
+        let TrapHandlerRegs {
+            eip,
+            esp,
+            ebp,
+            ecx,
+            edx,
+        } = regs;
+        let mcontext = &mut ctx.uc_mcontext;
+        mcontext.mc_eip = eip as _;
+        mcontext.mc_esp = esp as _;
+        mcontext.mc_ebp = ebp as _;
+        mcontext.mc_ecx = ecx as _;
+        mcontext.mc_edx = edx as _;
+    }
+}
+
+/// FreeBSD AArch64: `mc_gpregs` holds x0-x29 in `gp_x`, then `gp_lr`,
+/// `gp_sp` and the pc as `gp_elr` (the exception link register).
+#[cfg(all(target_arch = "aarch64", target_os = "freebsd"))]
+mod imp {
+    use super::TrapHandlerRegs;
+
+    pub fn stack_pointer(ctx: &libc::ucontext_t) -> usize {
+        ctx.uc_mcontext.mc_gpregs.gp_sp as usize
+    }
+
+    pub fn redirect(ctx: &mut libc::ucontext_t, regs: TrapHandlerRegs) {
+        // Destructured so that a field added to TrapHandlerRegs is a compile
+        // error here until it is written too.
+        let TrapHandlerRegs {
+            pc,
+            sp,
+            x0,
+            x1,
+            x29,
+            lr,
+        } = regs;
+        let gpregs = &mut ctx.uc_mcontext.mc_gpregs;
+        gpregs.gp_elr = pc as _;
+        gpregs.gp_sp = sp as _;
+        gpregs.gp_x[0] = x0 as _;
+        gpregs.gp_x[1] = x1 as _;
+        gpregs.gp_x[29] = x29 as _;
+        gpregs.gp_lr = lr as _;
+    }
+}
+
+/// NetBSD x86-64: `__gregs`, indexed by the `_REG_*` constants.
+#[cfg(all(target_arch = "x86_64", target_os = "netbsd"))]
+mod imp {
+    use super::TrapHandlerRegs;
+
+    pub fn stack_pointer(ctx: &libc::ucontext_t) -> usize {
+        ctx.uc_mcontext.__gregs[libc::_REG_RSP as usize] as usize
+    }
+
+    pub fn redirect(ctx: &mut libc::ucontext_t, regs: TrapHandlerRegs) {
+        // Destructured so that a field added to TrapHandlerRegs is a compile
+        // error here until it is written too.
+        let TrapHandlerRegs {
+            rip,
+            rsp,
+            rbp,
+            rdi,
+            rsi,
+        } = regs;
+        let gregs = &mut ctx.uc_mcontext.__gregs;
+        gregs[libc::_REG_RIP as usize] = rip as _;
+        gregs[libc::_REG_RSP as usize] = rsp as _;
+        gregs[libc::_REG_RBP as usize] = rbp as _;
+        gregs[libc::_REG_RDI as usize] = rdi as _;
+        gregs[libc::_REG_RSI as usize] = rsi as _;
+    }
+}
+
+/// OpenBSD x86-64: the `ucontext_t` is a `struct sigcontext`, whose
+/// `sc_*` fields are the registers.
+#[cfg(all(target_arch = "x86_64", target_os = "openbsd"))]
+mod imp {
+    use super::TrapHandlerRegs;
+
+    pub fn stack_pointer(ctx: &libc::ucontext_t) -> usize {
+        ctx.sc_rsp as usize
+    }
+
+    pub fn redirect(ctx: &mut libc::ucontext_t, regs: TrapHandlerRegs) {
+        // Destructured so that a field added to TrapHandlerRegs is a compile
+        // error here until it is written too.
+        let TrapHandlerRegs {
+            rip,
+            rsp,
+            rbp,
+            rdi,
+            rsi,
+        } = regs;
+        ctx.sc_rip = rip as _;
+        ctx.sc_rsp = rsp as _;
+        ctx.sc_rbp = rbp as _;
+        ctx.sc_rdi = rdi as _;
+        ctx.sc_rsi = rsi as _;
+    }
+}
+
+/// illumos x86-64: `gregs`, indexed by the `REG_*` constants (not Linux's
+/// numbers).
+#[cfg(all(target_arch = "x86_64", target_os = "illumos"))]
+mod imp {
+    use super::TrapHandlerRegs;
+
+    pub fn stack_pointer(ctx: &libc::ucontext_t) -> usize {
+        ctx.uc_mcontext.gregs[libc::REG_RSP as usize] as usize
+    }
+
+    pub fn redirect(ctx: &mut libc::ucontext_t, regs: TrapHandlerRegs) {
+        // Destructured so that a field added to TrapHandlerRegs is a compile
+        // error here until it is written too.
+        let TrapHandlerRegs {
+            rip,
+            rsp,
+            rbp,
+            rdi,
+            rsi,
+        } = regs;
+        let gregs = &mut ctx.uc_mcontext.gregs;
+        gregs[libc::REG_RIP as usize] = rip as _;
+        gregs[libc::REG_RSP as usize] = rsp as _;
+        gregs[libc::REG_RBP as usize] = rbp as _;
+        gregs[libc::REG_RDI as usize] = rdi as _;
+        gregs[libc::REG_RSI as usize] = rsi as _;
     }
 }

@@ -200,9 +200,16 @@ macro_rules! architecture {
     };
 }
 
-// Each file is written for the ELF targets of its architecture (Linux and
-// bare metal, no OS) unless its name says otherwise (`_windows`: the
-// Microsoft ABI, SEH unwind tables); `x86_64.rs` and `aarch64.rs` also serve
+// Each file is written for the ELF targets of its architecture (Linux, the
+// other ELF systems below, and bare metal, no OS) unless its name says
+// otherwise (`_windows`: the Microsoft ABI, SEH unwind tables). The ELF
+// systems share their architecture's psABI with Linux (the System V
+// calling conventions, DWARF CFI; EHABI on 32-bit ARM), so the Linux switch
+// serves them unchanged: FreeBSD, NetBSD, OpenBSD, DragonFly and illumos on
+// x86-64, FreeBSD on x86 and AArch64, and Android on x86-64, x86, AArch64
+// and 32-bit ARM (Android reserves x18 for its shadow call stack, which the
+// AArch64 file leaves alone anyway, as Darwin requires); what differs on
+// them is the OS layer's business (`os`); `x86_64.rs` and `aarch64.rs` also serve
 // Darwin (macOS, and iOS on AArch64: Mach-O objects, whose differences each
 // file's header lists); `x86_windows.rs` and `aarch64_windows.rs` take the
 // switch of `x86.rs` and `aarch64.rs` and add their own root frames, unwind
@@ -214,7 +221,17 @@ macro_rules! architecture {
 architecture!(
     all(
         target_arch = "x86_64",
-        any(target_os = "linux", target_os = "none", target_os = "macos")
+        any(
+            target_os = "linux",
+            target_os = "android",
+            target_os = "freebsd",
+            target_os = "netbsd",
+            target_os = "openbsd",
+            target_os = "dragonfly",
+            target_os = "illumos",
+            target_os = "none",
+            target_os = "macos"
+        )
     ),
     x86_64
 );
@@ -225,7 +242,13 @@ architecture!(
 architecture!(
     all(
         target_arch = "x86",
-        any(target_os = "linux", target_os = "none", target_os = "uefi")
+        any(
+            target_os = "linux",
+            target_os = "android",
+            target_os = "freebsd",
+            target_os = "none",
+            target_os = "uefi"
+        )
     ),
     x86
 );
@@ -261,7 +284,11 @@ architecture!(
 architecture!(
     all(
         target_arch = "arm",
-        any(target_os = "linux", target_os = "none")
+        any(
+            target_os = "linux",
+            target_os = "android",
+            target_os = "none"
+        )
     ),
     arm
 );
@@ -270,6 +297,8 @@ architecture!(
         target_arch = "aarch64",
         any(
             target_os = "linux",
+            target_os = "android",
+            target_os = "freebsd",
             target_os = "none",
             target_os = "macos",
             target_os = "ios",
@@ -299,6 +328,22 @@ const _: () = assert!(RESERVED_TOP.is_multiple_of(STACK_ALIGNMENT));
         ),
         any(target_os = "linux", target_os = "none")
     ),
+    all(
+        target_arch = "x86_64",
+        any(
+            target_os = "android",
+            target_os = "freebsd",
+            target_os = "netbsd",
+            target_os = "openbsd",
+            target_os = "dragonfly",
+            target_os = "illumos"
+        )
+    ),
+    all(
+        any(target_arch = "x86", target_arch = "aarch64"),
+        any(target_os = "android", target_os = "freebsd")
+    ),
+    all(target_arch = "arm", target_os = "android"),
     all(target_arch = "x86_64", windows),
     all(target_arch = "x86", windows),
     all(target_arch = "aarch64", windows),
@@ -312,7 +357,8 @@ const _: () = assert!(RESERVED_TOP.is_multiple_of(STACK_ALIGNMENT));
 compile_error!(
     "switchback does not support this target yet. Supported: Linux and bare-metal (no OS) \
      targets of x86-64, x86 (i686), AArch64, 32-bit ARM (ARM and Thumb), RISC-V (RV64, RV32), \
-     LoongArch64, PowerPC64 (ELFv1, ELFv2) and s390x; Windows on x86-64, x86 (i686) and \
-     AArch64; macOS on x86-64 and AArch64; iOS on AArch64; UEFI on x86-64, x86 (i686) and \
+     LoongArch64, PowerPC64 (ELFv1, ELFv2) and s390x (glibc and musl); Android on x86-64, x86 \
+     (i686), AArch64 and 32-bit ARM; FreeBSD on x86-64, x86 (i686) and AArch64; NetBSD, \
+     OpenBSD, DragonFly and illumos on x86-64; Windows on x86-64, x86 (i686) and AArch64; macOS on x86-64 and AArch64; iOS on AArch64; UEFI on x86-64, x86 (i686) and \
      AArch64; see the README's target table for how each is tested"
 );

@@ -6,8 +6,8 @@
 /// anonymous memory lazily anyway; it has no `MAP_STACK`.
 pub(super) const STACK_MAP_FLAGS: libc::c_int = 0;
 
-/// The element type of `mincore`'s vector.
-pub(super) type MincoreByte = libc::c_char;
+/// `mincore(2)`: its vector is of `char`.
+pub(super) use libc::mincore;
 
 /// Drops the contents of `[start, start + len)`, part of a private
 /// anonymous mapping of the caller's that nothing runs on; the pages read

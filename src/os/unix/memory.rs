@@ -141,19 +141,24 @@ pub(super) fn remap_fresh(start: usize, len: usize, flags: libc::c_int) -> bool 
 }
 
 /// Whether each of the `resident.len()` pages from `start` (at most
-/// [`RESIDENT_QUERY_PAGES`]) is resident, from `mincore`.
+/// [`RESIDENT_QUERY_PAGES`]) is resident, from the system's `mincore`
+/// (the OS error where the system has none: see its file).
 pub(crate) fn resident_pages(start: usize, resident: &mut [bool]) -> io::Result<()> {
     let pages = resident.len();
     assert!(pages <= RESIDENT_QUERY_PAGES);
-    let mut bytes: [super::system::MincoreByte; RESIDENT_QUERY_PAGES] = [0; RESIDENT_QUERY_PAGES];
+    // One byte a page; the systems differ only in its signedness (`char`
+    // on the BSDs, Darwin and illumos, `unsigned char` on Linux), and only
+    // its lowest bit is read.
+    let mut bytes = [0u8; RESIDENT_QUERY_PAGES];
     // SAFETY: `[start, start + pages pages)` is page-aligned and part of a
     // mapping the caller owns; `bytes` has an entry for each of its at
-    // most RESIDENT_QUERY_PAGES pages.
+    // most RESIDENT_QUERY_PAGES pages. The casts give the address and the
+    // vector the pointer types of the system's declaration.
     let status = unsafe {
-        libc::mincore(
-            start as *mut libc::c_void,
+        super::system::mincore(
+            start as _,
             pages * page_size(),
-            bytes.as_mut_ptr(),
+            bytes.as_mut_ptr().cast(),
         )
     };
     if status != 0 {

@@ -2,23 +2,49 @@
 //! alternate signal stacks, through libc.
 //!
 //! What every Unix does alike is written here; what differs per system is
-//! in one file per system, chosen below, each giving the same four items:
+//! in one file per system (or per family, where the systems agree),
+//! chosen below, each giving the same four items:
 //!
 //! - `STACK_MAP_FLAGS`: the `mmap` flags a stack mapping adds to
 //!   `MAP_PRIVATE | MAP_ANON` (`MAP_NORESERVE`, `MAP_STACK`, where the
 //!   system's manual documents them).
-//! - `MincoreByte`: the element type of `mincore`'s vector.
+//! - `mincore(addr, len, vec) -> c_int`: the system's `mincore(2)` (libc's,
+//!   re-exported; the declarations differ in pointer types, which
+//!   `memory::resident_pages` adapts to), or where the system has none a
+//!   stand-in that fails with `ENOSYS`, so that a high-water mark is an
+//!   error there, never a made-up number.
 //! - `discard(start, len) -> bool`: gives a range of a private anonymous
 //!   mapping back to the system so that it reads as zero afterwards
 //!   (`memory::remap_fresh` does this anywhere).
 //! - `thread_stack() -> Option<(limit, base)>`: the calling thread's own
-//!   stack, or `None` where the system does not say.
+//!   stack, or `None` where the system does not say
+//!   (`attributes::stack_from_attributes` reads it from a thread's attributes).
+//!
+//! Everything else is the same on every supported Unix and written once:
+//! the guard-fault handler takes both SIGSEGV and SIGBUS (Linux, the BSDs
+//! and illumos report a touch of a `PROT_NONE` page as SIGSEGV; Darwin, and
+//! FreeBSD for binaries of old ABIs under its `machdep.prot_fault_translation`
+//! compatibility setting, as SIGBUS); the alternate signal stack
+//! (`sigaltstack`) is 64 KiB, above every system's `MINSIGSTKSZ` (2 KiB on
+//! Linux x86-64 and Android, 4 KiB on FreeBSD AArch64, 32 KiB on Darwin,
+//! 12 KiB on OpenBSD amd64); the page size is read with `sysconf`, never
+//! assumed (16 KiB on Apple silicon and some Android AArch64 devices).
 //!
 //! A new Unix-like system is a new file here and a line in the dispatch
 //! below.
 
 mod memory;
 mod signals;
+
+// Shared by the systems whose thread attributes give the stack and guard.
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "dragonfly",
+    target_os = "netbsd"
+))]
+mod attributes;
 
 // The system's own file, as `system`.
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -31,9 +57,47 @@ mod apple;
 #[cfg(target_vendor = "apple")]
 use self::apple as system;
 
-#[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+#[cfg(any(target_os = "freebsd", target_os = "dragonfly"))]
+mod freebsd;
+#[cfg(any(target_os = "freebsd", target_os = "dragonfly"))]
+use self::freebsd as system;
+
+#[cfg(target_os = "netbsd")]
+mod netbsd;
+#[cfg(target_os = "netbsd")]
+use self::netbsd as system;
+
+#[cfg(target_os = "openbsd")]
+mod openbsd;
+#[cfg(target_os = "openbsd")]
+use self::openbsd as system;
+
+#[cfg(target_os = "illumos")]
+mod illumos;
+#[cfg(target_os = "illumos")]
+use self::illumos as system;
+
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_vendor = "apple",
+    target_os = "freebsd",
+    target_os = "dragonfly",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "illumos"
+)))]
 mod other;
-#[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_vendor = "apple",
+    target_os = "freebsd",
+    target_os = "dragonfly",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "illumos"
+)))]
 use self::other as system;
 
 pub(crate) use self::memory::{
