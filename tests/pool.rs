@@ -33,21 +33,16 @@ fn perms_at(addr: usize) -> Option<String> {
     })
 }
 
-/// How many pages of `[start, end)` are resident, by `mincore`.
-#[cfg(unix)]
+/// How many pages of `[start, end)` are resident, by `mincore` (which
+/// OpenBSD no longer has).
+#[cfg(all(unix, not(target_os = "openbsd")))]
 fn resident_pages(start: usize, end: usize) -> usize {
     let page = page_size();
     let pages = (end - start) / page;
     let mut vec = vec![0u8; pages];
     // SAFETY: the range is a mapped stack the caller owns; `vec` has one
     // byte per page. (`as _`: the address is a `caddr_t` on illumos.)
-    let rc = unsafe {
-        libc::mincore(
-            start as _,
-            end - start,
-            vec.as_mut_ptr().cast(),
-        )
-    };
+    let rc = unsafe { libc::mincore(start as _, end - start, vec.as_mut_ptr().cast()) };
     assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
     vec.iter().filter(|&&b| b & 1 != 0).count()
 }
@@ -580,6 +575,7 @@ fn stack_dropped_on_another_thread_goes_back_to_the_pool() {
 }
 
 #[test]
+#[cfg(not(target_os = "openbsd"))] // no mincore there: no high-water mark
 fn release_idle_memory_gives_memory_back() {
     const TOUCHED: usize = 128 * 1024;
     let page = page_size();

@@ -26,7 +26,12 @@ use crate::os;
 /// [`Coroutine`](crate::Coroutine) on a [`DefaultStack`](super::DefaultStack)
 /// or a pooled stack, an [`on_stack`](crate::on_stack()) call, a stack of
 /// [`maybe_grow`]), and a thread's own stack where the platform reports it
-/// (`pthread_getattr_np` on Linux, `pthread_get_stackaddr_np` on macOS).
+/// (`pthread_getattr_np` on Linux, Android and NetBSD,
+/// `pthread_attr_get_np` on FreeBSD and DragonFly, `pthread_stackseg_np`
+/// on OpenBSD, `stack_getbounds` on illumos, `pthread_get_stackaddr_np` on
+/// Darwin). Where the guard of a thread's stack may lie below the range
+/// the system reports, the guard's size is left out anyway, so the answer
+/// errs low by at most that much, never high.
 /// On a stack of a custom [`Stack`](super::Stack) implementation it
 /// returns `None`.
 ///

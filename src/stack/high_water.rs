@@ -60,7 +60,9 @@ impl DefaultStack {
     ///
     /// # Errors
     ///
-    /// The OS error if `mincore` (`QueryWorkingSetEx`) fails.
+    /// The OS error if `mincore` (`QueryWorkingSetEx`) fails. On OpenBSD,
+    /// which has had no `mincore` since 6.5, always `ENOSYS`: the mark
+    /// cannot be had there.
     pub fn high_water_mark(&self) -> io::Result<usize> {
         high_water_mark(self.limit().get(), self.base().get())
     }
@@ -110,7 +112,9 @@ impl PooledStack {
     ///
     /// # Errors
     ///
-    /// The OS error if `mincore` (`QueryWorkingSetEx`) fails.
+    /// The OS error if `mincore` (`QueryWorkingSetEx`) fails. On OpenBSD,
+    /// which has had no `mincore` since 6.5, always `ENOSYS`: the mark
+    /// cannot be had there.
     pub fn high_water_mark(&self) -> io::Result<usize> {
         high_water_mark(self.limit().get(), self.base().get())
     }
