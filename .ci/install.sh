@@ -28,13 +28,18 @@ STABLE_TARGETS=(
     x86_64-apple-darwin aarch64-apple-darwin aarch64-apple-ios
     i686-pc-windows-gnu i686-pc-windows-msvc aarch64-pc-windows-msvc
     aarch64-pc-windows-gnullvm x86_64-pc-windows-msvc
+    # The other ELF systems, compiled to objects (those whose std rustup
+    # ships; the rest are built with nightly's -Zbuild-std).
+    x86_64-unknown-freebsd x86_64-unknown-netbsd x86_64-unknown-illumos
+    aarch64-linux-android armv7-linux-androideabi x86_64-linux-android i686-linux-android
     # Booted under QEMU.
     x86_64-unknown-uefi aarch64-unknown-uefi
 )
-# Nightly: AddressSanitizer, asm-unwind, -Zbuild-std (rust-src), and the one
-# target rustup ships for nightly only.
+# Nightly: AddressSanitizer, asm-unwind, -Zbuild-std (rust-src), clippy for
+# the ELF targets whose std it builds, and the one target rustup ships for
+# nightly only.
 NIGHTLY=${SWITCHBACK_NIGHTLY:-nightly}
-NIGHTLY_COMPONENTS=(rust-src)
+NIGHTLY_COMPONENTS=(rust-src clippy)
 NIGHTLY_TARGETS=(i686-unknown-uefi)
 # The library's minimum supported Rust version (`rust-version` in
 # Cargo.toml): step 5 checks the library with it. The dev-dependencies need

@@ -10,6 +10,11 @@
 #   bash .ci/targets.sh windows   the whole test suite and the examples of
 #                                 WINE_TARGET under Wine (scripts/wine.sh),
 #                                 and its clippy lints
+#   bash .ci/targets.sh elf [T..] for each ELF_TARGETS entry (or each T; no linker or
+#                                 libc here to run them): the library
+#                                 compiled to an object and inspected, the
+#                                 tests and examples compiled to objects
+#                                 with clippy's lints in the same pass
 #   bash .ci/targets.sh objects   the SCRIPTED_TARGETS scripts, then for each
 #                                 OBJECT_TARGETS entry (no linker here): the
 #                                 library compiled to objects and inspected,
@@ -81,6 +86,24 @@ OBJECT_TARGETS=(
     "x86_64-pc-windows-msvc stable"
 )
 
+# The other ELF systems, compiled but not run here (no libc, linker or
+# emulator for them: see CONTRIBUTING.md): "triple toolchain", where
+# nightly builds std from source (-Zbuild-std) for the tier-3 targets and
+# for those whose std rustup's mirror here does not serve.
+ELF_TARGETS=(
+    "x86_64-unknown-freebsd stable"
+    "i686-unknown-freebsd nightly"
+    "aarch64-unknown-freebsd nightly"
+    "x86_64-unknown-netbsd stable"
+    "x86_64-unknown-openbsd nightly"
+    "x86_64-unknown-dragonfly nightly"
+    "x86_64-unknown-illumos stable"
+    "aarch64-linux-android stable"
+    "armv7-linux-androideabi stable"
+    "x86_64-linux-android stable"
+    "i686-linux-android stable"
+)
+
 # UEFI targets: uefi-test/ runs on each under QEMU with UEFI firmware
 # (scripts/uefi-run.sh has the machine and firmware of each).
 UEFI_TARGETS=(
@@ -132,9 +155,12 @@ run_targets() {
         # The frame-pointer chain (tests/frame_pointers.rs exists only with
         # this cfg); s390x keeps a back chain only with +backchain. Skipped
         # for targets whose std is built from source (it would be built
-        # again with these flags).
-        if awk -v t="$target" '$1 == t && $5 == "nightly" { found = 1 } END { exit !found }' \
-            scripts/cross.sh; then
+        # again with these flags), and for musl, whose switch and frame
+        # records are those of the glibc row of its architecture, walked
+        # there (a second build of everything for the same check).
+        if [[ $target == *-musl ]] ||
+            awk -v t="$target" '$1 == t && $5 == "nightly" { found = 1 } END { exit !found }' \
+                scripts/cross.sh; then
             continue
         fi
         local flags="-C force-frame-pointers=yes --cfg switchback_frame_pointers"
@@ -234,7 +260,9 @@ check_object() {
     local global=" g +F .*text.*"
     [[ $target == *-windows-* ]] && global="\(ty +20\)\(scl +2\).*"
     for name in coroutine_root stack_call_root; do
-        if ! grep -Eq "${global}${name}17h[0-9a-f]+E\$" <<<"$symbols"; then
+        # Legacy mangling (`...14coroutine_root17h<hash>E`, stable) or v0
+        # (`..._RNv...14coroutine_root`, nightly's default).
+        if ! grep -Eq "${global}(${name}17h[0-9a-f]+E|[0-9]+${name})\$" <<<"$symbols"; then
             echo "$target: $object defines no $name" >&2
             return 1
         fi
@@ -455,6 +483,65 @@ compile_objects() {
     echo "$target: library, tests and examples compiled and assembled"
 }
 
+# An ELF_TARGETS entry: the library compiled to an object and checked for
+# the switch (check_object), then the library, the tests and the examples
+# compiled to objects in one build whose workspace crates go through
+# clippy-driver, so that clippy's lints and code generation (every asm!
+# block assembled) take one pass. `true` stands in for the linker (nothing
+# is linked); no debug info, which nothing here reads.
+elf_target() {
+    local target=$1 toolchain=$2 dir cargo=(cargo) std=() driver
+    dir="$TARGET_DIR/elf/inspected/$target"
+    mkdir -p "$dir"
+    local lints=()
+    if [[ $toolchain == nightly ]]; then
+        cargo=(cargo +nightly)
+        std=(-Zbuild-std=std,panic_unwind)
+        # Nightly's clippy flags `thread_local!` statics whose initializer
+        # is already `const` on targets without native thread-locals
+        # (OpenBSD): rust-lang/rust-clippy#17566, a false positive.
+        lints=(CLIPPY_ARGS="-A__CLIPPY_HACKERY__clippy::missing_const_for_thread_local__CLIPPY_HACKERY__")
+    fi
+    driver="$(rustc "+$toolchain" --print sysroot)/bin/clippy-driver"
+    [[ -x $driver ]] || { echo "no clippy-driver in $toolchain (run .ci/install.sh)" >&2; return 1; }
+    local env=(
+        CARGO_TARGET_DIR="$TARGET_DIR/elf"
+        CARGO_PROFILE_DEV_DEBUG=0
+        "CARGO_TARGET_$(tr 'a-z-' 'A-Z_' <<<"$target")_LINKER=true"
+    )
+    cargo_without_warnings env "${env[@]}" \
+        "${cargo[@]}" rustc -q "${std[@]}" --lib --target "$target" -- \
+        -C codegen-units=1 --emit=obj="$dir/lib-default.o" || return 1
+    check_object "$target" "$dir/lib-default.o" || return 1
+    cargo_without_warnings env "${env[@]}" "${lints[@]}" RUSTC_WORKSPACE_WRAPPER="$driver" \
+        "${cargo[@]}" build -q "${std[@]}" --target "$target" --lib --tests --examples ||
+        return 1
+    echo "$target: library, tests and examples compiled to objects, clippy clean"
+    # Each row's build (std's included) takes 0.2-0.5 GB that no later step
+    # reads: only the inspected object is kept.
+    rm -rf "${TARGET_DIR:?}/elf/$target"
+}
+
+# Every ELF_TARGETS entry, or those whose triples are given.
+elf_targets() {
+    local entry target toolchain start failed=()
+    for entry in "${ELF_TARGETS[@]}"; do
+        read -r target toolchain <<<"$entry"
+        if (($#)) && ! printf '%s\n' "$@" | grep -qx -- "$target"; then
+            continue
+        fi
+        echo
+        echo "-- $target ($toolchain)"
+        start=$SECONDS
+        elf_target "$target" "$toolchain" || failed+=("$target")
+        echo "$target: $((SECONDS - start)) s"
+    done
+    if ((${#failed[@]})); then
+        printf 'failed: %s\n' "${failed[@]}" >&2
+        return 1
+    fi
+}
+
 object_targets() {
     local entry target toolchain script
     for entry in "${SCRIPTED_TARGETS[@]}"; do
@@ -511,16 +598,17 @@ uefi) uefi_targets ;;
 windows) windows_target ;;
 no-std) no_std_targets ;;
 objects) object_targets ;;
+elf) shift; elf_targets "$@" ;;
 list)
     printf 'run under qemu: %s\n' "${RUN_TARGETS[@]}"
     printf 'run under Wine: %s\n' "$WINE_TARGET"
     printf 'no_std build:   %s\n' "${NO_STD_TARGETS[@]}"
-    printf 'compiled:       %s\n' "${OBJECT_TARGETS[@]}"
+    printf 'compiled:       %s\n' "${OBJECT_TARGETS[@]}" "${ELF_TARGETS[@]}"
     printf 'scripted:       %s\n' "${SCRIPTED_TARGETS[@]}"
     printf 'UEFI, booted:   %s\n' "${UEFI_TARGETS[@]}"
     ;;
 *)
-    sed -n '2,25p' "$0" >&2
+    sed -n '2,30p' "$0" >&2
     exit 2
     ;;
 esac
