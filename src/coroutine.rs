@@ -5,10 +5,10 @@ use core::mem::{self, ManuallyDrop, MaybeUninit};
 use core::{fmt, ptr};
 
 use crate::arch;
-use crate::sanitizer::{self, CoroutineExtents, SavedContext, StackExtent};
 #[cfg(feature = "default-stack")]
 use crate::stack::DefaultStack;
 use crate::stack::{self, stack_bounds, StackPointer};
+use crate::switch::{self, FreshStack, SwitchRecord};
 use crate::trap::CoroutineTrapHandler;
 use crate::unwind::{self, CaughtPanic};
 use crate::word::{self, Word};
@@ -249,29 +249,17 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
             stack::closure_stack_bytes(mem::size_of::<F>(), mem::align_of::<F>()),
         );
         // A reused stack may still be poisoned by frames abandoned there.
-        sanitizer::unpoison(limit.get(), base.get());
+        switch::forget_frames(limit.get(), base.get());
         let obj = closure_slot::<F>(base.get());
-        // Windows: the TEB state the coroutine starts with (a user `Stack`
-        // may panic here: nothing has been written yet). The parent's is
-        // written at every resume; until then it holds the same.
-        #[cfg(windows)]
-        let teb = crate::os::teb::TebState::fresh(stack.teb_fields());
+        // What the trackers start the coroutine from (a user `Stack` may
+        // panic here: nothing has been written yet).
+        let fresh = FreshStack::of(&stack, limit, base);
         // SAFETY: `closure_slot` checked that the object and the initial
         // frame below it fit in the stack, which the Stack contract says is
-        // writable and ours alone; the extents go between it and the link.
+        // writable and ours alone; the record goes between it and the link.
         let initial_sp = unsafe {
             let link = (base.get() - arch::LINK_OFFSET) as *mut StackPointer;
-            ptr::write(
-                sanitizer::extents_slot(link),
-                CoroutineExtents {
-                    parent: StackExtent::unknown(),
-                    resume: StackExtent::new(|| limit.get(), base.get()),
-                    #[cfg(windows)]
-                    parent_teb: teb,
-                    #[cfg(windows)]
-                    resume_teb: teb,
-                },
-            );
+            switch::write_record(switch::record_slot(link), fresh);
             ptr::write(obj as *mut F, f);
             arch::init_stack(base, obj, coroutine_entry::<Input, Yield, Return, F>)
         };
@@ -339,9 +327,8 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
         }
     }
 
-    /// Runs `switch(base)`, a switch into the coroutine, telling the stack
-    /// trackers: the sanitizer, and on Windows the TEB, whose fields the
-    /// coroutine puts back as it leaves (see `leave_stack`). Records the
+    /// Runs `switch(base)`, a switch into the coroutine, with the work
+    /// around it (`switch::resume_start` and `resume_end`). Records the
     /// coroutine's new state in `self.sp` (its stack pointer if it
     /// suspended, `None` if it left) before any user code runs: a `Stack`
     /// whose `update_teb_fields` panics leaves a coroutine that is still
@@ -354,58 +341,28 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
         &mut self,
         switch: impl FnOnce(StackPointer) -> (Word, usize),
     ) -> (Word, usize) {
-        // SAFETY: the switch happens between the announcements, per the
-        // caller; the extents lie below the reserved top, and the coroutine
-        // changes them only while it runs.
+        // SAFETY: the switch happens between the two halves, per the
+        // caller; the record lies below the reserved top, and the coroutine
+        // changes it only while it runs.
         unsafe {
-            let saved = sanitizer::start_switch(self.resume_extent());
-            #[cfg(windows)]
-            let (extents, entered) = {
-                let extents = self.extents();
-                let entered = (*extents).resume_teb;
-                (*extents).parent_teb = crate::os::teb::read();
-                crate::os::teb::write(&entered);
-                (extents, entered.fields)
-            };
+            let resuming = switch::resume_start(self.record());
             let switched = switch(self.base);
-            sanitizer::finish_switch(saved);
+            let resumed = switch::resume_end(resuming);
             let state = switched.1;
             // Any other state is the suspended coroutine's stack pointer,
             // which is not null.
             self.sp = (state > EXIT_PANICKED).then(|| StackPointer::new_unchecked(state));
-            // Windows lowers the limit as the stack grows, and code on it
-            // may set a guarantee: tell the stack, which the next coroutine
-            // on it starts from. (Not when it suspended on another stack,
-            // inside `on_stack`.)
-            #[cfg(windows)]
-            {
-                let left = (*extents).resume_teb.fields;
-                if left.StackBase == self.base.get()
-                    && (left.StackLimit, left.GuaranteedStackBytes)
-                        != (entered.StackLimit, entered.GuaranteedStackBytes)
-                {
-                    self.stack
-                        .update_teb_fields(left.StackLimit, left.GuaranteedStackBytes);
-                }
-            }
+            resumed.tell_stack(self.base, &mut *self.stack);
             switched
         }
     }
 
-    /// Where the coroutine keeps its extents.
+    /// Where the coroutine keeps its switch record.
     #[inline(always)]
-    fn extents(&self) -> *mut CoroutineExtents {
+    fn record(&self) -> *mut SwitchRecord {
         let link = (self.base.get() - arch::LINK_OFFSET) as *mut StackPointer;
         // SAFETY: the slot lies below the reserved top of our stack.
-        unsafe { sanitizer::extents_slot(link) }
-    }
-
-    /// The stack the coroutine continues on when resumed, for the sanitizer.
-    #[inline(always)]
-    fn resume_extent(&self) -> StackExtent {
-        // SAFETY: the extents were written at creation and are updated by
-        // the coroutine only while it runs, not now.
-        unsafe { (*self.extents()).resume }
+        unsafe { switch::record_slot(link) }
     }
 
     /// Whether the coroutine has been resumed at least once.
@@ -495,12 +452,13 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
                 unsafe { self.switch_in(|base| arch::switch_and_unwind(sp, base)) };
             #[cfg(feature = "asm-unwind")]
             let (output, state) = {
-                let (base, extent) = (self.base, self.resume_extent());
+                let (base, record) = (self.base, self.record());
                 // SAFETY: as above; the unwind comes back out of the switch.
+                // (No Windows here, so no stack to tell.)
                 match std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| unsafe {
-                    let saved = sanitizer::start_switch(extent);
+                    let resuming = switch::resume_start(record);
                     let switched = arch::switch_and_unwind(sp, base);
-                    sanitizer::finish_switch(saved);
+                    let _ = switch::resume_end(resuming);
                     switched
                 })) {
                     Ok(switched) => switched,
@@ -667,7 +625,7 @@ unsafe fn take_exit<Return>(output: Word, exit: usize) -> Return {
 #[inline(always)]
 pub(crate) fn closure_slot<F>(base: usize) -> usize {
     let align = mem::align_of::<F>().max(arch::STACK_ALIGNMENT);
-    (base - arch::RESERVED_TOP - sanitizer::EXTENTS_RESERVE - mem::size_of::<F>()) & !(align - 1)
+    (base - arch::RESERVED_TOP - switch::RECORD_RESERVE - mem::size_of::<F>()) & !(align - 1)
 }
 
 unsafe fn drop_closure<F>(obj: *mut u8) {
@@ -685,11 +643,8 @@ unsafe extern "C-unwind" fn coroutine_entry<Input, Yield, Return, F>(
 where
     F: FnOnce(&Yielder<Input, Yield>, Input) -> Return,
 {
-    // SAFETY: we just arrived on this stack for the first time; the slot
-    // below the link is reserved for the parent's extent.
-    unsafe {
-        (*sanitizer::extents_slot(link)).parent = sanitizer::finish_switch(SavedContext::none())
-    };
+    // SAFETY: we just arrived on this stack for the first time.
+    unsafe { switch::arrive_first(link) };
     // SAFETY: the link is the Yielder, which is repr(transparent) over it.
     let yielder = unsafe { &*(link as *const Yielder<Input, Yield>) };
     // The closure is read out of its slot only at the call: the wrapper
@@ -723,30 +678,9 @@ fn leave_with<T>(value: T, exit: usize, link: *mut StackPointer) -> ! {
     // SAFETY: nothing left on this stack needs dropping; `slot` stays in
     // place (the stack is not freed) until the parent has decoded it.
     unsafe {
-        let extents = sanitizer::extents_slot(link);
-        leave_stack(extents);
-        sanitizer::start_final_switch((*extents).parent);
+        switch::leave_for_good(link);
         arch::switch_and_reset(output, exit, link)
     }
-}
-
-/// On Windows, as a coroutine leaves its stack (suspending or for good):
-/// records the TEB's fields for it (Windows may have changed them as the
-/// stack grew) and puts back its parent's, so that the parent's code never
-/// runs under the coroutine's stack bounds. Nothing elsewhere.
-///
-/// # Safety
-/// `extents` must be the running coroutine's, about to switch to its parent.
-#[inline(always)]
-unsafe fn leave_stack(extents: *mut CoroutineExtents) {
-    #[cfg(windows)]
-    // SAFETY: the parent wrote its fields as it resumed us, and we are about
-    // to run on its stack.
-    unsafe {
-        (*extents).resume_teb = crate::os::teb::read();
-        crate::os::teb::write(&(*extents).parent_teb);
-    }
-    let _ = extents;
 }
 
 /// The handle a running coroutine uses to suspend itself.
@@ -810,15 +744,13 @@ impl<Input, Yield> Yielder<Input, Yield> {
         let output = word::encode(value, &mut slot);
         let link = self.link.as_ptr();
         // SAFETY: we run on the coroutine whose link this is; the parent
-        // decodes `output` before resuming us. The parent's extent is kept
-        // below the link (and may change: another parent may resume us).
+        // decodes `output` before resuming us. The parent's stack is kept
+        // in the record below the link (and may change: another parent may
+        // resume us).
         let resumed = unsafe {
-            let extents = sanitizer::extents_slot(link);
-            (*extents).resume = sanitizer::current();
-            leave_stack(extents);
-            let saved = sanitizer::start_switch((*extents).parent);
+            let suspending = switch::suspend_start(link);
             let resumed = arch::switch_yield(output, link);
-            (*extents).parent = sanitizer::finish_switch(saved);
+            switch::suspend_end(link, suspending);
             resumed
         };
         match resumed {
@@ -854,16 +786,7 @@ impl<Input, Yield> Yielder<Input, Yield> {
         let top = arch::parent_stack_top(self.link.get().get());
         // SAFETY: while we run, the parent is blocked in switch_and_link and
         // its stack below the link value is unused.
-        unsafe {
-            let extents = sanitizer::extents_slot(self.link.as_ptr());
-            crate::on_stack::call_on_stack(
-                top,
-                (*extents).parent,
-                #[cfg(windows)]
-                (*extents).parent_teb,
-                f,
-            )
-        }
+        unsafe { crate::on_stack::call_on_stack(top, switch::parent_stack(self.link.as_ptr()), f) }
     }
 }
 

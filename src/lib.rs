@@ -206,6 +206,7 @@ mod os;
 mod sanitizer;
 mod scoped;
 pub mod stack;
+mod switch;
 pub mod trap;
 mod unwind;
 mod word;

@@ -241,7 +241,7 @@ impl<Return> CoroutineTrapHandler<Return> {
             mem::size_of::<F>()
         );
         // The frames being discarded may have left the stack poisoned.
-        crate::sanitizer::unpoison(self.limit.get(), self.base.get());
+        crate::switch::forget_frames(self.limit.get(), self.base.get());
         let obj = closure_slot::<F>(self.base.get());
         // SAFETY: the slot lies in the coroutine's stack, whose contents the
         // caller agreed to discard; the coroutine started (it trapped), so

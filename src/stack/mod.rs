@@ -174,11 +174,11 @@ pub const RECOMMENDED_MIN_STACK_SIZE: usize = 32 * 1024;
 /// The bytes that the crate itself writes at the top of a new stack before
 /// the closure runs, besides the closure and its copy (see
 /// [`stack_bytes_needed`]): the architecture's reserved words (the parent
-/// link), the coroutine's extents (the sanitizer's and, on Windows, the
+/// link), the coroutine's switch record (the sanitizer's and, on Windows, the
 /// TEB fields), the initial frame (or `on_stack`'s root frame), and up to
 /// one alignment unit of padding for each of the closure's two places.
 pub(crate) const ENTRY_RESERVE: usize = crate::arch::RESERVED_TOP
-    + crate::sanitizer::EXTENTS_RESERVE
+    + crate::switch::RECORD_RESERVE
     + crate::arch::INIT_FRAME_SIZE
     + 2 * STACK_ALIGNMENT;
 
