@@ -839,8 +839,8 @@ impl Drop for PooledStack {
 impl fmt::Debug for PooledStack {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PooledStack")
-            .field("base", &format_args!("{:#x}", self.slot.mapping.base))
-            .field("limit", &format_args!("{:#x}", self.slot.mapping.limit))
+            .field("base", &format_args!("{:#x}", self.slot.mapping.base()))
+            .field("limit", &format_args!("{:#x}", self.slot.mapping.limit()))
             .finish()
     }
 }
@@ -856,12 +856,12 @@ unsafe impl Stack for PooledStack {
     fn base(&self) -> StackPointer {
         // A coroutine or `on_stack` is about to run on it on this thread.
         super::overflow::prepare_thread();
-        self.slot.mapping.base
+        self.slot.mapping.base()
     }
 
     #[inline]
     fn limit(&self) -> StackPointer {
-        self.slot.mapping.limit
+        self.slot.mapping.limit()
     }
 
     #[cfg(windows)]
