@@ -5,6 +5,7 @@ use core::mem::{self, ManuallyDrop, MaybeUninit};
 use core::{fmt, ptr};
 
 use crate::arch;
+use crate::root::{closure_slot, leave, EXIT_PANICKED, EXIT_RETURNED};
 #[cfg(feature = "default-stack")]
 use crate::stack::DefaultStack;
 use crate::stack::{self, stack_bounds, StackPointer};
@@ -162,6 +163,110 @@ impl<Input, Yield, Return> Coroutine<Input, Yield, Return, DefaultStack> {
         Return: 'static,
     {
         Self::with_stack(DefaultStack::default(), f)
+    }
+}
+
+os_stacks! {
+    use std::io;
+
+    use crate::stack::{PooledStack, StackPool};
+
+    impl<Input, Yield, Return> Coroutine<Input, Yield, Return, PooledStack> {
+        /// Creates a coroutine that runs `f` on a stack from `pool`. The stack
+        /// goes back to the pool when the coroutine is dropped.
+        ///
+        /// See [`StackPool`] for when to use a pool rather than
+        /// [`Coroutine::new`].
+        ///
+        /// ```
+        /// use switchback::stack::StackPool;
+        /// use switchback::Coroutine;
+        ///
+        /// let pool = StackPool::new(64 * 1024).unwrap();
+        /// let mut co = Coroutine::with_pool(&pool, |yielder, x: u32| {
+        ///     let y = yielder.suspend(x + 1);
+        ///     y * 2
+        /// });
+        /// assert_eq!(co.resume(1).as_yield(), Some(2));
+        /// assert_eq!(co.resume(5).as_return(), Some(10));
+        /// drop(co);
+        /// assert_eq!(pool.idle_count(), 1);
+        /// ```
+        ///
+        /// # Panics
+        ///
+        /// Panics if a new stack is needed and cannot be mapped, and as
+        /// [`Coroutine::with_stack`] if the closure is too big for the stack.
+        #[inline]
+        pub fn with_pool<F>(pool: &StackPool, f: F) -> Self
+        where
+            F: FnOnce(&Yielder<Input, Yield>, Input) -> Return + 'static,
+            Input: 'static,
+            Yield: 'static,
+            Return: 'static,
+        {
+            match pool.get() {
+                Ok(stack) => Self::with_stack(stack, f),
+                Err(error) => pool_exhausted(pool, error),
+            }
+        }
+
+        /// [`with_pool`](Coroutine::with_pool), returning an error instead of
+        /// panicking when a new stack cannot be mapped.
+        ///
+        /// # Errors
+        ///
+        /// The OS error from `mmap` or `mprotect`.
+        ///
+        /// # Panics
+        ///
+        /// As [`Coroutine::with_stack`] if the closure is too big for the stack.
+        #[inline]
+        pub fn try_with_pool<F>(pool: &StackPool, f: F) -> io::Result<Self>
+        where
+            F: FnOnce(&Yielder<Input, Yield>, Input) -> Return + 'static,
+            Input: 'static,
+            Yield: 'static,
+            Return: 'static,
+        {
+            Ok(Self::with_stack(pool.get()?, f))
+        }
+
+        /// Creates a coroutine that runs `f` on a 1 MiB stack from the
+        /// process-wide [`StackPool::global`]: [`Coroutine::new`] without the
+        /// system calls.
+        ///
+        /// ```
+        /// use switchback::Coroutine;
+        ///
+        /// for i in 0..1000u64 {
+        ///     let mut co: Coroutine<(), (), u64, _> = Coroutine::pooled(move |_, ()| i);
+        ///     assert_eq!(co.resume(()).as_return(), Some(i));
+        /// }
+        /// ```
+        ///
+        /// # Panics
+        ///
+        /// As [`with_pool`](Coroutine::with_pool).
+        #[inline]
+        pub fn pooled<F>(f: F) -> Self
+        where
+            F: FnOnce(&Yielder<Input, Yield>, Input) -> Return + 'static,
+            Input: 'static,
+            Yield: 'static,
+            Return: 'static,
+        {
+            Self::with_pool(StackPool::global(), f)
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn pool_exhausted(pool: &StackPool, error: io::Error) -> ! {
+        panic!(
+            "switchback: failed to allocate a {}-byte pooled stack: {error}",
+            pool.stack_size()
+        )
     }
 }
 
@@ -595,12 +700,6 @@ fn resume_after_done() -> ! {
     panic!("switchback: resume called on a coroutine that has already finished")
 }
 
-/// The exit code of a coroutine that returned: the word holds its `Return`.
-const EXIT_RETURNED: usize = 0;
-/// The exit code of a coroutine that panicked: the word holds the caught
-/// panic. Any state above it is a suspended coroutine's stack pointer.
-const EXIT_PANICKED: usize = 1;
-
 /// Decodes what a finished coroutine handed over and resumes a panic it
 /// carried.
 ///
@@ -617,15 +716,6 @@ unsafe fn take_exit<Return>(output: Word, exit: usize) -> Return {
         #[allow(unreachable_code)]
         unwind::resume_caught(unsafe { word::decode::<CaughtPanic>(output) })
     }
-}
-
-/// Where the closure of type `F` goes on a stack whose base is `base`:
-/// below the reserved top, aligned for `F` and for the stack. The caller has
-/// checked that the stack has room for it (`stack_bounds`).
-#[inline(always)]
-pub(crate) fn closure_slot<F>(base: usize) -> usize {
-    let align = mem::align_of::<F>().max(arch::STACK_ALIGNMENT);
-    (base - arch::RESERVED_TOP - switch::RECORD_RESERVE - mem::size_of::<F>()) & !(align - 1)
 }
 
 unsafe fn drop_closure<F>(obj: *mut u8) {
@@ -658,29 +748,6 @@ where
         (unsafe { ptr::read(obj as *mut F) })(yielder, input)
     };
     leave(unwind::catch_unwind_at_root(run), link)
-}
-
-/// Hands the coroutine's result (or the panic it caught) to its parent and
-/// leaves for good.
-#[inline(always)]
-fn leave<Return>(result: Result<Return, CaughtPanic>, link: *mut StackPointer) -> ! {
-    match result {
-        Ok(value) => leave_with(value, EXIT_RETURNED, link),
-        #[allow(unreachable_patterns)]
-        Err(panic) => leave_with(panic, EXIT_PANICKED, link),
-    }
-}
-
-#[inline(always)]
-fn leave_with<T>(value: T, exit: usize, link: *mut StackPointer) -> ! {
-    let mut slot = MaybeUninit::uninit();
-    let output = word::encode(value, &mut slot);
-    // SAFETY: nothing left on this stack needs dropping; `slot` stays in
-    // place (the stack is not freed) until the parent has decoded it.
-    unsafe {
-        switch::leave_for_good(link);
-        arch::switch_and_reset(output, exit, link)
-    }
 }
 
 /// The handle a running coroutine uses to suspend itself.
@@ -794,19 +861,4 @@ impl<Input, Yield> fmt::Debug for Yielder<Input, Yield> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Yielder").finish_non_exhaustive()
     }
-}
-
-/// The first frame of a trap handler: runs `f` and returns its result as the
-/// coroutine's return value.
-pub(crate) unsafe extern "C-unwind" fn trap_entry<F, Return>(
-    obj: *mut u8,
-    link: *mut StackPointer,
-) -> !
-where
-    F: FnOnce() -> Return,
-{
-    // SAFETY: setup_trap_handler wrote the closure at `obj`; it is taken
-    // once, at the call (see coroutine_entry).
-    let run = move || unsafe { ptr::read(obj as *mut F) }();
-    leave(unwind::catch_unwind_at_root(run), link)
 }

@@ -203,6 +203,7 @@ pub mod future;
 pub mod iter;
 mod on_stack;
 mod os;
+mod root;
 mod sanitizer;
 mod scoped;
 pub mod stack;

@@ -106,7 +106,7 @@ use core::marker::PhantomData;
 use core::{mem, ptr};
 
 pub use crate::arch::TrapHandlerRegs;
-use crate::coroutine::{closure_slot, trap_entry};
+use crate::root::{closure_slot, trap_entry};
 use crate::stack::StackPointer;
 use crate::stack::{closure_stack_bytes, stack_bytes_needed, MIN_GUARD_SIZE};
 

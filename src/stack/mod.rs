@@ -104,8 +104,6 @@
 //! assert_eq!(depth(100_000), 100_000);
 //! ```
 
-use core::num::NonZeroUsize;
-
 pub mod valgrind;
 
 os_stacks! {
@@ -127,8 +125,7 @@ os_stacks! {
 #[cfg(windows)]
 pub use crate::os::teb::StackTebFields;
 
-/// A stack address: the value of a stack pointer.
-pub type StackPointer = NonZeroUsize;
+pub use crate::word::StackPointer;
 
 /// Required alignment of a stack's [`base`](Stack::base) and
 /// [`limit`](Stack::limit).

@@ -20,10 +20,9 @@ use std::vec::Vec;
 
 use super::mapping::{page_size, rounded_stack_size, Mapping, GUARD_PAGES};
 use super::{Stack, StackPointer};
-use crate::{Coroutine, Yielder};
 
 /// The stack size of [`StackPool::default`] and [`StackPool::global`]: 1 MiB,
-/// as for [`Coroutine::new`].
+/// as for [`Coroutine::new`](crate::Coroutine::new).
 const DEFAULT_STACK_SIZE: usize = 1024 * 1024;
 /// The default bound on idle stacks in the shared pool.
 const DEFAULT_MAX_IDLE: usize = 64;
@@ -56,15 +55,15 @@ const DEFAULT_THREAD_CACHE: usize = 8;
 ///
 /// # Which stack to use
 ///
-/// - [`Coroutine::new`]: a fresh 1 MiB [`DefaultStack`](super::DefaultStack)
+/// - [`Coroutine::new`](crate::Coroutine::new): a fresh 1 MiB [`DefaultStack`](super::DefaultStack)
 ///   per coroutine. Simplest, and fine for a few long-lived coroutines; each
 ///   creation costs a few microseconds of system calls.
-/// - [`Coroutine::with_pool`] (or [`Coroutine::pooled`] for a process-wide
+/// - [`Coroutine::with_pool`](crate::Coroutine::with_pool) (or [`Coroutine::pooled`](crate::Coroutine::pooled) for a process-wide
 ///   pool of 1 MiB stacks): for code that creates many coroutines, such as
 ///   one per request or per task. Creation then costs about what creating on
 ///   an already-allocated stack costs.
-/// - [`Coroutine::with_stack`] with a stack you keep (`&mut DefaultStack`,
-///   or [`into_stack`](Coroutine::into_stack) and reuse): when one place
+/// - [`Coroutine::with_stack`](crate::Coroutine::with_stack) with a stack you keep (`&mut DefaultStack`,
+///   or [`into_stack`](crate::Coroutine::into_stack) and reuse): when one place
 ///   runs one coroutine at a time and can hold on to its stack itself.
 ///
 /// # Example
@@ -132,9 +131,9 @@ pub struct StackPoolBuilder {
 
 /// A stack from a [`StackPool`], which goes back to the pool when dropped.
 ///
-/// It implements [`Stack`], so it works with [`Coroutine::with_stack`],
+/// It implements [`Stack`], so it works with [`Coroutine::with_stack`](crate::Coroutine::with_stack),
 /// [`ScopedCoroutine::with_stack`](crate::ScopedCoroutine::with_stack) and
-/// [`on_stack`](crate::on_stack()); [`Coroutine::with_pool`] does the
+/// [`on_stack`](crate::on_stack()); [`Coroutine::with_pool`](crate::Coroutine::with_pool) does the
 /// `get` for you. Like a [`DefaultStack`](super::DefaultStack), it has a
 /// `PROT_NONE` guard page at its [`limit`](Stack::limit).
 ///
@@ -282,7 +281,7 @@ impl StackPool {
     }
 
     /// A process-wide pool of 1 MiB stacks with the default bounds, as used
-    /// by [`Coroutine::pooled`].
+    /// by [`Coroutine::pooled`](crate::Coroutine::pooled).
     ///
     /// ```
     /// use switchback::stack::StackPool;
@@ -877,103 +876,4 @@ unsafe impl Stack for PooledStack {
             .mapping
             .update_teb_fields(stack_limit, guaranteed_stack_bytes)
     }
-}
-
-#[cfg_attr(docsrs, doc(cfg(all(feature = "default-stack", any(unix, windows)))))]
-impl<Input, Yield, Return> Coroutine<Input, Yield, Return, PooledStack> {
-    /// Creates a coroutine that runs `f` on a stack from `pool`. The stack
-    /// goes back to the pool when the coroutine is dropped.
-    ///
-    /// See [`StackPool`] for when to use a pool rather than
-    /// [`Coroutine::new`].
-    ///
-    /// ```
-    /// use switchback::stack::StackPool;
-    /// use switchback::Coroutine;
-    ///
-    /// let pool = StackPool::new(64 * 1024).unwrap();
-    /// let mut co = Coroutine::with_pool(&pool, |yielder, x: u32| {
-    ///     let y = yielder.suspend(x + 1);
-    ///     y * 2
-    /// });
-    /// assert_eq!(co.resume(1).as_yield(), Some(2));
-    /// assert_eq!(co.resume(5).as_return(), Some(10));
-    /// drop(co);
-    /// assert_eq!(pool.idle_count(), 1);
-    /// ```
-    ///
-    /// # Panics
-    ///
-    /// Panics if a new stack is needed and cannot be mapped, and as
-    /// [`Coroutine::with_stack`] if the closure is too big for the stack.
-    #[inline]
-    pub fn with_pool<F>(pool: &StackPool, f: F) -> Self
-    where
-        F: FnOnce(&Yielder<Input, Yield>, Input) -> Return + 'static,
-        Input: 'static,
-        Yield: 'static,
-        Return: 'static,
-    {
-        match pool.get() {
-            Ok(stack) => Self::with_stack(stack, f),
-            Err(error) => pool_exhausted(pool, error),
-        }
-    }
-
-    /// [`with_pool`](Coroutine::with_pool), returning an error instead of
-    /// panicking when a new stack cannot be mapped.
-    ///
-    /// # Errors
-    ///
-    /// The OS error from `mmap` or `mprotect`.
-    ///
-    /// # Panics
-    ///
-    /// As [`Coroutine::with_stack`] if the closure is too big for the stack.
-    #[inline]
-    pub fn try_with_pool<F>(pool: &StackPool, f: F) -> io::Result<Self>
-    where
-        F: FnOnce(&Yielder<Input, Yield>, Input) -> Return + 'static,
-        Input: 'static,
-        Yield: 'static,
-        Return: 'static,
-    {
-        Ok(Self::with_stack(pool.get()?, f))
-    }
-
-    /// Creates a coroutine that runs `f` on a 1 MiB stack from the
-    /// process-wide [`StackPool::global`]: [`Coroutine::new`] without the
-    /// system calls.
-    ///
-    /// ```
-    /// use switchback::Coroutine;
-    ///
-    /// for i in 0..1000u64 {
-    ///     let mut co: Coroutine<(), (), u64, _> = Coroutine::pooled(move |_, ()| i);
-    ///     assert_eq!(co.resume(()).as_return(), Some(i));
-    /// }
-    /// ```
-    ///
-    /// # Panics
-    ///
-    /// As [`with_pool`](Coroutine::with_pool).
-    #[inline]
-    pub fn pooled<F>(f: F) -> Self
-    where
-        F: FnOnce(&Yielder<Input, Yield>, Input) -> Return + 'static,
-        Input: 'static,
-        Yield: 'static,
-        Return: 'static,
-    {
-        Self::with_pool(StackPool::global(), f)
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn pool_exhausted(pool: &StackPool, error: io::Error) -> ! {
-    panic!(
-        "switchback: failed to allocate a {}-byte pooled stack: {error}",
-        pool.stack_size()
-    )
 }
