@@ -166,110 +166,6 @@ impl<Input, Yield, Return> Coroutine<Input, Yield, Return, DefaultStack> {
     }
 }
 
-os_stacks! {
-    use std::io;
-
-    use crate::stack::{PooledStack, StackPool};
-
-    impl<Input, Yield, Return> Coroutine<Input, Yield, Return, PooledStack> {
-        /// Creates a coroutine that runs `f` on a stack from `pool`. The stack
-        /// goes back to the pool when the coroutine is dropped.
-        ///
-        /// See [`StackPool`] for when to use a pool rather than
-        /// [`Coroutine::new`].
-        ///
-        /// ```
-        /// use switchback::stack::StackPool;
-        /// use switchback::Coroutine;
-        ///
-        /// let pool = StackPool::new(64 * 1024).unwrap();
-        /// let mut co = Coroutine::with_pool(&pool, |yielder, x: u32| {
-        ///     let y = yielder.suspend(x + 1);
-        ///     y * 2
-        /// });
-        /// assert_eq!(co.resume(1).as_yield(), Some(2));
-        /// assert_eq!(co.resume(5).as_return(), Some(10));
-        /// drop(co);
-        /// assert_eq!(pool.idle_count(), 1);
-        /// ```
-        ///
-        /// # Panics
-        ///
-        /// Panics if a new stack is needed and cannot be mapped, and as
-        /// [`Coroutine::with_stack`] if the closure is too big for the stack.
-        #[inline]
-        pub fn with_pool<F>(pool: &StackPool, f: F) -> Self
-        where
-            F: FnOnce(&Yielder<Input, Yield>, Input) -> Return + 'static,
-            Input: 'static,
-            Yield: 'static,
-            Return: 'static,
-        {
-            match pool.get() {
-                Ok(stack) => Self::with_stack(stack, f),
-                Err(error) => pool_exhausted(pool, error),
-            }
-        }
-
-        /// [`with_pool`](Coroutine::with_pool), returning an error instead of
-        /// panicking when a new stack cannot be mapped.
-        ///
-        /// # Errors
-        ///
-        /// The OS error from `mmap` or `mprotect`.
-        ///
-        /// # Panics
-        ///
-        /// As [`Coroutine::with_stack`] if the closure is too big for the stack.
-        #[inline]
-        pub fn try_with_pool<F>(pool: &StackPool, f: F) -> io::Result<Self>
-        where
-            F: FnOnce(&Yielder<Input, Yield>, Input) -> Return + 'static,
-            Input: 'static,
-            Yield: 'static,
-            Return: 'static,
-        {
-            Ok(Self::with_stack(pool.get()?, f))
-        }
-
-        /// Creates a coroutine that runs `f` on a 1 MiB stack from the
-        /// process-wide [`StackPool::global`]: [`Coroutine::new`] without the
-        /// system calls.
-        ///
-        /// ```
-        /// use switchback::Coroutine;
-        ///
-        /// for i in 0..1000u64 {
-        ///     let mut co: Coroutine<(), (), u64, _> = Coroutine::pooled(move |_, ()| i);
-        ///     assert_eq!(co.resume(()).as_return(), Some(i));
-        /// }
-        /// ```
-        ///
-        /// # Panics
-        ///
-        /// As [`with_pool`](Coroutine::with_pool).
-        #[inline]
-        pub fn pooled<F>(f: F) -> Self
-        where
-            F: FnOnce(&Yielder<Input, Yield>, Input) -> Return + 'static,
-            Input: 'static,
-            Yield: 'static,
-            Return: 'static,
-        {
-            Self::with_pool(StackPool::global(), f)
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn pool_exhausted(pool: &StackPool, error: io::Error) -> ! {
-        panic!(
-            "switchback: failed to allocate a {}-byte pooled stack: {error}",
-            pool.stack_size()
-        )
-    }
-}
-
 impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, Stack> {
     /// Creates a coroutine that runs `f` on `stack`.
     ///
@@ -690,6 +586,112 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
             );
         }
         self.force_unwind_slow();
+    }
+}
+
+// The pooled constructors, after the coroutine's other impls (as the docs
+// list them).
+os_stacks! {
+    use std::io;
+
+    use crate::stack::{PooledStack, StackPool};
+
+    impl<Input, Yield, Return> Coroutine<Input, Yield, Return, PooledStack> {
+        /// Creates a coroutine that runs `f` on a stack from `pool`. The stack
+        /// goes back to the pool when the coroutine is dropped.
+        ///
+        /// See [`StackPool`] for when to use a pool rather than
+        /// [`Coroutine::new`].
+        ///
+        /// ```
+        /// use switchback::stack::StackPool;
+        /// use switchback::Coroutine;
+        ///
+        /// let pool = StackPool::new(64 * 1024).unwrap();
+        /// let mut co = Coroutine::with_pool(&pool, |yielder, x: u32| {
+        ///     let y = yielder.suspend(x + 1);
+        ///     y * 2
+        /// });
+        /// assert_eq!(co.resume(1).as_yield(), Some(2));
+        /// assert_eq!(co.resume(5).as_return(), Some(10));
+        /// drop(co);
+        /// assert_eq!(pool.idle_count(), 1);
+        /// ```
+        ///
+        /// # Panics
+        ///
+        /// Panics if a new stack is needed and cannot be mapped, and as
+        /// [`Coroutine::with_stack`] if the closure is too big for the stack.
+        #[inline]
+        pub fn with_pool<F>(pool: &StackPool, f: F) -> Self
+        where
+            F: FnOnce(&Yielder<Input, Yield>, Input) -> Return + 'static,
+            Input: 'static,
+            Yield: 'static,
+            Return: 'static,
+        {
+            match pool.get() {
+                Ok(stack) => Self::with_stack(stack, f),
+                Err(error) => pool_exhausted(pool, error),
+            }
+        }
+
+        /// [`with_pool`](Coroutine::with_pool), returning an error instead of
+        /// panicking when a new stack cannot be mapped.
+        ///
+        /// # Errors
+        ///
+        /// The OS error from `mmap` or `mprotect`.
+        ///
+        /// # Panics
+        ///
+        /// As [`Coroutine::with_stack`] if the closure is too big for the stack.
+        #[inline]
+        pub fn try_with_pool<F>(pool: &StackPool, f: F) -> io::Result<Self>
+        where
+            F: FnOnce(&Yielder<Input, Yield>, Input) -> Return + 'static,
+            Input: 'static,
+            Yield: 'static,
+            Return: 'static,
+        {
+            Ok(Self::with_stack(pool.get()?, f))
+        }
+
+        /// Creates a coroutine that runs `f` on a 1 MiB stack from the
+        /// process-wide [`StackPool::global`]: [`Coroutine::new`] without the
+        /// system calls.
+        ///
+        /// ```
+        /// use switchback::Coroutine;
+        ///
+        /// for i in 0..1000u64 {
+        ///     let mut co: Coroutine<(), (), u64, _> = Coroutine::pooled(move |_, ()| i);
+        ///     assert_eq!(co.resume(()).as_return(), Some(i));
+        /// }
+        /// ```
+        ///
+        /// # Panics
+        ///
+        /// As [`with_pool`](Coroutine::with_pool).
+        #[inline]
+        pub fn pooled<F>(f: F) -> Self
+        where
+            F: FnOnce(&Yielder<Input, Yield>, Input) -> Return + 'static,
+            Input: 'static,
+            Yield: 'static,
+            Return: 'static,
+        {
+            Self::with_pool(StackPool::global(), f)
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn pool_exhausted(pool: &StackPool, error: io::Error) -> ! {
+        panic!(
+            "switchback: failed to allocate a {}-byte pooled stack: {error}",
+            pool.stack_size()
+        )
     }
 }
 
