@@ -5,10 +5,12 @@ use core::mem::{self, ManuallyDrop, MaybeUninit};
 use core::{fmt, ptr};
 
 use crate::arch;
-use crate::root::{closure_slot, leave, EXIT_PANICKED, EXIT_RETURNED};
+use crate::root::{
+    closure_slot, closure_stack_bytes, leave, stack_bounds, EXIT_PANICKED, EXIT_RETURNED,
+};
 #[cfg(feature = "default-stack")]
 use crate::stack::DefaultStack;
-use crate::stack::{self, stack_bounds, StackPointer};
+use crate::stack::{self, StackPointer};
 use crate::switch::{self, FreshStack, SwitchRecord};
 use crate::trap::CoroutineTrapHandler;
 use crate::unwind::{self, CaughtPanic};
@@ -247,7 +249,7 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
         let (base, limit) = stack_bounds(
             &stack,
             mem::size_of::<F>(),
-            stack::closure_stack_bytes(mem::size_of::<F>(), mem::align_of::<F>()),
+            closure_stack_bytes(mem::size_of::<F>(), mem::align_of::<F>()),
         );
         // A reused stack may still be poisoned by frames abandoned there.
         switch::forget_frames(limit.get(), base.get());

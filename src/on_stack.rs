@@ -3,7 +3,8 @@
 use core::mem::{self, ManuallyDrop};
 
 use crate::arch;
-use crate::stack::{closure_stack_bytes, stack_bounds, Stack};
+use crate::root::{closure_stack_bytes, stack_bounds};
+use crate::stack::Stack;
 use crate::switch::{self, FreshStack};
 use crate::unwind::{self, CaughtPanic};
 

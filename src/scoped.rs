@@ -3,11 +3,11 @@
 use core::marker::PhantomData;
 use core::mem::ManuallyDrop;
 
+use crate::coroutine::{Coroutine, CoroutineResult, Yielder};
 use crate::stack;
 #[cfg(feature = "default-stack")]
 use crate::stack::DefaultStack;
 use crate::trap::CoroutineTrapHandler;
-use crate::{Coroutine, CoroutineResult, Yielder};
 
 macro_rules! scoped_coroutine_struct {
     ($($default:ty)?) => {

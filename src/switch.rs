@@ -13,7 +13,8 @@ use crate::arch;
 #[cfg(windows)]
 use crate::os::teb::{self, TebState};
 use crate::sanitizer::{self, SavedContext, StackExtent};
-use crate::stack::{Stack, StackPointer};
+use crate::stack::Stack;
+use crate::word::StackPointer;
 
 /// What a coroutine keeps just below its architecture's reserved top, for
 /// the trackers (nothing without the `sanitizer` feature, except on

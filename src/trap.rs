@@ -106,9 +106,9 @@ use core::marker::PhantomData;
 use core::{mem, ptr};
 
 pub use crate::arch::TrapHandlerRegs;
-use crate::root::{closure_slot, trap_entry};
+use crate::root::{closure_slot, closure_stack_bytes, stack_bytes_needed, trap_entry};
 use crate::stack::StackPointer;
-use crate::stack::{closure_stack_bytes, stack_bytes_needed, MIN_GUARD_SIZE};
+use crate::stack::MIN_GUARD_SIZE;
 
 /// What a signal handler needs to make a trapping coroutine return to its
 /// parent with a value.
