@@ -52,83 +52,81 @@ impl<Yield, Return> CoroutineResult<Yield, Return> {
     }
 }
 
-macro_rules! coroutine_struct {
-    ($($default:ty)?) => {
-        /// A closure running on its own stack that can suspend itself from
-        /// any depth of its call stack.
-        ///
-        /// The closure receives a [`Yielder`] and the input of the first
-        /// [`resume`](Coroutine::resume). Each [`Yielder::suspend`] hands a
-        /// `Yield` value to the caller of `resume` and returns the `Input` of
-        /// the next `resume`; when the closure returns, `resume` returns its
-        /// value.
-        ///
-        /// ```
-        /// use switchback::{Coroutine, CoroutineResult};
-        ///
-        /// let mut doubler = Coroutine::new(|yielder, mut x: i32| {
-        ///     while x != 0 {
-        ///         x = yielder.suspend(x * 2);
-        ///     }
-        ///     "done"
-        /// });
-        /// assert_eq!(doubler.resume(1), CoroutineResult::Yield(2));
-        /// assert_eq!(doubler.resume(21), CoroutineResult::Yield(42));
-        /// assert_eq!(doubler.resume(0), CoroutineResult::Return("done"));
-        /// ```
-        ///
-        /// # Dropping
-        ///
-        /// Dropping a coroutine that is suspended unwinds its stack, running
-        /// the destructors of everything on it (see
-        /// [`force_unwind`](Coroutine::force_unwind)). If the coroutine
-        /// catches that unwind and suspends again, the value it yielded is
-        /// dropped and the unwind is thrown again, until it finishes.
-        ///
-        /// If a panic interrupts that unwind (the destructor of a value the
-        /// coroutine yielded meanwhile panics), the panic continues from the
-        /// drop and the coroutine is leaked, as by [`core::mem::forget`]: its
-        /// stack still holds live frames, so it is neither freed nor
-        /// returned to its pool, and those frames never run again. A
-        /// [`ScopedCoroutine`](crate::ScopedCoroutine), whose frames may
-        /// borrow from its scope, aborts the process instead.
-        ///
-        /// Without the `unwind` feature, or in a program built with
-        /// `panic = "abort"`, a suspended coroutine cannot be unwound:
-        /// dropping one prints why and aborts the process. Run such
-        /// coroutines to completion (or
-        /// [`force_reset`](Coroutine::force_reset) them) first.
-        ///
-        /// # Threads
-        ///
-        /// A coroutine is not `Send`: values on its stack may not be `Send`,
-        /// and the compiler cannot see them.
-        ///
-        /// ```compile_fail
-        /// fn assert_send<T: Send>() {}
-        /// assert_send::<switchback::Coroutine<(), (), ()>>();
-        /// ```
-        ///
-        /// It is `Sync` when its stack is, since `&Coroutine` allows nothing
-        /// but queries.
-        pub struct Coroutine<Input, Yield, Return, Stack: stack::Stack $(= $default)?> {
-            /// Dropped by hand, and only once no frame lives on it (see
-            /// `Drop`).
-            stack: ManuallyDrop<Stack>,
-            base: StackPointer,
-            /// The suspended coroutine's stack pointer; `None` once done.
-            sp: Option<StackPointer>,
-            initial_sp: StackPointer,
-            drop_closure: unsafe fn(*mut u8),
-            marker: PhantomData<(fn(Input) -> CoroutineResult<Yield, Return>, *mut ())>,
-        }
-    };
+/// A closure running on its own stack that can suspend itself from
+/// any depth of its call stack.
+///
+/// The closure receives a [`Yielder`] and the input of the first
+/// [`resume`](Coroutine::resume). Each [`Yielder::suspend`] hands a
+/// `Yield` value to the caller of `resume` and returns the `Input` of
+/// the next `resume`; when the closure returns, `resume` returns its
+/// value.
+///
+/// ```
+/// use switchback::{Coroutine, CoroutineResult};
+///
+/// let mut doubler = Coroutine::new(|yielder, mut x: i32| {
+///     while x != 0 {
+///         x = yielder.suspend(x * 2);
+///     }
+///     "done"
+/// });
+/// assert_eq!(doubler.resume(1), CoroutineResult::Yield(2));
+/// assert_eq!(doubler.resume(21), CoroutineResult::Yield(42));
+/// assert_eq!(doubler.resume(0), CoroutineResult::Return("done"));
+/// ```
+///
+/// # Dropping
+///
+/// Dropping a coroutine that is suspended unwinds its stack, running
+/// the destructors of everything on it (see
+/// [`force_unwind`](Coroutine::force_unwind)). If the coroutine
+/// catches that unwind and suspends again, the value it yielded is
+/// dropped and the unwind is thrown again, until it finishes.
+///
+/// If a panic interrupts that unwind (the destructor of a value the
+/// coroutine yielded meanwhile panics), the panic continues from the
+/// drop and the coroutine is leaked, as by [`core::mem::forget`]: its
+/// stack still holds live frames, so it is neither freed nor
+/// returned to its pool, and those frames never run again. A
+/// [`ScopedCoroutine`](crate::ScopedCoroutine), whose frames may
+/// borrow from its scope, aborts the process instead.
+///
+/// Without the `unwind` feature, or in a program built with
+/// `panic = "abort"`, a suspended coroutine cannot be unwound:
+/// dropping one prints why and aborts the process. Run such
+/// coroutines to completion (or
+/// [`force_reset`](Coroutine::force_reset) them) first.
+///
+/// # Threads
+///
+/// A coroutine is not `Send`: values on its stack may not be `Send`,
+/// and the compiler cannot see them.
+///
+/// ```compile_fail
+/// fn assert_send<T: Send>() {}
+/// assert_send::<switchback::Coroutine<(), (), ()>>();
+/// ```
+///
+/// It is `Sync` when its stack is, since `&Coroutine` allows nothing
+/// but queries.
+// The stack type defaults to `DefaultStack` where there is one.
+pub struct Coroutine<
+    Input,
+    Yield,
+    Return,
+    #[cfg(feature = "default-stack")] Stack: stack::Stack = DefaultStack,
+    #[cfg(not(feature = "default-stack"))] Stack: stack::Stack,
+> {
+    /// Dropped by hand, and only once no frame lives on it (see
+    /// `Drop`).
+    stack: ManuallyDrop<Stack>,
+    base: StackPointer,
+    /// The suspended coroutine's stack pointer; `None` once done.
+    sp: Option<StackPointer>,
+    initial_sp: StackPointer,
+    drop_closure: unsafe fn(*mut u8),
+    marker: PhantomData<(fn(Input) -> CoroutineResult<Yield, Return>, *mut ())>,
 }
-
-#[cfg(feature = "default-stack")]
-coroutine_struct!(DefaultStack);
-#[cfg(not(feature = "default-stack"))]
-coroutine_struct!();
 
 // SAFETY: through `&Coroutine` only `started`, `done` and `trap_handler` are
 // reachable, which read plain fields; the stack is shared only if it is Sync.
