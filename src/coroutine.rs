@@ -125,8 +125,14 @@ pub struct Coroutine<
     sp: Option<StackPointer>,
     initial_sp: StackPointer,
     drop_closure: unsafe fn(*mut u8),
-    marker: PhantomData<(fn(Input) -> CoroutineResult<Yield, Return>, *mut ())>,
+    marker: Marker<Input, Yield, Return>,
 }
+
+/// What a coroutine is to the compiler besides its fields: it takes `Input`
+/// and gives back `Yield` or `Return` (variance), and it is neither `Send`
+/// nor `Sync` by itself (`*mut ()`).
+type Marker<Input, Yield, Return> =
+    PhantomData<(fn(Input) -> CoroutineResult<Yield, Return>, *mut ())>;
 
 // SAFETY: through `&Coroutine` only `started`, `done` and `trap_handler` are
 // reachable, which read plain fields; the stack is shared only if it is Sync.
