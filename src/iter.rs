@@ -53,11 +53,12 @@
 
 use core::iter::FusedIterator;
 
+use crate::coroutine::Coroutine;
+use crate::scoped::ScopedCoroutineRef;
 use crate::stack::Stack;
-use crate::{Coroutine, ScopedCoroutineRef};
 os_stacks! {
     use crate::stack::PooledStack;
-    use crate::Yielder;
+    use crate::coroutine::Yielder;
 }
 
 /// Implements `Iterator` and `FusedIterator` for a coroutine type with no

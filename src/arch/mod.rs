@@ -75,8 +75,7 @@
 //! linked into one binary, so the trampolines are naked Rust functions whose
 //! symbols are mangled with the crate's hash, and labels are local.
 
-use crate::stack::StackPointer;
-use crate::word::Word;
+use crate::word::{StackPointer, Word};
 
 /// The first function run on a fresh coroutine stack:
 /// `entry(input, link, obj)`. It never returns: it leaves with

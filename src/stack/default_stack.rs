@@ -87,12 +87,12 @@ unsafe impl Stack for DefaultStack {
     fn base(&self) -> StackPointer {
         // A coroutine or `on_stack` is about to run on it on this thread.
         super::overflow::prepare_thread();
-        self.mapping.base
+        self.mapping.base()
     }
 
     #[inline]
     fn limit(&self) -> StackPointer {
-        self.mapping.limit
+        self.mapping.limit()
     }
 
     #[cfg(windows)]

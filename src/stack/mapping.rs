@@ -2,6 +2,7 @@
 //! pages, registered with Valgrind and in the crate's registry of stacks;
 //! the memory behind `DefaultStack` and pooled stacks.
 
+use core::mem::ManuallyDrop;
 use std::io;
 
 use super::registry::Registration;
@@ -14,13 +15,9 @@ use crate::os::Region;
 /// One stack's mapping, guard pages included. Unmapped on drop.
 #[derive(Debug)]
 pub(crate) struct Mapping {
-    /// The memory (declared first: it is unmapped before Valgrind hears
-    /// that the stack is gone).
-    region: Region,
-    /// The lowest usable address, just above the guard pages.
-    pub(crate) limit: StackPointer,
-    /// The highest address of the mapping.
-    pub(crate) base: StackPointer,
+    /// The memory, unmapped by `drop` (after leaving the registry, before
+    /// Valgrind hears that the stack is gone).
+    region: ManuallyDrop<Region>,
     _valgrind: ValgrindStackRegistration,
     /// In the crate's registry of stacks (overflow report, remaining stack).
     registration: Registration,
@@ -38,10 +35,20 @@ impl Mapping {
                 base.get() - limit.get(),
             ),
             registration: Registration::new(region.start(), limit.get(), base.get()),
-            region,
-            limit,
-            base,
+            region: ManuallyDrop::new(region),
         })
+    }
+
+    /// The lowest usable address, just above the guard pages.
+    #[inline(always)]
+    pub(crate) fn limit(&self) -> StackPointer {
+        self.region.limit()
+    }
+
+    /// The highest address of the mapping.
+    #[inline(always)]
+    pub(crate) fn base(&self) -> StackPointer {
+        self.region.base()
     }
 
     /// Drops the contents of the usable pages (not the guard), giving the
@@ -70,9 +77,10 @@ impl Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        // Out of the registry before the memory goes (the region unmaps
-        // itself when its field drops, right after this).
+        // Out of the registry before the memory goes.
         self.registration.remove();
+        // SAFETY: dropped once, here; the field is not used again.
+        unsafe { ManuallyDrop::drop(&mut self.region) };
     }
 }
 

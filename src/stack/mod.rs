@@ -104,8 +104,6 @@
 //! assert_eq!(depth(100_000), 100_000);
 //! ```
 
-use core::num::NonZeroUsize;
-
 pub mod valgrind;
 
 os_stacks! {
@@ -127,8 +125,7 @@ os_stacks! {
 #[cfg(windows)]
 pub use crate::os::teb::StackTebFields;
 
-/// A stack address: the value of a stack pointer.
-pub type StackPointer = NonZeroUsize;
+pub use crate::word::StackPointer;
 
 /// Required alignment of a stack's [`base`](Stack::base) and
 /// [`limit`](Stack::limit).
@@ -170,21 +167,6 @@ pub const MIN_STACK_SIZE: usize = 4096;
 /// `DefaultStack::default()` is far larger (1 MiB). To size a pool, measure
 /// (the stacks' `high_water_mark`) and keep at least this much.
 pub const RECOMMENDED_MIN_STACK_SIZE: usize = 32 * 1024;
-
-/// The bytes that the crate itself writes at the top of a new stack before
-/// the closure runs, besides the closure and its copy (see
-/// [`stack_bytes_needed`]): the architecture's reserved words (the parent
-/// link), the coroutine's extents (the sanitizer's and, on Windows, the
-/// TEB fields), the initial frame (or `on_stack`'s root frame), and up to
-/// one alignment unit of padding for each of the closure's two places.
-pub(crate) const ENTRY_RESERVE: usize = crate::arch::RESERVED_TOP
-    + crate::sanitizer::EXTENTS_RESERVE
-    + crate::arch::INIT_FRAME_SIZE
-    + 2 * STACK_ALIGNMENT;
-
-// The crate's own bookkeeping leaves most of a one-page stack to the
-// coroutine on every target.
-const _: () = assert!(ENTRY_RESERVE <= MIN_STACK_SIZE / 8);
 
 /// Bytes below [`Stack::limit`] that must fault on access: at least one
 /// 4 KiB page of guard. A fault whose stack pointer lies this far below the
@@ -301,85 +283,4 @@ unsafe impl<S: Stack + ?Sized> Stack for &mut S {
     fn update_teb_fields(&mut self, stack_limit: usize, guaranteed_stack_bytes: usize) {
         (**self).update_teb_fields(stack_limit, guaranteed_stack_bytes)
     }
-}
-
-/// Reads a stack's bounds and checks what portable code can check of the
-/// [`Stack`] contract, panicking with a message that says what is wrong.
-///
-/// `closure_bytes` is what a closure takes on the stack (see
-/// [`closure_stack_bytes`]); [`ENTRY_RESERVE`] more must fit beside it, and
-/// the stack must have at least [`MIN_STACK_SIZE`] bytes. One combined test
-/// on the fast path; the messages are built cold.
-#[inline]
-pub(crate) fn stack_bounds(
-    stack: &impl Stack,
-    closure_size: usize,
-    closure_bytes: usize,
-) -> (StackPointer, StackPointer) {
-    let (base, limit) = (stack.base(), stack.limit());
-    let capacity = base.get().wrapping_sub(limit.get());
-    let misaligned = !(base.get() | limit.get()).is_multiple_of(STACK_ALIGNMENT);
-    let needed = stack_bytes_needed(closure_bytes);
-    let too_small = capacity < needed || capacity > isize::MAX as usize;
-    if misaligned | too_small {
-        bad_stack(base.get(), limit.get(), closure_size, closure_bytes);
-    }
-    (base, limit)
-}
-
-/// The usable stack bytes needed to start a closure that takes
-/// `closure_bytes` (from [`closure_stack_bytes`]): what the crate writes on
-/// the new stack before the closure's body runs, and no more. The frames
-/// the closure then runs in are its own business: if they do not fit, they
-/// run into the guard page. They cannot skip it, even on targets without
-/// stack probes: the one frame of the crate's that can be big (the one
-/// holding the closure's copy) is counted here, and the others are far
-/// smaller than a guard page.
-#[inline(always)]
-pub(crate) const fn stack_bytes_needed(closure_bytes: usize) -> usize {
-    let needed = ENTRY_RESERVE + closure_bytes;
-    if needed < MIN_STACK_SIZE {
-        MIN_STACK_SIZE
-    } else {
-        needed
-    }
-}
-
-/// The stack bytes that a closure of `size` bytes aligned to `align` takes
-/// before it runs: its slot at the top of the stack and the copy moved into
-/// the frame that calls it. A closure aligned above the stack's alignment
-/// also costs padding wherever it lies, and unoptimized builds keep a third
-/// copy of it while realigning the frame that calls it (measured on x86-64).
-#[inline(always)]
-pub(crate) const fn closure_stack_bytes(size: usize, align: usize) -> usize {
-    if align > STACK_ALIGNMENT {
-        3 * (size + align - 1)
-    } else {
-        2 * size
-    }
-}
-
-#[cold]
-#[inline(never)]
-#[track_caller]
-fn bad_stack(base: usize, limit: usize, closure_size: usize, closure_bytes: usize) -> ! {
-    if !(base | limit).is_multiple_of(STACK_ALIGNMENT) {
-        panic!(
-            "switchback: stack base {base:#x} and limit {limit:#x} must be aligned to \
-             {STACK_ALIGNMENT} bytes"
-        );
-    }
-    if base <= limit || base - limit < MIN_STACK_SIZE {
-        panic!(
-            "switchback: stack from {base:#x} down to {limit:#x} is smaller than \
-             MIN_STACK_SIZE ({MIN_STACK_SIZE} bytes)"
-        );
-    }
-    panic!(
-        "switchback: a closure of {closure_size} bytes needs a stack of at least {} bytes \
-         ({ENTRY_RESERVE} bytes for the coroutine's start plus twice the closure's size, more \
-         if it is over-aligned), but this stack has {}; box the closure or use a larger stack",
-        stack_bytes_needed(closure_bytes),
-        base - limit
-    );
 }

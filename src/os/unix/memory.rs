@@ -86,13 +86,13 @@ impl Region {
     }
 
     /// The lowest usable address, just above the guard.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn limit(&self) -> NonZeroUsize {
         self.limit
     }
 
     /// The highest address of the region.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn base(&self) -> NonZeroUsize {
         self.base
     }
