@@ -488,7 +488,8 @@ compile_objects() {
 # compiled to objects in one build whose workspace crates go through
 # clippy-driver, so that clippy's lints and code generation (every asm!
 # block assembled) take one pass. `true` stands in for the linker (nothing
-# is linked); no debug info, which nothing here reads.
+# is linked); no debug info, which nothing here reads, and so nothing to
+# strip.
 elf_target() {
     local target=$1 toolchain=$2 dir cargo=(cargo) std=() driver
     dir="$TARGET_DIR/elf/inspected/$target"
@@ -507,6 +508,10 @@ elf_target() {
     local env=(
         CARGO_TARGET_DIR="$TARGET_DIR/elf"
         CARGO_PROFILE_DEV_DEBUG=0
+        # Without debug info cargo asks rustc to strip it from the linked
+        # binaries, which on illumos runs rust-objcopy on the file that
+        # `true` never wrote.
+        CARGO_PROFILE_DEV_STRIP=none
         "CARGO_TARGET_$(tr 'a-z-' 'A-Z_' <<<"$target")_LINKER=true"
     )
     cargo_without_warnings env "${env[@]}" \
