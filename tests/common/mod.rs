@@ -125,6 +125,30 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// Windows' `ERROR_INTERNAL_ERROR`, which Wine's `CreateProcess`
+/// occasionally returns on a loaded machine before the child exists.
+const WINE_SPAWN_INTERNAL_ERROR: i32 = 1359;
+
+/// Runs `command` to completion. Under Wine, a spawn that fails with
+/// [`WINE_SPAWN_INTERNAL_ERROR`] is tried again (up to five times, a moment
+/// apart): the child never started, so nothing of the test is repeated and
+/// no result of the child's is ever retried.
+fn spawn_and_wait(command: &mut std::process::Command) -> std::process::Output {
+    let mut attempts_left = if under_wine() { 5 } else { 1 };
+    loop {
+        attempts_left -= 1;
+        match command.output() {
+            Ok(output) => return output,
+            Err(error)
+                if attempts_left > 0 && error.raw_os_error() == Some(WINE_SPAWN_INTERNAL_ERROR) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            Err(error) => panic!("cannot start the child process {command:?}: {error}"),
+        }
+    }
+}
+
 /// Runs the named test of the current test binary in a child process with
 /// the environment variable `var` set to 1, and returns how it ended and
 /// what it wrote to stderr.
@@ -143,13 +167,12 @@ pub fn run_child(test: &str, var: &str) -> (std::process::ExitStatus, String) {
         }
         None => std::process::Command::new(exe),
     };
-    let output = command
+    command
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env(var, "1")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .output()
-        .unwrap();
+        .stderr(std::process::Stdio::piped());
+    let output = spawn_and_wait(&mut command);
     (
         output.status,
         String::from_utf8_lossy(&output.stderr).into_owned(),
