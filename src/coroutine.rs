@@ -251,9 +251,13 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
         // A reused stack may still be poisoned by frames abandoned there.
         sanitizer::unpoison(limit.get(), base.get());
         let obj = closure_slot::<F>(base.get());
-        // Windows: the TEB state the coroutine starts with (a user `Stack`
-        // may panic here: nothing has been written yet). The parent's is
-        // written at every resume; until then it holds the same.
+        // Windows: a stack that grows as code on it touches its guard page
+        // commits what is written below from here first; then the TEB state
+        // the coroutine starts with (a user `Stack` may panic in either:
+        // nothing has been written yet). The parent's is written at every
+        // resume; until then it holds the same.
+        #[cfg(windows)]
+        stack.__commit_from(obj - arch::INIT_FRAME_SIZE);
         #[cfg(windows)]
         let teb = crate::teb::TebState::fresh(stack.teb_fields());
         // SAFETY: `closure_slot` checked that the object and the initial

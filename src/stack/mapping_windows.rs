@@ -1,11 +1,15 @@
-//! One `VirtualAlloc`ed stack region with a guard page: the memory behind
-//! `DefaultStack` and pooled stacks on Windows.
+//! One `VirtualAlloc`ed stack region that grows like a thread's stack: the
+//! memory behind `DefaultStack` and pooled stacks on Windows.
 //!
 //! ```text
 //! base  +----------------------+  StackBase
-//!       | committed, RW        |
-//! limit +----------------------+  StackLimit
-//!       | PAGE_GUARD page      |
+//!       | committed, RW        |  TOP_COMMIT_PAGES at first
+//!       +----------------------+  StackLimit
+//!       | PAGE_GUARD page      |  moves down as the stack grows
+//!       +----------------------+
+//!       | reserved             |  committed on demand
+//! limit +----------------------+
+//!       | PAGE_GUARD page      |  the last one: touching it is an overflow
 //!       +----------------------+
 //!       | handler room, RW     |  HANDLER_ROOM_PAGES
 //!       +----------------------+
@@ -13,19 +17,46 @@
 //! start +----------------------+  DeallocationStack
 //! ```
 //!
-//! The whole usable part is committed at once, so `[limit, base)` is
-//! readable and writable as the `Stack` contract asks (Windows backs
-//! committed pages with memory only when they are touched, but charges them
-//! against the commit limit). Below it is what Windows' own stack growth
-//! expects at the bottom of a thread's stack: a guard page, room for the
+//! The whole size is reserved, and only the top page is committed, with a
+//! `PAGE_GUARD` page below it: the layout of a thread's stack, which the
+//! OS grows the same way. The TEB describes this stack while code runs on
+//! it (the context switch sees to that), so when that code touches the
+//! guard page, Windows' page-fault handler sees a guard page inside the
+//! current thread's stack (`DeallocationStack` up to `StackBase`): it
+//! commits the page, makes the page below it the new guard page and lowers
+//! `StackLimit`, and the access goes ahead with no exception raised. Code
+//! compiled for Windows touches its stack in order (functions whose frames
+//! are a page or more probe each page, `__chkstk`), so it always meets the
+//! guard page before the reserved pages below it.
+//!
+//! Wine (8.0, 32- and 64-bit) grows a coroutine's stack exactly so, from
+//! the same TEB fields: a guard-page hit inside the stack they describe
+//! commits the page, makes the page below it the guard page and lowers
+//! `StackLimit`, with no exception reaching user code
+//! (`tests/windows_stack.rs` checks what is committed, with `VirtualQuery`,
+//! as coroutines and `on_stack` go deeper), and the overflow is raised at
+//! the last guard page (`tests/trap.rs` checks the faulting address). So
+//! nothing here works around Wine.
+//!
+//! Below the usable part is what Windows' own stack growth expects at the
+//! bottom of a thread's stack: a last guard page, room for the
 //! stack-overflow handlers, and a bottom page of the reservation that is
-//! never committed. The TEB describes this stack while code runs on it
-//! (the context switch sees to that), with `GuaranteedStackBytes` covering
-//! the handler room and the guard page, so running into the guard page
-//! raises `EXCEPTION_STACK_OVERFLOW` at once, as on a thread's stack, and
-//! the exception's dispatch and its vectored handlers (std's, which prints
-//! the overflow message, or a trap handler) run in the room below. Running
-//! past that faults on the reserved page, which belongs to no one else.
+//! never committed. `GuaranteedStackBytes` covers the handler room and the
+//! last guard page, so when the moving guard page reaches the limit, the
+//! next growth is refused: touching the last guard page raises
+//! `EXCEPTION_STACK_OVERFLOW`, as on a thread's stack, and the exception's
+//! dispatch and its vectored handlers (std's, which prints the overflow
+//! message, the overflow report, or a trap handler) run in the room below.
+//! Running past that faults on the reserved page, which belongs to no one
+//! else. The handler room and the last guard page are committed from the
+//! start (as on a thread's stack, where Windows keeps the guaranteed bytes
+//! committed), so an overflow never waits on a commit.
+//!
+//! Code that writes to a stack from *another* stack (the TEB then describes
+//! that other one, and a guard page there is only an exception) is the
+//! crate's own: it writes a new coroutine's closure at the top of its stack
+//! before the first switch, and first commits the pages that needs
+//! ([`Mapping::commit_from`]).
 
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -40,13 +71,18 @@ use windows_sys::Win32::System::SystemInformation::{GetSystemInfo, SYSTEM_INFO};
 use super::registry::Registration;
 use super::{StackPointer, StackTebFields, ValgrindStackRegistration};
 
-/// Pages below the guard page that stay committed for the handlers of a
-/// stack overflow: 16 KiB (pages are 4 KiB on every Windows target).
+/// Pages below the last guard page that stay committed for the handlers of
+/// a stack overflow: 16 KiB (pages are 4 KiB on every Windows target).
 const HANDLER_ROOM_PAGES: usize = 4;
 
-/// Pages below each stack's limit: the `PAGE_GUARD` page, the handler room
-/// and the reserved page at the bottom.
+/// Pages below each stack's limit: the last `PAGE_GUARD` page, the handler
+/// room and the reserved page at the bottom.
 pub(crate) const GUARD_PAGES: usize = 1 + HANDLER_ROOM_PAGES + 1;
+
+/// Pages at the top of the usable part that are committed when a stack is
+/// made (and again when a pool gives its memory back): one, as for a
+/// thread's stack. The rest is committed as code on the stack reaches it.
+const TOP_COMMIT_PAGES: usize = 1;
 
 /// The system's page size, read once.
 pub(crate) fn page_size() -> usize {
@@ -66,20 +102,27 @@ pub(crate) fn page_size() -> usize {
     size
 }
 
-/// One stack's reservation, guard page included. Released on drop.
+/// One stack's reservation, guard pages included. Released on drop.
 #[derive(Debug)]
 pub(crate) struct Mapping {
     /// The lowest address of the reservation: the never-committed page.
     start: usize,
-    /// The lowest usable address, just above the guard page.
+    /// The lowest usable address, just above the last guard page.
     pub(crate) limit: StackPointer,
     /// The highest address of the reservation.
     pub(crate) base: StackPointer,
-    /// The TEB's `StackLimit` when code last left this stack (atomic only
-    /// so that `teb_fields` can reset it through `&self`).
+    /// The lowest committed usable address as far as this object knows:
+    /// the TEB's `StackLimit` when code last left this stack, or what
+    /// `commit_from` committed since (atomic only so that `teb_fields` and
+    /// `commit_from` can change it through `&self`). Windows may have grown
+    /// the stack further since (inside `on_stack`, which does not report
+    /// back), so the truth may lie lower, never higher: `[teb_stack_limit,
+    /// base)` is committed. Below `limit` after an overflow used up the
+    /// last guard page.
     teb_stack_limit: AtomicUsize,
     /// The least `GuaranteedStackBytes` the TEB says: the handler room and
-    /// the guard page, so that the guard page raises the overflow.
+    /// the last guard page, so that the last guard page raises the
+    /// overflow.
     min_guaranteed_bytes: usize,
     /// The TEB's `GuaranteedStackBytes` when code last left this stack.
     teb_guaranteed_bytes: usize,
@@ -90,10 +133,50 @@ pub(crate) struct Mapping {
     registration: Registration,
 }
 
+/// Commits `len` bytes at `addr`, none of them committed yet, with
+/// protection `protect`.
+///
+/// # Safety
+/// The range must be whole reserved pages of a reservation of the
+/// caller's.
+unsafe fn commit_fresh(addr: usize, len: usize, protect: u32) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    // SAFETY: per the caller.
+    let committed = unsafe { VirtualAlloc(addr as *const c_void, len, MEM_COMMIT, protect) };
+    if committed.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Commits `len` bytes at `addr` with protection `protect`, making the pages
+/// that were committed already take that protection too.
+///
+/// # Safety
+/// The range must be whole pages of a reservation of the caller's that no
+/// code is using (or, made a guard page, whose contents no one needs).
+unsafe fn commit(addr: usize, len: usize, protect: u32) -> io::Result<()> {
+    let mut old = 0;
+    // SAFETY: per the caller. Committing committed pages is allowed and
+    // keeps their contents; VirtualProtect then sets the protection of the
+    // whole range, which VirtualAlloc may leave alone on pages that were
+    // committed already.
+    unsafe {
+        commit_fresh(addr, len, protect)?;
+        if len != 0 && VirtualProtect(addr as *const c_void, len, protect, &mut old) == 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 impl Mapping {
     /// Reserves `mapping_len` bytes (a whole number of pages, more than
-    /// `GUARD_PAGES`), commits all but the lowest page and makes the page
-    /// below the limit a guard page.
+    /// `GUARD_PAGES`), commits the handler room, the last guard page and
+    /// the top of the usable part, and makes the page below that top a
+    /// guard page.
     pub(crate) fn new(mapping_len: usize) -> io::Result<Self> {
         let page = page_size();
         // SAFETY: a fresh reservation at an address of the system's choosing
@@ -112,7 +195,7 @@ impl Mapping {
             // of the address space, so both are nonzero.
             limit: StackPointer::new(limit).expect("VirtualAlloc returned address 0"),
             base: StackPointer::new(start + mapping_len).expect("VirtualAlloc wrapped around"),
-            teb_stack_limit: AtomicUsize::new(limit),
+            teb_stack_limit: AtomicUsize::new(start + mapping_len),
             teb_guaranteed_bytes: 0,
             _valgrind: ValgrindStackRegistration::new(
                 limit as *mut u8,
@@ -121,53 +204,75 @@ impl Mapping {
             registration: Registration::new(start, limit, start + mapping_len),
         };
         // On failure `mapping` drops here, releasing the reservation.
-        mapping.commit_usable()?;
-        mapping.arm_guard_page()?;
+        // SAFETY: the handler room and the last guard page lie in our
+        // reservation, just below the limit, and are not committed yet.
+        unsafe {
+            commit_fresh(start + page, HANDLER_ROOM_PAGES * page, PAGE_READWRITE)?;
+            commit_fresh(limit - page, page, PAGE_READWRITE | PAGE_GUARD)?;
+        }
+        mapping.commit_top()?;
         Ok(mapping)
     }
 
-    /// Commits the handler room and the usable part, read-write.
-    fn commit_usable(&self) -> io::Result<()> {
-        let low = self.start + page_size();
-        // SAFETY: the range is part of our own reservation, and nothing runs
-        // on it now.
-        let committed = unsafe {
-            VirtualAlloc(
-                low as *const c_void,
-                self.base.get() - low,
-                MEM_COMMIT,
-                PAGE_READWRITE,
-            )
-        };
-        if committed.is_null() {
-            return Err(io::Error::last_os_error());
+    /// Commits the top `TOP_COMMIT_PAGES` of the usable part (all of it, if
+    /// it is smaller) and makes the page below them, if it is usable, a
+    /// guard page, as on a fresh thread's stack; records that as the
+    /// commit limit. No usable page may be committed.
+    fn commit_top(&self) -> io::Result<()> {
+        let page = page_size();
+        let (limit, base) = (self.limit.get(), self.base.get());
+        let top = base.saturating_sub(TOP_COMMIT_PAGES * page).max(limit);
+        // SAFETY: both ranges are usable pages of our own reservation, not
+        // committed, and nothing runs on the stack now.
+        unsafe {
+            commit_fresh(top, base - top, PAGE_READWRITE)?;
+            if top > limit {
+                commit_fresh(top - page, page, PAGE_READWRITE | PAGE_GUARD)?;
+            }
         }
+        self.teb_stack_limit.store(top, Ordering::Relaxed);
         Ok(())
     }
 
     /// Commits the page below the limit and makes it a guard page (again,
     /// after a stack overflow used it up).
-    fn arm_guard_page(&self) -> io::Result<()> {
+    fn arm_last_guard_page(&self) -> io::Result<()> {
         let page = page_size();
-        let guard = (self.limit.get() - page) as *mut c_void;
-        let mut old = 0;
         // SAFETY: the page is part of our own reservation, just below the
-        // usable part; nothing runs on it now. Committing a committed page
-        // is allowed and changes nothing.
-        let armed = unsafe {
-            !VirtualAlloc(guard, page, MEM_COMMIT, PAGE_READWRITE).is_null()
-                && VirtualProtect(guard, page, PAGE_READWRITE | PAGE_GUARD, &mut old) != 0
-        };
-        if !armed {
-            return Err(io::Error::last_os_error());
+        // usable part; nothing runs on it now.
+        unsafe { commit(self.limit.get() - page, page, PAGE_READWRITE | PAGE_GUARD) }
+    }
+
+    /// Makes `[low, base)` committed (rounded out to pages, and no lower
+    /// than the limit), for code that writes there before any code runs on
+    /// the stack, which is idle: the page below becomes the guard page, as
+    /// if code on the stack had grown it that far. Does nothing if that
+    /// part is committed already.
+    pub(crate) fn commit_from(&self, low: usize) -> io::Result<()> {
+        let page = page_size();
+        let low = (low & !(page - 1)).max(self.limit.get());
+        let committed = self.teb_stack_limit.load(Ordering::Relaxed);
+        if low >= committed {
+            return Ok(());
         }
+        // SAFETY: `[low, committed)` and the page below lie in the usable
+        // part of our own reservation, and the stack is idle; the page that
+        // was the guard page (just below `committed`) becomes read-write.
+        unsafe {
+            commit(low, committed - low, PAGE_READWRITE)?;
+            if low > self.limit.get() {
+                commit(low - page, page, PAGE_READWRITE | PAGE_GUARD)?;
+            }
+        }
+        self.teb_stack_limit.store(low, Ordering::Relaxed);
         Ok(())
     }
 
     /// Drops the contents of the usable pages, giving the memory back to
-    /// the OS (they read as zero afterwards), and re-arms the guard page.
-    /// Returns false if that failed, in which case the mapping must not be
-    /// reused.
+    /// the OS (they read as zero afterwards), and leaves the stack as it
+    /// was made: only its top committed, a guard page below that, and the
+    /// last guard page armed. Returns false if that failed, in which case
+    /// the mapping must not be reused.
     pub(crate) fn discard(&self) -> bool {
         let len = self.base.get() - self.limit.get();
         // SAFETY: the range is the usable part of our own reservation, and
@@ -175,15 +280,16 @@ impl Mapping {
         // decommitting and committing again gives fresh zero pages.
         let decommitted =
             unsafe { VirtualFree(self.limit.get() as *mut c_void, len, MEM_DECOMMIT) != 0 };
-        decommitted && self.commit_usable().is_ok() && self.arm_guard_page().is_ok()
+        decommitted && self.commit_top().is_ok() && self.arm_last_guard_page().is_ok()
     }
 
     /// The TEB's stack fields for this stack, which is idle (about to be
     /// used by a new coroutine or `on_stack` call). If a stack overflow
-    /// used up the guard page last time, it is armed again first.
+    /// used up the last guard page last time, it is armed again first.
     pub(crate) fn teb_fields(&self) -> StackTebFields {
         let mut stack_limit = self.teb_stack_limit.load(Ordering::Relaxed);
-        if stack_limit < self.limit.get() && self.arm_guard_page().is_ok() {
+        if stack_limit < self.limit.get() && self.arm_last_guard_page().is_ok() {
+            // The overflow committed everything above the last guard page.
             stack_limit = self.limit.get();
             self.teb_stack_limit.store(stack_limit, Ordering::Relaxed);
         }
@@ -195,12 +301,11 @@ impl Mapping {
         }
     }
 
-    /// Records the TEB's stack fields as code left this stack.
+    /// Records the TEB's stack fields as code left this stack: Windows
+    /// lowers `StackLimit` as the stack grows (below the limit once an
+    /// overflow used up the last guard page, which `teb_fields` then arms
+    /// again). Anything outside the reservation is not believed.
     pub(crate) fn update_teb_fields(&mut self, stack_limit: usize, guaranteed_stack_bytes: usize) {
-        // The usable part is committed from the start, so Windows lowers
-        // the limit only as a stack overflow turns the guard page into
-        // usable memory; `teb_fields` then arms a new one before the next
-        // use. Anything outside the reservation is not believed.
         if (self.start..self.base.get()).contains(&stack_limit) {
             self.teb_stack_limit.store(stack_limit, Ordering::Relaxed);
         }
@@ -216,5 +321,20 @@ impl Drop for Mapping {
         unsafe {
             VirtualFree(self.start as *mut c_void, 0, MEM_RELEASE);
         }
+    }
+}
+
+/// [`Mapping::commit_from`] for `Stack::__commit_from`, which cannot fail:
+/// a stack whose closure cannot be committed is no stack to run on.
+///
+/// # Panics
+///
+/// If the memory cannot be committed (the system's commit limit reached).
+pub(crate) fn commit_or_panic(mapping: &Mapping, low: usize) {
+    if let Err(error) = mapping.commit_from(low) {
+        panic!(
+            "switchback: failed to commit {} bytes of a coroutine stack: {error}",
+            mapping.base.get() - low
+        );
     }
 }
