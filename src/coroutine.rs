@@ -367,8 +367,11 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
             let (extents, entered) = {
                 let extents = self.extents();
                 let entered = (*extents).resume_teb;
-                (*extents).parent_teb = crate::teb::read();
-                crate::teb::write(&entered);
+                // Where the switch does not swap the fields itself.
+                if !crate::teb::IN_SWITCH {
+                    (*extents).parent_teb = crate::teb::read();
+                    crate::teb::write(&entered);
+                }
                 (extents, entered.fields)
             };
             let switched = switch(self.base);
@@ -744,12 +747,15 @@ fn leave_with<T>(value: T, exit: usize, link: *mut StackPointer) -> ! {
 /// `extents` must be the running coroutine's, about to switch to its parent.
 #[inline(always)]
 unsafe fn leave_stack(extents: *mut CoroutineExtents) {
+    // Where the switch swaps the fields itself, it does this.
     #[cfg(windows)]
-    // SAFETY: the parent wrote its fields as it resumed us, and we are about
-    // to run on its stack.
-    unsafe {
-        (*extents).resume_teb = crate::teb::read();
-        crate::teb::write(&(*extents).parent_teb);
+    if !crate::teb::IN_SWITCH {
+        // SAFETY: the parent wrote its fields as it resumed us, and we are
+        // about to run on its stack.
+        unsafe {
+            (*extents).resume_teb = crate::teb::read();
+            crate::teb::write(&(*extents).parent_teb);
+        }
     }
     let _ = extents;
 }

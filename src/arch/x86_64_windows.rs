@@ -172,6 +172,97 @@ macro_rules! switch_asm {
     };
 }
 
+/// `extents - ...`: where the portable code keeps a coroutine's
+/// `CoroutineExtents` (its TEB states among them), below the context.
+#[cfg(windows)]
+const EXTENTS_BELOW_BASE: usize = RESERVED_TOP + crate::sanitizer::EXTENTS_RESERVE;
+/// The same from the link.
+#[cfg(windows)]
+const EXTENTS_BELOW_LINK: usize = EXTENTS_BELOW_BASE - LINK_OFFSET;
+/// Offsets of the two TEB states in `CoroutineExtents`.
+#[cfg(windows)]
+const PARENT_TEB: usize = core::mem::offset_of!(crate::sanitizer::CoroutineExtents, parent_teb);
+#[cfg(windows)]
+const RESUME_TEB: usize = core::mem::offset_of!(crate::sanitizer::CoroutineExtents, resume_teb);
+
+/// Windows: instructions that point `r11` at the extents, `{ext}` bytes
+/// below the register `$reg`, save the TEB's five stack fields into the
+/// `TebState` at `[r11 + {save}]` and load the one at `[r11 + {load}]` into
+/// the TEB. Use `rcx`, `r8`-`r11`, no stack. `GuaranteedStackBytes` is 32
+/// bits in the TEB (its `TebState` word is stored zero-extended and loaded
+/// by its low half).
+#[cfg(windows)]
+macro_rules! teb_swap {
+    ($reg:literal) => {
+        concat!(
+            "lea r11, [", $reg, " - {ext}]\n",
+            "mov rcx, gs:[{t_list}]\n",
+            "mov r8, gs:[{t_base}]\n",
+            "mov r9, gs:[{t_limit}]\n",
+            "mov r10, gs:[{t_dealloc}]\n",
+            "mov [r11 + {save} + {f_list}], rcx\n",
+            "mov [r11 + {save} + {f_base}], r8\n",
+            "mov [r11 + {save} + {f_limit}], r9\n",
+            "mov [r11 + {save} + {f_dealloc}], r10\n",
+            "mov ecx, gs:[{t_guaranteed}]\n",
+            "mov [r11 + {save} + {f_guaranteed}], rcx\n",
+            "mov rcx, [r11 + {load} + {f_list}]\n",
+            "mov r8, [r11 + {load} + {f_base}]\n",
+            "mov r9, [r11 + {load} + {f_limit}]\n",
+            "mov r10, [r11 + {load} + {f_dealloc}]\n",
+            "mov gs:[{t_list}], rcx\n",
+            "mov gs:[{t_base}], r8\n",
+            "mov gs:[{t_limit}], r9\n",
+            "mov gs:[{t_dealloc}], r10\n",
+            "mov ecx, [r11 + {load} + {f_guaranteed}]\n",
+            "mov gs:[{t_guaranteed}], ecx\n",
+        )
+    };
+}
+/// UEFI has no TEB: nothing to swap.
+#[cfg(not(windows))]
+macro_rules! teb_swap {
+    ($reg:literal) => {
+        ""
+    };
+}
+
+/// `$asm!` (`asm` or `switch_asm`) with the operands that `teb_swap!`
+/// names: `ext`, the extents' distance below the register it is given, and
+/// `save` and `load`, the offsets of the two states in them.
+#[cfg(windows)]
+macro_rules! teb_asm {
+    ($asm:ident, save = $save:expr, load = $load:expr, ext = $ext:expr;
+     { $($body:tt)* } $($tail:tt)*) => {
+        $asm!(
+            $($body)*
+            ext = const $ext,
+            save = const $save,
+            load = const $load,
+            t_list = const crate::teb::EXCEPTION_LIST,
+            t_base = const crate::teb::STACK_BASE,
+            t_limit = const crate::teb::STACK_LIMIT,
+            t_dealloc = const crate::teb::DEALLOCATION_STACK,
+            t_guaranteed = const crate::teb::GUARANTEED_STACK_BYTES,
+            f_list = const core::mem::offset_of!(crate::teb::TebState, exception_list),
+            f_base = const core::mem::offset_of!(crate::teb::TebState, fields.StackBase),
+            f_limit = const core::mem::offset_of!(crate::teb::TebState, fields.StackLimit),
+            f_dealloc = const core::mem::offset_of!(crate::teb::TebState, fields.DeallocationStack),
+            f_guaranteed =
+                const core::mem::offset_of!(crate::teb::TebState, fields.GuaranteedStackBytes),
+            $($tail)*
+        )
+    };
+}
+/// UEFI: `$asm!` as it is (`teb_swap!` is empty there).
+#[cfg(not(windows))]
+macro_rules! teb_asm {
+    ($asm:ident, save = $save:expr, load = $load:expr, ext = $ext:expr;
+     { $($body:tt)* } $($tail:tt)*) => {
+        $asm!($($body)* $($tail)*)
+    };
+}
+
 /// Exists for its unwind info only, never run: the frame of a parent that
 /// resumed a coroutine, as the root's machine frame enters it at the label
 /// one byte in. Its unwind info says that `rbp` was pushed below the return
@@ -244,6 +335,7 @@ unsafe extern "C" fn coroutine_root() {
 /// one with shadow space below `top`, and returns through the frame. Its
 /// unwind info uses `rbp` as frame register, so unwinding from the new
 /// stack continues on the old one.
+#[cfg_attr(windows, allow(dead_code))] // Windows uses stack_call_root_teb
 #[unsafe(naked)]
 unsafe extern "C" fn stack_call_root() {
     naked_asm!(
@@ -262,6 +354,75 @@ unsafe extern "C" fn stack_call_root() {
         ".seh_endproc",
         me = sym stack_call_root,
         shadow = const SHADOW_SPACE,
+    )
+}
+
+/// Windows: `stack_call_root` that also swaps the TEB's stack fields.
+///
+/// Called with `rdi` = argument, `rsi` = new stack top (16-aligned), `rdx`
+/// = function, `r8` = the `TebState` of the new stack. Builds a frame on
+/// the old stack, pushes the TEB's five stack fields there (so that they
+/// are saved while the TEB still describes the old stack), loads the new
+/// stack's state into the TEB, calls `rdx(rdi)` on the new stack with
+/// shadow space below `top`, and on return moves back to the old stack,
+/// pops the saved fields into the TEB and returns through the frame. No
+/// code but this runs on either stack while the TEB describes the other
+/// one, and the old stack's words it pops were pushed here, so they are
+/// committed. Unwind info as for `stack_call_root` (frame register `rbp`,
+/// which the pushes below it do not move).
+#[cfg(windows)]
+#[unsafe(naked)]
+unsafe extern "C" fn stack_call_root_teb() {
+    naked_asm!(
+        ".seh_proc {me}",
+        "push rbp",
+        ".seh_pushreg rbp",
+        "mov rbp, rsp",
+        ".seh_setframe rbp, 0",
+        ".seh_endprologue",
+        "push qword ptr gs:[{t_list}]",
+        "push qword ptr gs:[{t_base}]",
+        "push qword ptr gs:[{t_limit}]",
+        "push qword ptr gs:[{t_dealloc}]",
+        "mov eax, gs:[{t_guaranteed}]",
+        "push rax",
+        "mov rax, [r8 + {f_list}]",
+        "mov rcx, [r8 + {f_base}]",
+        "mov r9, [r8 + {f_limit}]",
+        "mov r10, [r8 + {f_dealloc}]",
+        "mov r11d, [r8 + {f_guaranteed}]",
+        "mov gs:[{t_list}], rax",
+        "mov gs:[{t_base}], rcx",
+        "mov gs:[{t_limit}], r9",
+        "mov gs:[{t_dealloc}], r10",
+        "mov gs:[{t_guaranteed}], r11d",
+        "lea rsp, [rsi - {shadow}]",
+        "mov rcx, rdi",
+        "call rdx",
+        "lea rsp, [rbp - {saved}]",
+        "pop rax",
+        "mov gs:[{t_guaranteed}], eax",
+        "pop qword ptr gs:[{t_dealloc}]",
+        "pop qword ptr gs:[{t_limit}]",
+        "pop qword ptr gs:[{t_base}]",
+        "pop qword ptr gs:[{t_list}]",
+        "pop rbp",
+        "ret",
+        ".seh_endproc",
+        me = sym stack_call_root_teb,
+        shadow = const SHADOW_SPACE,
+        saved = const 5 * WORD,
+        t_list = const crate::teb::EXCEPTION_LIST,
+        t_base = const crate::teb::STACK_BASE,
+        t_limit = const crate::teb::STACK_LIMIT,
+        t_dealloc = const crate::teb::DEALLOCATION_STACK,
+        t_guaranteed = const crate::teb::GUARANTEED_STACK_BYTES,
+        f_list = const core::mem::offset_of!(crate::teb::TebState, exception_list),
+        f_base = const core::mem::offset_of!(crate::teb::TebState, fields.StackBase),
+        f_limit = const core::mem::offset_of!(crate::teb::TebState, fields.StackLimit),
+        f_dealloc = const core::mem::offset_of!(crate::teb::TebState, fields.DeallocationStack),
+        f_guaranteed =
+            const core::mem::offset_of!(crate::teb::TebState, fields.GuaranteedStackBytes),
     )
 }
 
@@ -331,18 +492,28 @@ unsafe fn enter(arg: Word, control: usize, base: StackPointer) -> (Word, usize) 
     // coroutine comes back through the `ret` paired with this `call`,
     // having restored rbx and rbp and left rsp as it was after the call.
     unsafe {
-        switch_asm!(
+        teb_asm!(switch_asm, save = PARENT_TEB, load = RESUME_TEB, ext = EXTENTS_BELOW_BASE; {
             // In: rdi = word, rsi = stack base, rdx = control word.
             // Out: rdi = word, rax = state (resume address or exit code).
+            // Windows: first touches the two words below rsp that the call
+            // and the landing code push (so that this stack, if it grows
+            // on demand, has them committed while the TEB still describes
+            // it), then swaps the TEB's stack fields (ours into the
+            // coroutine's parent state, its resume state into the TEB).
             // Pushes the return address; the coroutine pushes rbp below it
             // and pops it again. Everything else is clobbered.
+            "test byte ptr [rsp - {word}], al",
+            "test byte ptr [rsp - {two_words}], al",
+            teb_swap!("rsi"),
             "call [rsi - {resume}]",
             resume = const RESUME_SLOT,
+            word = const WORD,
+            two_words = const 2 * WORD,
             inlateout("rdi") arg => word,
             inlateout("rsi") base.get() => _,
             inlateout("rdx") control => _,
             lateout("rax") state,
-        );
+        });
     }
     (word, state)
 }
@@ -363,10 +534,13 @@ pub unsafe fn switch_yield(arg: Word, link: *mut StackPointer) -> Option<Word> {
     // the resume code built; we return into the parent and are resumed at
     // label 2 by its next `call`.
     unsafe {
-        switch_asm!(
+        teb_asm!(switch_asm, save = RESUME_TEB, load = PARENT_TEB, ext = EXTENTS_BELOW_LINK; {
             // In: rdi = word, rdx = link.
             // Suspend: push rbp, rbx; store the resume address and rsp in the
-            // context; restore the parent's rbx, switch to its record, pop
+            // context; Windows: swap the TEB's stack fields (ours into the
+            // resume state, the parent's back into the TEB), after the
+            // pushes and before anything touches the parent's stack;
+            // restore the parent's rbx, switch to its record, pop
             // its rbp, `ret` with rdi = word and rax = resume address (the
             // state).
             // Resume (label 2, on the parent stack, called with rdi = word,
@@ -378,6 +552,7 @@ pub unsafe fn switch_yield(arg: Word, link: *mut StackPointer) -> Option<Word> {
             "lea rax, [rip + 2f]",
             "mov [rdx + {resume}], rax",
             "mov [rdx + {sp}], rsp",
+            teb_swap!("rdx"),
             "mov rbx, [rdx - {rbx_below}]",
             "mov rsp, [rdx]",
             "pop rbp",
@@ -398,7 +573,7 @@ pub unsafe fn switch_yield(arg: Word, link: *mut StackPointer) -> Option<Word> {
             inlateout("rdi") arg => word,
             inlateout("rdx") link => control,
             lateout("rsi") _,
-        );
+        });
     }
     if control == 0 {
         None
@@ -419,10 +594,14 @@ pub unsafe fn switch_and_reset(arg: Word, exit: usize, link: *mut StackPointer) 
     // SAFETY: as for `switch_yield`, without a resume address: the exit code
     // tells the parent never to resume us.
     unsafe {
-        asm!(
-            // In: rdi = word, rax = exit code, rdx = link. Restores the
+        teb_asm!(asm, save = RESUME_TEB, load = PARENT_TEB, ext = EXTENTS_BELOW_LINK; {
+            // In: rdi = word, rax = exit code, rdx = link. Windows: swaps
+            // the TEB's stack fields (ours into the resume state, for the
+            // stack's record, the parent's back into the TEB; rcx, r8-r11
+            // are free, as nothing comes back here). Restores the
             // parent's rbx, switches to its record, pops its rbp and returns
             // into it.
+            teb_swap!("rdx"),
             "mov rbx, [rdx - {rbx_below}]",
             "mov rsp, [rdx]",
             "pop rbp",
@@ -431,8 +610,7 @@ pub unsafe fn switch_and_reset(arg: Word, exit: usize, link: *mut StackPointer) 
             in("rdi") arg,
             in("rax") exit,
             in("rdx") link,
-            options(noreturn)
-        )
+        } options(noreturn))
     }
 }
 
@@ -440,6 +618,7 @@ pub unsafe fn switch_and_reset(arg: Word, exit: usize, link: *mut StackPointer) 
 ///
 /// # Safety
 /// `top` must be 16-aligned with enough writable stack below it for `f`.
+#[cfg_attr(windows, allow(dead_code))] // Windows uses on_stack_with_teb
 #[inline(always)]
 pub unsafe fn on_stack(arg: *mut u8, top: usize, f: StackCallFn) {
     // SAFETY: stack_call_root restores rbp and rsp; `f` follows the
@@ -453,6 +632,40 @@ pub unsafe fn on_stack(arg: *mut u8, top: usize, f: StackCallFn) {
             inlateout("rdi") arg => _,
             inlateout("rsi") top => _,
             inlateout("rdx") f => _,
+            clobber_abi("win64")
+        );
+    }
+}
+
+/// Windows: calls `f(arg)` with the stack pointer at `top` and the TEB
+/// describing that stack as `teb` says, then puts back the TEB's fields
+/// for this stack, both inside the switch (see `stack_call_root_teb`).
+///
+/// # Safety
+/// `top` must be 16-aligned with enough writable stack below it for `f`,
+/// and `teb` must describe that stack.
+#[cfg(windows)]
+#[inline(always)]
+pub unsafe fn on_stack_with_teb(
+    arg: *mut u8,
+    top: usize,
+    f: StackCallFn,
+    teb: &crate::teb::TebState,
+) {
+    // SAFETY: stack_call_root_teb restores rbp, rsp and the TEB's stack
+    // fields; `f` follows the Microsoft ABI, so only volatile registers
+    // change.
+    unsafe {
+        unwinding_asm!(
+            // In: rdi = argument, rsi = new stack top, rdx = function, r8 =
+            // the new stack's TEB state. Calls the root, which returns with
+            // rbp, rsp and the TEB restored.
+            "call {root}",
+            root = sym stack_call_root_teb,
+            inlateout("rdi") arg => _,
+            inlateout("rsi") top => _,
+            inlateout("rdx") f => _,
+            inlateout("r8") teb as *const crate::teb::TebState => _,
             clobber_abi("win64")
         );
     }
