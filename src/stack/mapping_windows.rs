@@ -63,8 +63,8 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use std::io;
 
 use windows_sys::Win32::System::Memory::{
-    VirtualAlloc, VirtualFree, VirtualProtect, MEM_COMMIT, MEM_DECOMMIT, MEM_RELEASE, MEM_RESERVE,
-    PAGE_GUARD, PAGE_READWRITE,
+    VirtualAlloc, VirtualFree, VirtualProtect, VirtualQuery, MEMORY_BASIC_INFORMATION, MEM_COMMIT,
+    MEM_DECOMMIT, MEM_RELEASE, MEM_RESERVE, PAGE_GUARD, PAGE_READWRITE,
 };
 use windows_sys::Win32::System::SystemInformation::{GetSystemInfo, SYSTEM_INFO};
 
@@ -204,43 +204,81 @@ impl Mapping {
             registration: Registration::new(start, limit, start + mapping_len),
         };
         // On failure `mapping` drops here, releasing the reservation.
-        // SAFETY: the handler room and the last guard page lie in our
-        // reservation, just below the limit, and are not committed yet.
-        unsafe {
-            commit_fresh(start + page, HANDLER_ROOM_PAGES * page, PAGE_READWRITE)?;
-            commit_fresh(limit - page, page, PAGE_READWRITE | PAGE_GUARD)?;
-        }
         mapping.commit_top()?;
         Ok(mapping)
     }
 
     /// Commits the top `TOP_COMMIT_PAGES` of the usable part (all of it, if
-    /// it is smaller) and makes the page below them, if it is usable, a
-    /// guard page, as on a fresh thread's stack; records that as the
-    /// commit limit. No usable page may be committed.
+    /// it is smaller, or where the switch does not keep the TEB describing
+    /// the running stack at every instant: see `teb::IN_SWITCH`) and makes
+    /// the page below them a guard page, as on a fresh thread's stack:
+    /// inside the usable part, or the last guard page below the limit if
+    /// the whole usable part is committed. Records that as the commit
+    /// limit. Nothing below the top may be committed but that guard page.
     fn commit_top(&self) -> io::Result<()> {
         let page = page_size();
         let (limit, base) = (self.limit.get(), self.base.get());
-        let top = base.saturating_sub(TOP_COMMIT_PAGES * page).max(limit);
-        // SAFETY: both ranges are usable pages of our own reservation, not
-        // committed, and nothing runs on the stack now.
+        let top = if crate::teb::IN_SWITCH {
+            base.saturating_sub(TOP_COMMIT_PAGES * page).max(limit)
+        } else {
+            limit
+        };
+        // SAFETY: both ranges are pages of our own reservation (the guard
+        // page at least the handler room above its start), not committed,
+        // and nothing runs on the stack now.
         unsafe {
             commit_fresh(top, base - top, PAGE_READWRITE)?;
-            if top > limit {
-                commit_fresh(top - page, page, PAGE_READWRITE | PAGE_GUARD)?;
-            }
+            commit_fresh(top - page, page, PAGE_READWRITE | PAGE_GUARD)?;
         }
         self.teb_stack_limit.store(top, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Commits the page below the limit and makes it a guard page (again,
-    /// after a stack overflow used it up).
-    fn arm_last_guard_page(&self) -> io::Result<()> {
+    /// The lowest address from which the usable part is committed
+    /// read-write up to the base, read back from the OS with
+    /// `VirtualQuery` (which reports runs of pages from a given address
+    /// up).
+    fn committed_from(&self) -> usize {
+        let (limit, base) = (self.limit.get(), self.base.get());
+        let mut at = limit;
+        while at < base {
+            // SAFETY: VirtualQuery only fills the structure it is given.
+            let info = unsafe {
+                let mut info: MEMORY_BASIC_INFORMATION = core::mem::zeroed();
+                let len = core::mem::size_of::<MEMORY_BASIC_INFORMATION>();
+                if VirtualQuery(at as *const c_void, &mut info, len) != len {
+                    return base;
+                }
+                info
+            };
+            let end = (info.BaseAddress as usize + info.RegionSize).min(base);
+            if end == base && info.State == MEM_COMMIT && info.Protect == PAGE_READWRITE {
+                return at;
+            }
+            at = end;
+        }
+        base
+    }
+
+    /// After a stack overflow (the OS then commits the handler room and
+    /// lowers `StackLimit` to its bottom, and no guard page is left):
+    /// gives the handler room back, finds what is committed, and arms the
+    /// guard page below that again, so that the stack is as if it had grown
+    /// that far and the next overflow is raised as the first was.
+    fn rearm_after_overflow(&self) -> io::Result<usize> {
         let page = page_size();
-        // SAFETY: the page is part of our own reservation, just below the
-        // usable part; nothing runs on it now.
-        unsafe { commit(self.limit.get() - page, page, PAGE_READWRITE | PAGE_GUARD) }
+        let low = self.start + page;
+        // SAFETY: the handler room and the last guard page lie in our
+        // reservation below the limit, and nothing runs on the stack now.
+        if unsafe { VirtualFree(low as *mut c_void, self.limit.get() - low, MEM_DECOMMIT) } == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let bottom = self.committed_from();
+        // SAFETY: the page below `bottom` is in our reservation, at least
+        // the handler room above its start; its contents are no one's.
+        unsafe { commit(bottom - page, page, PAGE_READWRITE | PAGE_GUARD)? };
+        self.teb_stack_limit.store(bottom, Ordering::Relaxed);
+        Ok(bottom)
     }
 
     /// Makes `[low, base)` committed (rounded out to pages, and no lower
@@ -260,38 +298,37 @@ impl Mapping {
         // was the guard page (just below `committed`) becomes read-write.
         unsafe {
             commit(low, committed - low, PAGE_READWRITE)?;
-            if low > self.limit.get() {
-                commit(low - page, page, PAGE_READWRITE | PAGE_GUARD)?;
-            }
+            commit(low - page, page, PAGE_READWRITE | PAGE_GUARD)?;
         }
         self.teb_stack_limit.store(low, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Drops the contents of the usable pages, giving the memory back to
+    /// Drops the contents of the stack's pages, giving the memory back to
     /// the OS (they read as zero afterwards), and leaves the stack as it
-    /// was made: only its top committed, a guard page below that, and the
-    /// last guard page armed. Returns false if that failed, in which case
-    /// the mapping must not be reused.
+    /// was made: only its top committed and a guard page below that.
+    /// Returns false if that failed, in which case the mapping must not be
+    /// reused.
     pub(crate) fn discard(&self) -> bool {
-        let len = self.base.get() - self.limit.get();
-        // SAFETY: the range is the usable part of our own reservation, and
+        let low = self.start + page_size();
+        let len = self.base.get() - low;
+        // SAFETY: the range is our own reservation but its bottom page, and
         // nothing runs on it (the stack is being returned to the pool);
         // decommitting and committing again gives fresh zero pages.
-        let decommitted =
-            unsafe { VirtualFree(self.limit.get() as *mut c_void, len, MEM_DECOMMIT) != 0 };
-        decommitted && self.commit_top().is_ok() && self.arm_last_guard_page().is_ok()
+        let decommitted = unsafe { VirtualFree(low as *mut c_void, len, MEM_DECOMMIT) != 0 };
+        decommitted && self.commit_top().is_ok()
     }
 
     /// The TEB's stack fields for this stack, which is idle (about to be
     /// used by a new coroutine or `on_stack` call). If a stack overflow
-    /// used up the last guard page last time, it is armed again first.
+    /// used up the last guard page last time, a guard page is armed again
+    /// first.
     pub(crate) fn teb_fields(&self) -> StackTebFields {
         let mut stack_limit = self.teb_stack_limit.load(Ordering::Relaxed);
-        if stack_limit < self.limit.get() && self.arm_last_guard_page().is_ok() {
-            // The overflow committed everything above the last guard page.
-            stack_limit = self.limit.get();
-            self.teb_stack_limit.store(stack_limit, Ordering::Relaxed);
+        if stack_limit < self.limit.get() {
+            if let Ok(bottom) = self.rearm_after_overflow() {
+                stack_limit = bottom;
+            }
         }
         StackTebFields {
             StackBase: self.base.get(),
