@@ -24,25 +24,30 @@ use super::{Stack, StackPointer};
 /// On Unix the whole stack is mapped read-write at once, and the kernel
 /// backs each page with memory when it is first touched.
 ///
-/// On Windows a stack grows like a thread's stack: its whole size is
-/// reserved, but only its top page is committed, with a `PAGE_GUARD` page
-/// below it. When code running on the stack touches the guard page, Windows
-/// commits it, makes the next page down the guard page and lowers the TEB's
-/// `StackLimit` (the context switch keeps the TEB describing the running
-/// stack), so the stack counts against the system's commit limit only for
-/// what has been used: 10 000 stacks of 1 MiB commit about 280 MB, not
-/// 10 GB. A new stack commits seven pages: its top page, the guard page
-/// below it, and below the limit a last guard page and 16 KiB of room for
-/// stack-overflow handlers (the overflow is raised when the moving guard
-/// page reaches the last one, as on a thread's stack). Once committed, pages stay
-/// committed until the stack is dropped (a pool's stacks are reset to
-/// their top page when they come back, with
+/// On Windows (x86-64) a stack grows like a thread's stack: its whole size
+/// is reserved, but only its top page is committed, with a `PAGE_GUARD`
+/// page below it. When code running on the stack touches the guard page,
+/// Windows commits it, makes the next page down the guard page and lowers
+/// the TEB's `StackLimit` (the context switch keeps the TEB describing the
+/// running stack at every instant), so the stack counts against the
+/// system's commit limit only for what has been used: a new stack commits
+/// two pages, its top page and the guard page (a one-page stack commits
+/// its page and the last guard page below the limit). Below the limit a
+/// last guard page and 16 KiB of room for stack-overflow handlers are
+/// reserved, as below a thread's stack: the overflow is raised when the
+/// moving guard page reaches the last one, and the OS commits the room for
+/// the handlers then. Once committed, pages stay committed until the stack
+/// is dropped (a pool's stacks are reset to their top page when they come
+/// back, with
 /// [`release_idle_memory`](super::StackPoolBuilder::release_idle_memory)
 /// or [`zero_on_reuse`](super::StackPoolBuilder::zero_on_reuse)). Code on
 /// another stack that touches the part not yet committed faults, as it
 /// would on a thread's stack (what a coroutine has used is committed, so
 /// pointers to its locals are fine); what the crate itself writes there
-/// before a coroutine first runs, its closure, is committed first.
+/// before a coroutine first runs, its closure, is committed first. On
+/// 32-bit x86 and AArch64 Windows, whose switches leave the TEB to the
+/// Rust code around them, the usable part is committed when the stack is
+/// made.
 ///
 /// ```
 /// use switchback::stack::{DefaultStack, Stack};

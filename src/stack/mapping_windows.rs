@@ -9,9 +9,9 @@
 //!       +----------------------+
 //!       | reserved             |  committed on demand
 //! limit +----------------------+
-//!       | PAGE_GUARD page      |  the last one: touching it is an overflow
+//!       | last guard page      |  reserved; PAGE_GUARD once reached
 //!       +----------------------+
-//!       | handler room, RW     |  HANDLER_ROOM_PAGES
+//!       | handler room         |  HANDLER_ROOM_PAGES, reserved
 //!       +----------------------+
 //!       | reserved page        |
 //! start +----------------------+  DeallocationStack
@@ -20,37 +20,54 @@
 //! The whole size is reserved, and only the top page is committed, with a
 //! `PAGE_GUARD` page below it: the layout of a thread's stack, which the
 //! OS grows the same way. The TEB describes this stack while code runs on
-//! it (the context switch sees to that), so when that code touches the
-//! guard page, Windows' page-fault handler sees a guard page inside the
-//! current thread's stack (`DeallocationStack` up to `StackBase`): it
-//! commits the page, makes the page below it the new guard page and lowers
-//! `StackLimit`, and the access goes ahead with no exception raised. Code
-//! compiled for Windows touches its stack in order (functions whose frames
-//! are a page or more probe each page, `__chkstk`), so it always meets the
-//! guard page before the reserved pages below it.
+//! it, so when that code touches the guard page, Windows' page-fault
+//! handler sees a guard page inside the current thread's stack
+//! (`DeallocationStack` up to `StackBase`): it commits the page, makes the
+//! page below it the new guard page and lowers `StackLimit`, and the
+//! access goes ahead with no exception raised. Code compiled for Windows
+//! touches its stack in order (functions whose frames are a page or more
+//! probe each page, `__chkstk`), so it always meets the guard page before
+//! the reserved pages below it.
 //!
-//! Wine (8.0, 32- and 64-bit) grows a coroutine's stack exactly so, from
-//! the same TEB fields: a guard-page hit inside the stack they describe
-//! commits the page, makes the page below it the guard page and lowers
-//! `StackLimit`, with no exception reaching user code
-//! (`tests/windows_stack.rs` checks what is committed, with `VirtualQuery`,
-//! as coroutines and `on_stack` go deeper), and the overflow is raised at
-//! the last guard page (`tests/trap.rs` checks the faulting address). So
-//! nothing here works around Wine.
+//! That needs the TEB to describe the running stack at *every* instant:
+//! any push on a stack the TEB does not describe that lands on its guard
+//! page is only a `STATUS_GUARD_PAGE_VIOLATION`, and the program dies. A
+//! first version wrote the TEB fields in Rust a few frames before the
+//! switch, and a parent coroutine whose own stack grew in those frames
+//! crashed (debug builds, `tests/nesting.rs`). So the stacks grow on
+//! demand only where the switch writes the fields in the same assembly
+//! that moves the stack pointer (`teb::IN_SWITCH`: x86-64, see
+//! `arch/x86_64_windows.rs`, which also touches the two words the resume
+//! pushes on the parent's stack before the swap); elsewhere the usable
+//! part is committed when the stack is made, the guard page below it.
 //!
-//! Below the usable part is what Windows' own stack growth expects at the
-//! bottom of a thread's stack: a last guard page, room for the
+//! Wine (8.0) grows a coroutine's stack exactly so, from the same TEB
+//! fields (`tests/windows_stack.rs` checks what is committed, with
+//! `VirtualQuery`, as coroutines and `on_stack` go deeper, and parents
+//! whose stacks grow in the frames of the resume path), and raises the
+//! overflow at the last guard page (`tests/trap.rs` checks the faulting
+//! address). So nothing here works around Wine.
+//!
+//! Below the usable part is what Windows keeps at the bottom of a
+//! thread's stack, reserved only: a last guard page, room for the
 //! stack-overflow handlers, and a bottom page of the reservation that is
 //! never committed. `GuaranteedStackBytes` covers the handler room and the
-//! last guard page, so when the moving guard page reaches the limit, the
-//! next growth is refused: touching the last guard page raises
-//! `EXCEPTION_STACK_OVERFLOW`, as on a thread's stack, and the exception's
-//! dispatch and its vectored handlers (std's, which prints the overflow
-//! message, the overflow report, or a trap handler) run in the room below.
-//! Running past that faults on the reserved page, which belongs to no one
-//! else. The handler room and the last guard page are committed from the
-//! start (as on a thread's stack, where Windows keeps the guaranteed bytes
-//! committed), so an overflow never waits on a commit.
+//! last guard page, so when the moving guard page reaches the limit, it
+//! becomes the last guard page, and touching that page is refused as
+//! growth: it raises `EXCEPTION_STACK_OVERFLOW`, as on a thread's stack,
+//! the OS commits the handler room, and the exception's dispatch and its
+//! vectored handlers (std's, which prints the overflow message, the
+//! overflow report, or a trap handler) run there. Running past that faults
+//! on the reserved page, which belongs to no one else. Reading the last
+//! guard page directly while the moving one is higher up is an access
+//! violation (it is not committed), never a guard-page violation. The
+//! guard page is always the page just below the committed part: a stack
+//! committed whole (one page, or after an overflow, or where the switch
+//! leaves the TEB to Rust) has the last guard page armed as `PAGE_GUARD`.
+//! After an overflow (the OS then leaves no guard page and `StackLimit` at
+//! the bottom of the room), `teb_fields` gives the room back and arms the
+//! guard page again below what `VirtualQuery` finds committed, before the
+//! stack's next use.
 //!
 //! Code that writes to a stack from *another* stack (the TEB then describes
 //! that other one, and a guard page there is only an exception) is the
@@ -174,9 +191,8 @@ unsafe fn commit(addr: usize, len: usize, protect: u32) -> io::Result<()> {
 
 impl Mapping {
     /// Reserves `mapping_len` bytes (a whole number of pages, more than
-    /// `GUARD_PAGES`), commits the handler room, the last guard page and
-    /// the top of the usable part, and makes the page below that top a
-    /// guard page.
+    /// `GUARD_PAGES`), commits the top of the usable part and makes the
+    /// page below that top a guard page.
     pub(crate) fn new(mapping_len: usize) -> io::Result<Self> {
         let page = page_size();
         // SAFETY: a fresh reservation at an address of the system's choosing

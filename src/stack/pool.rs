@@ -431,7 +431,7 @@ impl StackPoolBuilder {
     /// On Windows the stack is decommitted and left as a new one is, with
     /// only its top page committed (see
     /// [`DefaultStack`](super::DefaultStack#memory)), so idle stacks count
-    /// against the commit limit for seven pages each. Without it a pooled
+    /// against the commit limit for two pages each. Without it a pooled
     /// stack keeps every page its coroutines have committed, ready for the
     /// next one.
     pub fn release_idle_memory(mut self, release: bool) -> Self {
