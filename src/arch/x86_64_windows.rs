@@ -111,7 +111,7 @@
 //! only pops words it pushed itself. So no instruction ever touches a stack
 //! the TEB does not describe, beyond words already committed, which is what
 //! lets `DefaultStack` commit on demand here (`stack/mapping_windows.rs`).
-//! `on_stack` does the same in `stack_call_root_teb`.
+//! `on_stack_with_teb` does the same in `stack_call_root`.
 //!
 //! # Trap recovery
 //!
@@ -356,14 +356,14 @@ unsafe extern "C" fn coroutine_root() {
     )
 }
 
-/// The frame that `on_stack` runs its function under.
+/// UEFI: the frame that `on_stack` runs its function under.
 ///
 /// Called with `rdi` = argument, `rsi` = new stack top (16-aligned), `rdx` =
 /// function. Builds a frame on the old stack, calls `rdx(rdi)` on the new
 /// one with shadow space below `top`, and returns through the frame. Its
 /// unwind info uses `rbp` as frame register, so unwinding from the new
 /// stack continues on the old one.
-#[cfg_attr(windows, allow(dead_code))] // Windows uses stack_call_root_teb
+#[cfg(not(windows))]
 #[unsafe(naked)]
 unsafe extern "C" fn stack_call_root() {
     naked_asm!(
@@ -385,7 +385,8 @@ unsafe extern "C" fn stack_call_root() {
     )
 }
 
-/// Windows: `stack_call_root` that also swaps the TEB's stack fields.
+/// Windows: the frame that `on_stack_with_teb` runs its function under,
+/// which also swaps the TEB's stack fields.
 ///
 /// Called with `rdi` = argument, `rsi` = new stack top (16-aligned), `rdx`
 /// = function, `r8` = the `TebState` of the new stack. Builds a frame on
@@ -396,11 +397,12 @@ unsafe extern "C" fn stack_call_root() {
 /// pops the saved fields into the TEB and returns through the frame. No
 /// code but this runs on either stack while the TEB describes the other
 /// one, and the old stack's words it pops were pushed here, so they are
-/// committed. Unwind info as for `stack_call_root` (frame register `rbp`,
-/// which the pushes below it do not move).
+/// committed. Unwind info as for UEFI's (frame register `rbp`, which the
+/// pushes below it do not move, so unwinding from the new stack continues
+/// on the old one).
 #[cfg(windows)]
 #[unsafe(naked)]
-unsafe extern "C" fn stack_call_root_teb() {
+unsafe extern "C" fn stack_call_root() {
     naked_asm!(
         ".seh_proc {me}",
         "push rbp",
@@ -437,7 +439,7 @@ unsafe extern "C" fn stack_call_root_teb() {
         "pop rbp",
         "ret",
         ".seh_endproc",
-        me = sym stack_call_root_teb,
+        me = sym stack_call_root,
         shadow = const SHADOW_SPACE,
         saved = const 5 * WORD,
         t_list = const crate::teb::EXCEPTION_LIST,
@@ -643,7 +645,7 @@ pub unsafe fn switch_and_reset(arg: Word, exit: usize, link: *mut StackPointer) 
 ///
 /// # Safety
 /// `top` must be 16-aligned with enough writable stack below it for `f`.
-#[cfg_attr(windows, allow(dead_code))] // Windows uses on_stack_with_teb
+#[cfg(not(windows))]
 #[inline(always)]
 pub unsafe fn on_stack(arg: *mut u8, top: usize, f: StackCallFn) {
     // SAFETY: stack_call_root restores rbp and rsp; `f` follows the
@@ -664,7 +666,7 @@ pub unsafe fn on_stack(arg: *mut u8, top: usize, f: StackCallFn) {
 
 /// Windows: calls `f(arg)` with the stack pointer at `top` and the TEB
 /// describing that stack as `teb` says, then puts back the TEB's fields
-/// for this stack, both inside the switch (see `stack_call_root_teb`).
+/// for this stack, both inside the switch (see `stack_call_root`).
 ///
 /// # Safety
 /// `top` must be 16-aligned with enough writable stack below it for `f`,
@@ -677,7 +679,7 @@ pub unsafe fn on_stack_with_teb(
     f: StackCallFn,
     teb: &crate::teb::TebState,
 ) {
-    // SAFETY: stack_call_root_teb restores rbp, rsp and the TEB's stack
+    // SAFETY: stack_call_root restores rbp, rsp and the TEB's stack
     // fields; `f` follows the Microsoft ABI, so only volatile registers
     // change.
     unsafe {
@@ -686,7 +688,7 @@ pub unsafe fn on_stack_with_teb(
             // the new stack's TEB state. Calls the root, which returns with
             // rbp, rsp and the TEB restored.
             "call {root}",
-            root = sym stack_call_root_teb,
+            root = sym stack_call_root,
             inlateout("rdi") arg => _,
             inlateout("rsi") top => _,
             inlateout("rdx") f => _,
