@@ -251,9 +251,13 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
         // A reused stack may still be poisoned by frames abandoned there.
         sanitizer::unpoison(limit.get(), base.get());
         let obj = closure_slot::<F>(base.get());
-        // Windows: the TEB state the coroutine starts with (a user `Stack`
-        // may panic here: nothing has been written yet). The parent's is
-        // written at every resume; until then it holds the same.
+        // Windows: a stack that grows as code on it touches its guard page
+        // commits what is written below from here first; then the TEB state
+        // the coroutine starts with (a user `Stack` may panic in either:
+        // nothing has been written yet). The parent's is written at every
+        // resume; until then it holds the same.
+        #[cfg(windows)]
+        stack.__commit_from(obj - arch::INIT_FRAME_SIZE);
         #[cfg(windows)]
         let teb = crate::teb::TebState::fresh(stack.teb_fields());
         // SAFETY: `closure_slot` checked that the object and the initial
@@ -363,8 +367,11 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
             let (extents, entered) = {
                 let extents = self.extents();
                 let entered = (*extents).resume_teb;
-                (*extents).parent_teb = crate::teb::read();
-                crate::teb::write(&entered);
+                // Where the switch does not swap the fields itself.
+                if !crate::teb::IN_SWITCH {
+                    (*extents).parent_teb = crate::teb::read();
+                    crate::teb::write(&entered);
+                }
                 (extents, entered.fields)
             };
             let switched = switch(self.base);
@@ -740,12 +747,15 @@ fn leave_with<T>(value: T, exit: usize, link: *mut StackPointer) -> ! {
 /// `extents` must be the running coroutine's, about to switch to its parent.
 #[inline(always)]
 unsafe fn leave_stack(extents: *mut CoroutineExtents) {
+    // Where the switch swaps the fields itself, it does this.
     #[cfg(windows)]
-    // SAFETY: the parent wrote its fields as it resumed us, and we are about
-    // to run on its stack.
-    unsafe {
-        (*extents).resume_teb = crate::teb::read();
-        crate::teb::write(&(*extents).parent_teb);
+    if !crate::teb::IN_SWITCH {
+        // SAFETY: the parent wrote its fields as it resumed us, and we are
+        // about to run on its stack.
+        unsafe {
+            (*extents).resume_teb = crate::teb::read();
+            crate::teb::write(&(*extents).parent_teb);
+        }
     }
     let _ = extents;
 }

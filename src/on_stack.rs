@@ -77,19 +77,21 @@ where
     // with asm-unwind leaves through the switch after `f` was moved out).
     unsafe {
         let saved = sanitizer::start_switch(extent);
+        let arg = &mut slot as *mut CallSlot<F, R> as *mut u8;
         // Windows: the new stack's bounds go in the TEB for the call, and
-        // ours come back after it (its leaving code runs no Rust).
-        #[cfg(windows)]
-        let saved_teb = crate::teb::read();
-        #[cfg(windows)]
-        crate::teb::write(&teb);
-        arch::on_stack(
-            &mut slot as *mut CallSlot<F, R> as *mut u8,
-            top,
-            call_slot_trampoline::<F, R>,
-        );
-        #[cfg(windows)]
-        crate::teb::write(&saved_teb);
+        // ours come back after it (its leaving code runs no Rust): in the
+        // switch itself on x86-64, around it elsewhere.
+        #[cfg(all(windows, target_arch = "x86_64"))]
+        arch::on_stack_with_teb(arg, top, call_slot_trampoline::<F, R>, &teb);
+        #[cfg(all(windows, not(target_arch = "x86_64")))]
+        {
+            let saved_teb = crate::teb::read();
+            crate::teb::write(&teb);
+            arch::on_stack(arg, top, call_slot_trampoline::<F, R>);
+            crate::teb::write(&saved_teb);
+        }
+        #[cfg(not(windows))]
+        arch::on_stack(arg, top, call_slot_trampoline::<F, R>);
         sanitizer::finish_switch(saved);
         match ManuallyDrop::into_inner(slot.result) {
             Ok(value) => value,

@@ -340,6 +340,7 @@ impl Drop for AltStack {
 }
 
 /// The registered stack whose guard page holds `addr`.
+#[cfg(unix)]
 fn guard_hit(addr: usize) -> Option<StackRange> {
     registry::find(addr).filter(|range| range.guard <= addr && addr < range.limit)
 }
@@ -608,7 +609,8 @@ fn install() {
 }
 
 /// The vectored exception handler: reports an `EXCEPTION_STACK_OVERFLOW`
-/// in a crate stack's guard area and aborts; passes everything else on.
+/// at an address in one of the crate's stacks and aborts; passes everything
+/// else on.
 #[cfg(windows)]
 unsafe extern "system" fn on_exception(
     info: *mut windows_sys::Win32::System::Diagnostics::Debug::EXCEPTION_POINTERS,
@@ -624,8 +626,12 @@ unsafe extern "system" fn on_exception(
     {
         return EXCEPTION_CONTINUE_SEARCH;
     }
-    // The second parameter is the faulting address, in the guard page.
-    match guard_hit(record.ExceptionInformation[1]) {
+    // The second parameter is the faulting address: in the last guard page
+    // under Wine, which raises the overflow when the guard page that moves
+    // down with the stack reaches it. Where Windows gives up is not
+    // documented (the size of its guard region follows
+    // `GuaranteedStackBytes`), so anywhere in the stack counts.
+    match registry::find(record.ExceptionInformation[1]) {
         Some(range) => {
             if REPORTING.swap(true, Ordering::AcqRel) {
                 // Another thread's coroutine overflowed at the same time

@@ -57,6 +57,32 @@ pub unsafe fn make_inaccessible(addr: usize, len: usize) {
     assert!(ok, "cannot protect {len} bytes at {addr:#x}");
 }
 
+/// Windows: commits `len` bytes at `addr` (whole pages) read-write.
+/// `DefaultStack` commits its pages as code on it reaches them; a stack cut
+/// from one (a custom `Stack`) must have them committed.
+///
+/// # Safety
+/// The pages must be reserved, owned by the caller and unused.
+#[cfg(windows)]
+pub unsafe fn commit(addr: usize, len: usize) {
+    use windows_sys::Win32::System::Memory::{VirtualAlloc, MEM_COMMIT, PAGE_READWRITE};
+    // SAFETY: per the caller.
+    let ok = unsafe { !VirtualAlloc(addr as *const _, len, MEM_COMMIT, PAGE_READWRITE).is_null() };
+    assert!(ok, "cannot commit {len} bytes at {addr:#x}");
+}
+
+/// Windows: whether the page at `addr` is committed.
+#[cfg(windows)]
+pub fn is_committed(addr: usize) -> bool {
+    use windows_sys::Win32::System::Memory::{VirtualQuery, MEMORY_BASIC_INFORMATION, MEM_COMMIT};
+    // SAFETY: VirtualQuery only fills the structure it is given.
+    unsafe {
+        let mut info: MEMORY_BASIC_INFORMATION = std::mem::zeroed();
+        let len = std::mem::size_of::<MEMORY_BASIC_INFORMATION>();
+        VirtualQuery(addr as *const _, &mut info, len) == len && info.State == MEM_COMMIT
+    }
+}
+
 /// Set by `scripts/wine.sh` when the tests run under Wine.
 pub fn under_wine() -> bool {
     std::env::var_os("SWITCHBACK_WINE").is_some()
