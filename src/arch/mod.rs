@@ -65,7 +65,7 @@
 //!   (always, where Valgrind does not run).
 //! - Windows files only: `thread_environment_block()`, the address of the
 //!   current thread's TEB, whose stack fields the portable code swaps
-//!   around every switch (see `teb`).
+//!   around every switch (see `os::teb` and `switch`).
 //!
 //! The word passed across a switch is a `MaybeUninit<usize>` in a register
 //! (see `word`): a value that fits travels in it, a larger one by pointer,

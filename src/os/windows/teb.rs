@@ -5,7 +5,7 @@
 //! dispatcher refuses frames outside them, its guard-page handler grows
 //! only the stack they describe, and the stack probes (`__chkstk`) compare
 //! against `StackLimit`. So whoever switches stacks writes the fields of
-//! the stack it goes to (see `sanitizer::start_switch`).
+//! the stack it goes to (see `switch`).
 //!
 //! Offsets from the start of the TEB, from the documented `NT_TIB` header
 //! (`StackBase` and `StackLimit` are its second and third words) and the
