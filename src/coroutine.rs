@@ -5,10 +5,13 @@ use core::mem::{self, ManuallyDrop, MaybeUninit};
 use core::{fmt, ptr};
 
 use crate::arch;
-use crate::sanitizer::{self, CoroutineExtents, SavedContext, StackExtent};
+use crate::root::{
+    closure_slot, closure_stack_bytes, leave, stack_bounds, EXIT_PANICKED, EXIT_RETURNED,
+};
 #[cfg(feature = "default-stack")]
 use crate::stack::DefaultStack;
-use crate::stack::{self, stack_bounds, StackPointer};
+use crate::stack::{self, StackPointer};
+use crate::switch::{self, FreshStack, SwitchRecord};
 use crate::trap::CoroutineTrapHandler;
 use crate::unwind::{self, CaughtPanic};
 use crate::word::{self, Word};
@@ -49,83 +52,87 @@ impl<Yield, Return> CoroutineResult<Yield, Return> {
     }
 }
 
-macro_rules! coroutine_struct {
-    ($($default:ty)?) => {
-        /// A closure running on its own stack that can suspend itself from
-        /// any depth of its call stack.
-        ///
-        /// The closure receives a [`Yielder`] and the input of the first
-        /// [`resume`](Coroutine::resume). Each [`Yielder::suspend`] hands a
-        /// `Yield` value to the caller of `resume` and returns the `Input` of
-        /// the next `resume`; when the closure returns, `resume` returns its
-        /// value.
-        ///
-        /// ```
-        /// use switchback::{Coroutine, CoroutineResult};
-        ///
-        /// let mut doubler = Coroutine::new(|yielder, mut x: i32| {
-        ///     while x != 0 {
-        ///         x = yielder.suspend(x * 2);
-        ///     }
-        ///     "done"
-        /// });
-        /// assert_eq!(doubler.resume(1), CoroutineResult::Yield(2));
-        /// assert_eq!(doubler.resume(21), CoroutineResult::Yield(42));
-        /// assert_eq!(doubler.resume(0), CoroutineResult::Return("done"));
-        /// ```
-        ///
-        /// # Dropping
-        ///
-        /// Dropping a coroutine that is suspended unwinds its stack, running
-        /// the destructors of everything on it (see
-        /// [`force_unwind`](Coroutine::force_unwind)). If the coroutine
-        /// catches that unwind and suspends again, the value it yielded is
-        /// dropped and the unwind is thrown again, until it finishes.
-        ///
-        /// If a panic interrupts that unwind (the destructor of a value the
-        /// coroutine yielded meanwhile panics), the panic continues from the
-        /// drop and the coroutine is leaked, as by [`core::mem::forget`]: its
-        /// stack still holds live frames, so it is neither freed nor
-        /// returned to its pool, and those frames never run again. A
-        /// [`ScopedCoroutine`](crate::ScopedCoroutine), whose frames may
-        /// borrow from its scope, aborts the process instead.
-        ///
-        /// Without the `unwind` feature, or in a program built with
-        /// `panic = "abort"`, a suspended coroutine cannot be unwound:
-        /// dropping one prints why and aborts the process. Run such
-        /// coroutines to completion (or
-        /// [`force_reset`](Coroutine::force_reset) them) first.
-        ///
-        /// # Threads
-        ///
-        /// A coroutine is not `Send`: values on its stack may not be `Send`,
-        /// and the compiler cannot see them.
-        ///
-        /// ```compile_fail
-        /// fn assert_send<T: Send>() {}
-        /// assert_send::<switchback::Coroutine<(), (), ()>>();
-        /// ```
-        ///
-        /// It is `Sync` when its stack is, since `&Coroutine` allows nothing
-        /// but queries.
-        pub struct Coroutine<Input, Yield, Return, Stack: stack::Stack $(= $default)?> {
-            /// Dropped by hand, and only once no frame lives on it (see
-            /// `Drop`).
-            stack: ManuallyDrop<Stack>,
-            base: StackPointer,
-            /// The suspended coroutine's stack pointer; `None` once done.
-            sp: Option<StackPointer>,
-            initial_sp: StackPointer,
-            drop_closure: unsafe fn(*mut u8),
-            marker: PhantomData<(fn(Input) -> CoroutineResult<Yield, Return>, *mut ())>,
-        }
-    };
+/// A closure running on its own stack that can suspend itself from
+/// any depth of its call stack.
+///
+/// The closure receives a [`Yielder`] and the input of the first
+/// [`resume`](Coroutine::resume). Each [`Yielder::suspend`] hands a
+/// `Yield` value to the caller of `resume` and returns the `Input` of
+/// the next `resume`; when the closure returns, `resume` returns its
+/// value.
+///
+/// ```
+/// use switchback::{Coroutine, CoroutineResult};
+///
+/// let mut doubler = Coroutine::new(|yielder, mut x: i32| {
+///     while x != 0 {
+///         x = yielder.suspend(x * 2);
+///     }
+///     "done"
+/// });
+/// assert_eq!(doubler.resume(1), CoroutineResult::Yield(2));
+/// assert_eq!(doubler.resume(21), CoroutineResult::Yield(42));
+/// assert_eq!(doubler.resume(0), CoroutineResult::Return("done"));
+/// ```
+///
+/// # Dropping
+///
+/// Dropping a coroutine that is suspended unwinds its stack, running
+/// the destructors of everything on it (see
+/// [`force_unwind`](Coroutine::force_unwind)). If the coroutine
+/// catches that unwind and suspends again, the value it yielded is
+/// dropped and the unwind is thrown again, until it finishes.
+///
+/// If a panic interrupts that unwind (the destructor of a value the
+/// coroutine yielded meanwhile panics), the panic continues from the
+/// drop and the coroutine is leaked, as by [`core::mem::forget`]: its
+/// stack still holds live frames, so it is neither freed nor
+/// returned to its pool, and those frames never run again. A
+/// [`ScopedCoroutine`](crate::ScopedCoroutine), whose frames may
+/// borrow from its scope, aborts the process instead.
+///
+/// Without the `unwind` feature, or in a program built with
+/// `panic = "abort"`, a suspended coroutine cannot be unwound:
+/// dropping one prints why and aborts the process. Run such
+/// coroutines to completion (or
+/// [`force_reset`](Coroutine::force_reset) them) first.
+///
+/// # Threads
+///
+/// A coroutine is not `Send`: values on its stack may not be `Send`,
+/// and the compiler cannot see them.
+///
+/// ```compile_fail
+/// fn assert_send<T: Send>() {}
+/// assert_send::<switchback::Coroutine<(), (), ()>>();
+/// ```
+///
+/// It is `Sync` when its stack is, since `&Coroutine` allows nothing
+/// but queries.
+// The stack type defaults to `DefaultStack` where there is one.
+pub struct Coroutine<
+    Input,
+    Yield,
+    Return,
+    #[cfg(feature = "default-stack")] Stack: stack::Stack = DefaultStack,
+    #[cfg(not(feature = "default-stack"))] Stack: stack::Stack,
+> {
+    /// Dropped by hand, and only once no frame lives on it (see
+    /// `Drop`).
+    stack: ManuallyDrop<Stack>,
+    base: StackPointer,
+    /// The suspended coroutine's stack pointer; `None` once done.
+    sp: Option<StackPointer>,
+    initial_sp: StackPointer,
+    drop_closure: unsafe fn(*mut u8),
+    marker: Marker<Input, Yield, Return>,
 }
 
-#[cfg(feature = "default-stack")]
-coroutine_struct!(DefaultStack);
-#[cfg(not(feature = "default-stack"))]
-coroutine_struct!();
+/// What a coroutine is to the compiler besides its fields: it takes `Input`
+/// and gives back `Yield` or `Return` (variance), and it is neither `Send`
+/// nor `Sync` by itself (`*mut ()`).
+type Marker<Input, Yield, Return> =
+    PhantomData<(fn(Input) -> CoroutineResult<Yield, Return>, *mut ())>;
 
 // SAFETY: through `&Coroutine` only `started`, `done` and `trap_handler` are
 // reachable, which read plain fields; the stack is shared only if it is Sync.
@@ -246,36 +253,24 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
         let (base, limit) = stack_bounds(
             &stack,
             mem::size_of::<F>(),
-            stack::closure_stack_bytes(mem::size_of::<F>(), mem::align_of::<F>()),
+            closure_stack_bytes(mem::size_of::<F>(), mem::align_of::<F>()),
         );
         // A reused stack may still be poisoned by frames abandoned there.
-        sanitizer::unpoison(limit.get(), base.get());
+        switch::forget_frames(limit.get(), base.get());
         let obj = closure_slot::<F>(base.get());
         // Windows: a stack that grows as code on it touches its guard page
-        // commits what is written below from here first; then the TEB state
-        // the coroutine starts with (a user `Stack` may panic in either:
-        // nothing has been written yet). The parent's is written at every
-        // resume; until then it holds the same.
+        // commits what is written below from here first. Then what the
+        // trackers start the coroutine from. (A user `Stack` may panic in
+        // either: nothing has been written yet.)
         #[cfg(windows)]
         stack.__commit_from(obj - arch::INIT_FRAME_SIZE);
-        #[cfg(windows)]
-        let teb = crate::teb::TebState::fresh(stack.teb_fields());
+        let fresh = FreshStack::of(&stack, limit, base);
         // SAFETY: `closure_slot` checked that the object and the initial
         // frame below it fit in the stack, which the Stack contract says is
-        // writable and ours alone; the extents go between it and the link.
+        // writable and ours alone; the record goes between it and the link.
         let initial_sp = unsafe {
             let link = (base.get() - arch::LINK_OFFSET) as *mut StackPointer;
-            ptr::write(
-                sanitizer::extents_slot(link),
-                CoroutineExtents {
-                    parent: StackExtent::unknown(),
-                    resume: StackExtent::new(|| limit.get(), base.get()),
-                    #[cfg(windows)]
-                    parent_teb: teb,
-                    #[cfg(windows)]
-                    resume_teb: teb,
-                },
-            );
+            switch::write_record(switch::record_slot(link), fresh);
             ptr::write(obj as *mut F, f);
             arch::init_stack(base, obj, coroutine_entry::<Input, Yield, Return, F>)
         };
@@ -343,9 +338,8 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
         }
     }
 
-    /// Runs `switch(base)`, a switch into the coroutine, telling the stack
-    /// trackers: the sanitizer, and on Windows the TEB, whose fields the
-    /// coroutine puts back as it leaves (see `leave_stack`). Records the
+    /// Runs `switch(base)`, a switch into the coroutine, with the work
+    /// around it (`switch::resume_start` and `resume_end`). Records the
     /// coroutine's new state in `self.sp` (its stack pointer if it
     /// suspended, `None` if it left) before any user code runs: a `Stack`
     /// whose `update_teb_fields` panics leaves a coroutine that is still
@@ -358,61 +352,28 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
         &mut self,
         switch: impl FnOnce(StackPointer) -> (Word, usize),
     ) -> (Word, usize) {
-        // SAFETY: the switch happens between the announcements, per the
-        // caller; the extents lie below the reserved top, and the coroutine
-        // changes them only while it runs.
+        // SAFETY: the switch happens between the two halves, per the
+        // caller; the record lies below the reserved top, and the coroutine
+        // changes it only while it runs.
         unsafe {
-            let saved = sanitizer::start_switch(self.resume_extent());
-            #[cfg(windows)]
-            let (extents, entered) = {
-                let extents = self.extents();
-                let entered = (*extents).resume_teb;
-                // Where the switch does not swap the fields itself.
-                if !crate::teb::IN_SWITCH {
-                    (*extents).parent_teb = crate::teb::read();
-                    crate::teb::write(&entered);
-                }
-                (extents, entered.fields)
-            };
+            let resuming = switch::resume_start(self.record());
             let switched = switch(self.base);
-            sanitizer::finish_switch(saved);
+            let resumed = switch::resume_end(resuming);
             let state = switched.1;
             // Any other state is the suspended coroutine's stack pointer,
             // which is not null.
             self.sp = (state > EXIT_PANICKED).then(|| StackPointer::new_unchecked(state));
-            // Windows lowers the limit as the stack grows, and code on it
-            // may set a guarantee: tell the stack, which the next coroutine
-            // on it starts from. (Not when it suspended on another stack,
-            // inside `on_stack`.)
-            #[cfg(windows)]
-            {
-                let left = (*extents).resume_teb.fields;
-                if left.StackBase == self.base.get()
-                    && (left.StackLimit, left.GuaranteedStackBytes)
-                        != (entered.StackLimit, entered.GuaranteedStackBytes)
-                {
-                    self.stack
-                        .update_teb_fields(left.StackLimit, left.GuaranteedStackBytes);
-                }
-            }
+            resumed.tell_stack(self.base, &mut *self.stack);
             switched
         }
     }
 
-    /// Where the coroutine keeps its extents.
+    /// Where the coroutine keeps its switch record.
     #[inline(always)]
-    fn extents(&self) -> *mut CoroutineExtents {
+    fn record(&self) -> *mut SwitchRecord {
         let link = (self.base.get() - arch::LINK_OFFSET) as *mut StackPointer;
         // SAFETY: the slot lies below the reserved top of our stack.
-        unsafe { sanitizer::extents_slot(link) }
-    }
-
-    /// The stack the coroutine continues on when resumed, for the sanitizer.
-    #[inline(always)]
-    fn resume_extent(&self) -> StackExtent {
-        // SAFETY: the extents were written at creation and are updated by
-        // the coroutine only while it runs, not now.
-        unsafe { (*self.extents()).resume }
+        unsafe { switch::record_slot(link) }
     }
 
     /// Whether the coroutine has been resumed at least once.
@@ -502,12 +463,13 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
                 unsafe { self.switch_in(|base| arch::switch_and_unwind(sp, base)) };
             #[cfg(feature = "asm-unwind")]
             let (output, state) = {
-                let (base, extent) = (self.base, self.resume_extent());
+                let (base, record) = (self.base, self.record());
                 // SAFETY: as above; the unwind comes back out of the switch.
+                // (No Windows here, so no stack to tell.)
                 match std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| unsafe {
-                    let saved = sanitizer::start_switch(extent);
+                    let resuming = switch::resume_start(record);
                     let switched = arch::switch_and_unwind(sp, base);
-                    sanitizer::finish_switch(saved);
+                    let _ = switch::resume_end(resuming);
                     switched
                 })) {
                     Ok(switched) => switched,
@@ -570,8 +532,7 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
     pub fn trap_handler(&self) -> CoroutineTrapHandler<Return> {
         // The overflow report then lets the program's handler see this
         // thread's guard-page faults first.
-        #[cfg(all(feature = "default-stack", unix))]
-        stack::note_trap_handler();
+        os_stacks!(do stack::note_trap_handler());
         CoroutineTrapHandler::new(self.base, (*self.stack).limit())
     }
 }
@@ -638,18 +599,118 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
     }
 }
 
+// The pooled constructors, after the coroutine's other impls (as the docs
+// list them).
+os_stacks! {
+    use std::io;
+
+    use crate::stack::{PooledStack, StackPool};
+
+    impl<Input, Yield, Return> Coroutine<Input, Yield, Return, PooledStack> {
+        /// Creates a coroutine that runs `f` on a stack from `pool`. The stack
+        /// goes back to the pool when the coroutine is dropped.
+        ///
+        /// See [`StackPool`] for when to use a pool rather than
+        /// [`Coroutine::new`].
+        ///
+        /// ```
+        /// use switchback::stack::StackPool;
+        /// use switchback::Coroutine;
+        ///
+        /// let pool = StackPool::new(64 * 1024).unwrap();
+        /// let mut co = Coroutine::with_pool(&pool, |yielder, x: u32| {
+        ///     let y = yielder.suspend(x + 1);
+        ///     y * 2
+        /// });
+        /// assert_eq!(co.resume(1).as_yield(), Some(2));
+        /// assert_eq!(co.resume(5).as_return(), Some(10));
+        /// drop(co);
+        /// assert_eq!(pool.idle_count(), 1);
+        /// ```
+        ///
+        /// # Panics
+        ///
+        /// Panics if a new stack is needed and cannot be mapped, and as
+        /// [`Coroutine::with_stack`] if the closure is too big for the stack.
+        #[inline]
+        pub fn with_pool<F>(pool: &StackPool, f: F) -> Self
+        where
+            F: FnOnce(&Yielder<Input, Yield>, Input) -> Return + 'static,
+            Input: 'static,
+            Yield: 'static,
+            Return: 'static,
+        {
+            match pool.get() {
+                Ok(stack) => Self::with_stack(stack, f),
+                Err(error) => pool_exhausted(pool, error),
+            }
+        }
+
+        /// [`with_pool`](Coroutine::with_pool), returning an error instead of
+        /// panicking when a new stack cannot be mapped.
+        ///
+        /// # Errors
+        ///
+        /// The OS error from `mmap` or `mprotect`.
+        ///
+        /// # Panics
+        ///
+        /// As [`Coroutine::with_stack`] if the closure is too big for the stack.
+        #[inline]
+        pub fn try_with_pool<F>(pool: &StackPool, f: F) -> io::Result<Self>
+        where
+            F: FnOnce(&Yielder<Input, Yield>, Input) -> Return + 'static,
+            Input: 'static,
+            Yield: 'static,
+            Return: 'static,
+        {
+            Ok(Self::with_stack(pool.get()?, f))
+        }
+
+        /// Creates a coroutine that runs `f` on a 1 MiB stack from the
+        /// process-wide [`StackPool::global`]: [`Coroutine::new`] without the
+        /// system calls.
+        ///
+        /// ```
+        /// use switchback::Coroutine;
+        ///
+        /// for i in 0..1000u64 {
+        ///     let mut co: Coroutine<(), (), u64, _> = Coroutine::pooled(move |_, ()| i);
+        ///     assert_eq!(co.resume(()).as_return(), Some(i));
+        /// }
+        /// ```
+        ///
+        /// # Panics
+        ///
+        /// As [`with_pool`](Coroutine::with_pool).
+        #[inline]
+        pub fn pooled<F>(f: F) -> Self
+        where
+            F: FnOnce(&Yielder<Input, Yield>, Input) -> Return + 'static,
+            Input: 'static,
+            Yield: 'static,
+            Return: 'static,
+        {
+            Self::with_pool(StackPool::global(), f)
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn pool_exhausted(pool: &StackPool, error: io::Error) -> ! {
+        panic!(
+            "switchback: failed to allocate a {}-byte pooled stack: {error}",
+            pool.stack_size()
+        )
+    }
+}
+
 #[cold]
 #[inline(never)]
 #[track_caller]
 fn resume_after_done() -> ! {
     panic!("switchback: resume called on a coroutine that has already finished")
 }
-
-/// The exit code of a coroutine that returned: the word holds its `Return`.
-const EXIT_RETURNED: usize = 0;
-/// The exit code of a coroutine that panicked: the word holds the caught
-/// panic. Any state above it is a suspended coroutine's stack pointer.
-const EXIT_PANICKED: usize = 1;
 
 /// Decodes what a finished coroutine handed over and resumes a panic it
 /// carried.
@@ -669,15 +730,6 @@ unsafe fn take_exit<Return>(output: Word, exit: usize) -> Return {
     }
 }
 
-/// Where the closure of type `F` goes on a stack whose base is `base`:
-/// below the reserved top, aligned for `F` and for the stack. The caller has
-/// checked that the stack has room for it (`stack_bounds`).
-#[inline(always)]
-pub(crate) fn closure_slot<F>(base: usize) -> usize {
-    let align = mem::align_of::<F>().max(arch::STACK_ALIGNMENT);
-    (base - arch::RESERVED_TOP - sanitizer::EXTENTS_RESERVE - mem::size_of::<F>()) & !(align - 1)
-}
-
 unsafe fn drop_closure<F>(obj: *mut u8) {
     // SAFETY: the caller passes the slot the closure was written to.
     unsafe { ptr::drop_in_place(obj as *mut F) }
@@ -693,11 +745,8 @@ unsafe extern "C-unwind" fn coroutine_entry<Input, Yield, Return, F>(
 where
     F: FnOnce(&Yielder<Input, Yield>, Input) -> Return,
 {
-    // SAFETY: we just arrived on this stack for the first time; the slot
-    // below the link is reserved for the parent's extent.
-    unsafe {
-        (*sanitizer::extents_slot(link)).parent = sanitizer::finish_switch(SavedContext::none())
-    };
+    // SAFETY: we just arrived on this stack for the first time.
+    unsafe { switch::arrive_first(link) };
     // SAFETY: the link is the Yielder, which is repr(transparent) over it.
     let yielder = unsafe { &*(link as *const Yielder<Input, Yield>) };
     // The closure is read out of its slot only at the call: the wrapper
@@ -711,53 +760,6 @@ where
         (unsafe { ptr::read(obj as *mut F) })(yielder, input)
     };
     leave(unwind::catch_unwind_at_root(run), link)
-}
-
-/// Hands the coroutine's result (or the panic it caught) to its parent and
-/// leaves for good.
-#[inline(always)]
-fn leave<Return>(result: Result<Return, CaughtPanic>, link: *mut StackPointer) -> ! {
-    match result {
-        Ok(value) => leave_with(value, EXIT_RETURNED, link),
-        #[allow(unreachable_patterns)]
-        Err(panic) => leave_with(panic, EXIT_PANICKED, link),
-    }
-}
-
-#[inline(always)]
-fn leave_with<T>(value: T, exit: usize, link: *mut StackPointer) -> ! {
-    let mut slot = MaybeUninit::uninit();
-    let output = word::encode(value, &mut slot);
-    // SAFETY: nothing left on this stack needs dropping; `slot` stays in
-    // place (the stack is not freed) until the parent has decoded it.
-    unsafe {
-        let extents = sanitizer::extents_slot(link);
-        leave_stack(extents);
-        sanitizer::start_final_switch((*extents).parent);
-        arch::switch_and_reset(output, exit, link)
-    }
-}
-
-/// On Windows, as a coroutine leaves its stack (suspending or for good):
-/// records the TEB's fields for it (Windows may have changed them as the
-/// stack grew) and puts back its parent's, so that the parent's code never
-/// runs under the coroutine's stack bounds. Nothing elsewhere.
-///
-/// # Safety
-/// `extents` must be the running coroutine's, about to switch to its parent.
-#[inline(always)]
-unsafe fn leave_stack(extents: *mut CoroutineExtents) {
-    // Where the switch swaps the fields itself, it does this.
-    #[cfg(windows)]
-    if !crate::teb::IN_SWITCH {
-        // SAFETY: the parent wrote its fields as it resumed us, and we are
-        // about to run on its stack.
-        unsafe {
-            (*extents).resume_teb = crate::teb::read();
-            crate::teb::write(&(*extents).parent_teb);
-        }
-    }
-    let _ = extents;
 }
 
 /// The handle a running coroutine uses to suspend itself.
@@ -821,15 +823,13 @@ impl<Input, Yield> Yielder<Input, Yield> {
         let output = word::encode(value, &mut slot);
         let link = self.link.as_ptr();
         // SAFETY: we run on the coroutine whose link this is; the parent
-        // decodes `output` before resuming us. The parent's extent is kept
-        // below the link (and may change: another parent may resume us).
+        // decodes `output` before resuming us. The parent's stack is kept
+        // in the record below the link (and may change: another parent may
+        // resume us).
         let resumed = unsafe {
-            let extents = sanitizer::extents_slot(link);
-            (*extents).resume = sanitizer::current();
-            leave_stack(extents);
-            let saved = sanitizer::start_switch((*extents).parent);
+            let suspending = switch::suspend_start(link);
             let resumed = arch::switch_yield(output, link);
-            (*extents).parent = sanitizer::finish_switch(saved);
+            switch::suspend_end(link, suspending);
             resumed
         };
         match resumed {
@@ -865,16 +865,7 @@ impl<Input, Yield> Yielder<Input, Yield> {
         let top = arch::parent_stack_top(self.link.get().get());
         // SAFETY: while we run, the parent is blocked in switch_and_link and
         // its stack below the link value is unused.
-        unsafe {
-            let extents = sanitizer::extents_slot(self.link.as_ptr());
-            crate::on_stack::call_on_stack(
-                top,
-                (*extents).parent,
-                #[cfg(windows)]
-                (*extents).parent_teb,
-                f,
-            )
-        }
+        unsafe { crate::on_stack::call_on_stack(top, switch::parent_stack(self.link.as_ptr()), f) }
     }
 }
 
@@ -882,19 +873,4 @@ impl<Input, Yield> fmt::Debug for Yielder<Input, Yield> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Yielder").finish_non_exhaustive()
     }
-}
-
-/// The first frame of a trap handler: runs `f` and returns its result as the
-/// coroutine's return value.
-pub(crate) unsafe extern "C-unwind" fn trap_entry<F, Return>(
-    obj: *mut u8,
-    link: *mut StackPointer,
-) -> !
-where
-    F: FnOnce() -> Return,
-{
-    // SAFETY: setup_trap_handler wrote the closure at `obj`; it is taken
-    // once, at the call (see coroutine_entry).
-    let run = move || unsafe { ptr::read(obj as *mut F) }();
-    leave(unwind::catch_unwind_at_root(run), link)
 }

@@ -67,8 +67,8 @@ use core::pin::{pin, Pin};
 use core::ptr;
 use core::task::{Context, Poll, Waker};
 
+use crate::coroutine::{Coroutine, CoroutineResult, Yielder};
 use crate::stack::{PooledStack, Stack, StackPool};
-use crate::{Coroutine, CoroutineResult, Yielder};
 
 /// What each resume of a bridge's coroutine carries: the `Context` of the
 /// poll that resumes it, lifetime erased (it is only dereferenced during

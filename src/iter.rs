@@ -53,12 +53,13 @@
 
 use core::iter::FusedIterator;
 
-#[cfg(all(feature = "default-stack", any(unix, windows)))]
-use crate::stack::PooledStack;
+use crate::coroutine::Coroutine;
+use crate::scoped::ScopedCoroutineRef;
 use crate::stack::Stack;
-#[cfg(all(feature = "default-stack", any(unix, windows)))]
-use crate::Yielder;
-use crate::{Coroutine, ScopedCoroutineRef};
+os_stacks! {
+    use crate::stack::PooledStack;
+    use crate::coroutine::Yielder;
+}
 
 /// Implements `Iterator` and `FusedIterator` for a coroutine type with no
 /// input and no return value: each `next` resumes it, until it is done.
@@ -117,38 +118,38 @@ coroutine_iterator!(
     ScopedCoroutineRef<'_, (), Yield, (), S>
 );
 
-/// An iterator over the values that `f` passes to
-/// [`yielder.suspend`](Yielder::suspend), from any depth of its call stack,
-/// ending when `f` returns.
-///
-/// It runs on a 1 MiB stack from [`StackPool::global`](crate::stack::StackPool::global),
-/// which goes back to the pool when the iterator is dropped; dropping it
-/// before the end unwinds `f`'s stack, running its destructors. For another
-/// stack, write the coroutine directly: `Coroutine::with_stack(stack, |yielder, ()| ...)`
-/// is an iterator too. See the [module documentation](crate::iter).
-///
-/// ```
-/// let fibonacci = switchback::generator(|yielder| {
-///     let (mut a, mut b) = (0u64, 1);
-///     while a < 20 {
-///         yielder.suspend(a);
-///         (a, b) = (b, a + b);
-///     }
-/// });
-/// let all: Vec<u64> = fibonacci.collect();
-/// assert_eq!(all, [0, 1, 1, 2, 3, 5, 8, 13]);
-/// ```
-///
-/// # Panics
-///
-/// Panics if a new stack is needed and cannot be mapped. A panic in `f`
-/// comes out of the `next` call that was running it.
-#[cfg(all(feature = "default-stack", any(unix, windows)))]
-#[cfg_attr(docsrs, doc(cfg(all(feature = "default-stack", any(unix, windows)))))]
-pub fn generator<Yield, F>(f: F) -> Coroutine<(), Yield, (), PooledStack>
-where
-    F: FnOnce(&Yielder<(), Yield>) + 'static,
-    Yield: 'static,
-{
-    Coroutine::pooled(move |yielder, ()| f(yielder))
+os_stacks! {
+    /// An iterator over the values that `f` passes to
+    /// [`yielder.suspend`](Yielder::suspend), from any depth of its call stack,
+    /// ending when `f` returns.
+    ///
+    /// It runs on a 1 MiB stack from [`StackPool::global`](crate::stack::StackPool::global),
+    /// which goes back to the pool when the iterator is dropped; dropping it
+    /// before the end unwinds `f`'s stack, running its destructors. For another
+    /// stack, write the coroutine directly: `Coroutine::with_stack(stack, |yielder, ()| ...)`
+    /// is an iterator too. See the [module documentation](crate::iter).
+    ///
+    /// ```
+    /// let fibonacci = switchback::generator(|yielder| {
+    ///     let (mut a, mut b) = (0u64, 1);
+    ///     while a < 20 {
+    ///         yielder.suspend(a);
+    ///         (a, b) = (b, a + b);
+    ///     }
+    /// });
+    /// let all: Vec<u64> = fibonacci.collect();
+    /// assert_eq!(all, [0, 1, 1, 2, 3, 5, 8, 13]);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Panics if a new stack is needed and cannot be mapped. A panic in `f`
+    /// comes out of the `next` call that was running it.
+    pub fn generator<Yield, F>(f: F) -> Coroutine<(), Yield, (), PooledStack>
+    where
+        F: FnOnce(&Yielder<(), Yield>) + 'static,
+        Yield: 'static,
+    {
+        Coroutine::pooled(move |yielder, ()| f(yielder))
+    }
 }

@@ -170,6 +170,26 @@ compile_error!(
 ))]
 extern crate std;
 
+/// Declares items that need stacks from the OS (the `default-stack` feature,
+/// on Unix or Windows): the one place that condition is written. Each item
+/// gets the `cfg` and, on docs.rs, the badge that says so; `os_stacks!(do
+/// ...)` runs statements only under it.
+macro_rules! os_stacks {
+    (do $($body:tt)*) => {
+        #[cfg(all(feature = "default-stack", any(unix, windows)))]
+        {
+            $($body)*
+        }
+    };
+    ($($item:item)*) => {
+        $(
+            #[cfg(all(feature = "default-stack", any(unix, windows)))]
+            #[cfg_attr(docsrs, doc(cfg(all(feature = "default-stack", any(unix, windows)))))]
+            $item
+        )*
+    };
+}
+
 mod arch;
 #[cfg(doctest)]
 mod compile_fail_doctests;
@@ -182,19 +202,20 @@ mod coroutine;
 pub mod future;
 pub mod iter;
 mod on_stack;
+mod os;
+mod root;
 mod sanitizer;
 mod scoped;
 pub mod stack;
-#[cfg(windows)]
-mod teb;
+mod switch;
 pub mod trap;
 mod unwind;
 mod word;
 
 pub use coroutine::{Coroutine, CoroutineResult, Yielder};
-#[cfg(all(feature = "default-stack", any(unix, windows)))]
-#[cfg_attr(docsrs, doc(cfg(all(feature = "default-stack", any(unix, windows)))))]
-pub use iter::generator;
+os_stacks! {
+    pub use iter::generator;
+}
 pub use on_stack::on_stack;
 pub use scoped::{ScopedCoroutine, ScopedCoroutineRef};
 #[cfg(feature = "unwind")]

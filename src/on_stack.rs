@@ -2,9 +2,9 @@
 
 use core::mem::{self, ManuallyDrop};
 
-use crate::arch;
-use crate::sanitizer::{self, SavedContext, StackExtent};
-use crate::stack::{closure_stack_bytes, stack_bounds, Stack};
+use crate::root::{closure_stack_bytes, stack_bounds};
+use crate::stack::Stack;
+use crate::switch::{self, FreshStack};
 use crate::unwind::{self, CaughtPanic};
 
 /// Runs `f` on `stack` and returns its result; the stack is dropped after.
@@ -35,18 +35,10 @@ where
         mem::size_of::<F>(),
         closure_stack_bytes(mem::size_of::<F>(), mem::align_of::<F>()),
     );
-    let extent = StackExtent::new(|| limit.get(), base.get());
+    let fresh = FreshStack::of(&stack, limit, base);
     // SAFETY: the Stack contract makes the memory below `base` ours while
     // `stack` lives, which is until after the call.
-    unsafe {
-        call_on_stack(
-            base.get(),
-            extent,
-            #[cfg(windows)]
-            crate::teb::TebState::fresh(stack.teb_fields()),
-            f,
-        )
-    }
+    unsafe { call_on_stack(base.get(), fresh, f) }
 }
 
 /// The closure going in, then its result coming out.
@@ -55,17 +47,12 @@ union CallSlot<F, R> {
     result: ManuallyDrop<Result<R, CaughtPanic>>,
 }
 
-/// Calls `f` with the stack pointer at `top`, on the stack whose extent (for
-/// the sanitizer) is `extent` and, on Windows, whose TEB state is `teb`.
+/// Calls `f` with the stack pointer at `top`, on the stack that the
+/// trackers see as `to`.
 ///
 /// # Safety
 /// `top` must be 16-aligned with free stack below it for as long as `f` runs.
-pub(crate) unsafe fn call_on_stack<F, R>(
-    top: usize,
-    extent: StackExtent,
-    #[cfg(windows)] teb: crate::teb::TebState,
-    f: F,
-) -> R
+pub(crate) unsafe fn call_on_stack<F, R>(top: usize, to: FreshStack, f: F) -> R
 where
     F: FnOnce() -> R,
 {
@@ -76,23 +63,12 @@ where
     // result back before returning (a panic is caught into the result, or
     // with asm-unwind leaves through the switch after `f` was moved out).
     unsafe {
-        let saved = sanitizer::start_switch(extent);
-        let arg = &mut slot as *mut CallSlot<F, R> as *mut u8;
-        // Windows: the new stack's bounds go in the TEB for the call, and
-        // ours come back after it (its leaving code runs no Rust): in the
-        // switch itself on x86-64, around it elsewhere.
-        #[cfg(all(windows, target_arch = "x86_64"))]
-        arch::on_stack_with_teb(arg, top, call_slot_trampoline::<F, R>, &teb);
-        #[cfg(all(windows, not(target_arch = "x86_64")))]
-        {
-            let saved_teb = crate::teb::read();
-            crate::teb::write(&teb);
-            arch::on_stack(arg, top, call_slot_trampoline::<F, R>);
-            crate::teb::write(&saved_teb);
-        }
-        #[cfg(not(windows))]
-        arch::on_stack(arg, top, call_slot_trampoline::<F, R>);
-        sanitizer::finish_switch(saved);
+        switch::call_on(
+            &to,
+            &mut slot as *mut CallSlot<F, R> as *mut u8,
+            top,
+            call_slot_trampoline::<F, R>,
+        );
         match ManuallyDrop::into_inner(slot.result) {
             Ok(value) => value,
             #[allow(unreachable_patterns)]
@@ -105,9 +81,8 @@ unsafe extern "C-unwind" fn call_slot_trampoline<F, R>(slot: *mut u8)
 where
     F: FnOnce() -> R,
 {
-    // SAFETY: we just arrived on this stack; we leave it for good when we
-    // return, so the sanitizer's context for it ends there.
-    let caller = unsafe { sanitizer::finish_switch(SavedContext::none()) };
+    // SAFETY: we just arrived on this stack.
+    let caller = unsafe { switch::call_arrive() };
     let slot = slot as *mut CallSlot<F, R>;
     // The closure is read out of the slot only at the call: the wrapper
     // that `catch_unwind` moves around (several times in debug builds) is
@@ -118,6 +93,6 @@ where
     // SAFETY: the closure was moved out; the slot now takes the result.
     unsafe {
         (*slot).result = ManuallyDrop::new(result);
-        sanitizer::start_final_switch(caller);
+        switch::call_leave(caller);
     }
 }

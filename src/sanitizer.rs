@@ -1,7 +1,6 @@
 //! Telling AddressSanitizer about stack switches (feature `sanitizer`);
-//! without the feature every item here is a no-op that compiles away. The
-//! per-coroutine record kept for it also holds the Windows TEB fields that
-//! `coroutine` swaps (see `teb`).
+//! without the feature every item here is a no-op that compiles away. Only
+//! `switch` calls it, which also keeps the per-coroutine record.
 //!
 //! The protocol: a context about to switch stacks calls [`start_switch`]
 //! with the extent of the stack it goes to (or [`start_final_switch`] when it
@@ -39,32 +38,6 @@ pub struct SavedContext {
     #[cfg(feature = "sanitizer")]
     fake_stack: *mut u8,
 }
-
-/// What a coroutine keeps just below its architecture's reserved top
-/// (nothing without the feature, except on Windows).
-#[derive(Clone, Copy, Debug)]
-pub struct CoroutineExtents {
-    /// The stack of whoever resumed it last, to switch back to.
-    pub parent: StackExtent,
-    /// The stack it was on when it last suspended (its own, or one it moved
-    /// to with `on_stack`), for the parent to announce on the next resume.
-    pub resume: StackExtent,
-    /// Windows: the TEB's stack fields of whoever resumed it last, written
-    /// by the parent as it resumes, put back by the coroutine as it leaves.
-    #[cfg(windows)]
-    pub parent_teb: crate::teb::TebState,
-    /// Windows: the TEB's stack fields for the stack it was on when it last
-    /// suspended, written by the coroutine as it leaves, put in place by
-    /// the parent as it resumes.
-    #[cfg(windows)]
-    pub resume_teb: crate::teb::TebState,
-}
-
-/// Bytes reserved on a coroutine stack below the architecture's reserved
-/// top for its [`CoroutineExtents`] (zero without the feature, except on
-/// Windows).
-pub const EXTENTS_RESERVE: usize = core::mem::size_of::<CoroutineExtents>();
-const _: () = assert!(EXTENTS_RESERVE.is_multiple_of(16));
 
 #[cfg(feature = "sanitizer")]
 std::thread_local! {
@@ -116,17 +89,6 @@ impl SavedContext {
             fake_stack: core::ptr::null_mut(),
         }
     }
-}
-
-/// Where a coroutine keeps its [`CoroutineExtents`], given its link: just
-/// below the architecture's reserved top.
-///
-/// # Safety
-/// `link` must be a coroutine's link, with the reserve below the top.
-#[inline(always)]
-pub unsafe fn extents_slot(link: *mut crate::stack::StackPointer) -> *mut CoroutineExtents {
-    (link as usize + crate::arch::LINK_OFFSET - crate::arch::RESERVED_TOP - EXTENTS_RESERVE)
-        as *mut CoroutineExtents
 }
 
 /// The stack this thread runs on now, as announced by the last switch.

@@ -3,46 +3,50 @@
 use core::marker::PhantomData;
 use core::mem::ManuallyDrop;
 
+use crate::coroutine::{Coroutine, CoroutineResult, Yielder};
 use crate::stack;
 #[cfg(feature = "default-stack")]
 use crate::stack::DefaultStack;
 use crate::trap::CoroutineTrapHandler;
-use crate::{Coroutine, CoroutineResult, Yielder};
 
-macro_rules! scoped_coroutine_struct {
-    ($($default:ty)?) => {
-        /// A coroutine whose closure may borrow from its surroundings (and
-        /// whose stack and values may be borrowed too).
-        ///
-        /// It can only run inside [`scope`](ScopedCoroutine::scope), which
-        /// drops it (unwinding it if suspended) before the scope returns, so
-        /// the borrows provably outlive it: no `mem::forget`, `mem::swap` or
-        /// thread trick can let it run after they end.
-        ///
-        /// ```
-        /// use switchback::ScopedCoroutine;
-        ///
-        /// let mut total = 0;
-        /// let coroutine = ScopedCoroutine::new(|yielder, mut x: i32| {
-        ///     while x != 0 {
-        ///         total += x;
-        ///         x = yielder.suspend(());
-        ///     }
-        /// });
-        /// coroutine.scope(|mut co| {
-        ///     co.as_mut().resume(1);
-        ///     co.as_mut().resume(2);
-        ///     co.as_mut().resume(0);
-        /// });
-        /// assert_eq!(total, 3);
-        /// ```
-        pub struct ScopedCoroutine<'a, Input, Yield, Return, Stack: stack::Stack $(= $default)?> {
-            inner: ManuallyDrop<Coroutine<Input, Yield, Return, Stack>>,
-            /// Makes `'a` invariant and ties it to the coroutine, whose
-            /// closure type is erased.
-            _borrows: PhantomData<&'a mut ()>,
-        }
-    };
+/// A coroutine whose closure may borrow from its surroundings (and
+/// whose stack and values may be borrowed too).
+///
+/// It can only run inside [`scope`](ScopedCoroutine::scope), which
+/// drops it (unwinding it if suspended) before the scope returns, so
+/// the borrows provably outlive it: no `mem::forget`, `mem::swap` or
+/// thread trick can let it run after they end.
+///
+/// ```
+/// use switchback::ScopedCoroutine;
+///
+/// let mut total = 0;
+/// let coroutine = ScopedCoroutine::new(|yielder, mut x: i32| {
+///     while x != 0 {
+///         total += x;
+///         x = yielder.suspend(());
+///     }
+/// });
+/// coroutine.scope(|mut co| {
+///     co.as_mut().resume(1);
+///     co.as_mut().resume(2);
+///     co.as_mut().resume(0);
+/// });
+/// assert_eq!(total, 3);
+/// ```
+// The stack type defaults to `DefaultStack` where there is one.
+pub struct ScopedCoroutine<
+    'a,
+    Input,
+    Yield,
+    Return,
+    #[cfg(feature = "default-stack")] Stack: stack::Stack = DefaultStack,
+    #[cfg(not(feature = "default-stack"))] Stack: stack::Stack,
+> {
+    inner: ManuallyDrop<Coroutine<Input, Yield, Return, Stack>>,
+    /// Makes `'a` invariant and ties it to the coroutine, whose
+    /// closure type is erased.
+    _borrows: PhantomData<&'a mut ()>,
 }
 
 /// Dropping a scoped coroutine unwinds it if it is suspended. Its `Drop`
@@ -89,11 +93,6 @@ impl<Input, Yield, Return, Stack: stack::Stack> Drop
         unsafe { ManuallyDrop::drop(self.0) }
     }
 }
-
-#[cfg(feature = "default-stack")]
-scoped_coroutine_struct!(DefaultStack);
-#[cfg(not(feature = "default-stack"))]
-scoped_coroutine_struct!();
 
 #[cfg(feature = "default-stack")]
 #[cfg_attr(docsrs, doc(cfg(feature = "default-stack")))]

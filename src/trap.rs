@@ -106,9 +106,9 @@ use core::marker::PhantomData;
 use core::{mem, ptr};
 
 pub use crate::arch::TrapHandlerRegs;
-use crate::coroutine::{closure_slot, trap_entry};
+use crate::root::{closure_slot, closure_stack_bytes, stack_bytes_needed, trap_entry};
 use crate::stack::StackPointer;
-use crate::stack::{closure_stack_bytes, stack_bytes_needed, MIN_GUARD_SIZE};
+use crate::stack::MIN_GUARD_SIZE;
 
 /// What a signal handler needs to make a trapping coroutine return to its
 /// parent with a value.
@@ -241,7 +241,7 @@ impl<Return> CoroutineTrapHandler<Return> {
             mem::size_of::<F>()
         );
         // The frames being discarded may have left the stack poisoned.
-        crate::sanitizer::unpoison(self.limit.get(), self.base.get());
+        crate::switch::forget_frames(self.limit.get(), self.base.get());
         let obj = closure_slot::<F>(self.base.get());
         // SAFETY: the slot lies in the coroutine's stack, whose contents the
         // caller agreed to discard; the coroutine started (it trapped), so

@@ -1,7 +1,12 @@
-//! Values cross a switch as one register word: in it if they fit, else by pointer.
+//! Values cross a switch as one register word: in it if they fit, else by
+//! pointer; and the stack pointers the switch saves and restores.
 
 use core::mem::{self, MaybeUninit};
+use core::num::NonZeroUsize;
 use core::ptr;
+
+/// A stack address: the value of a stack pointer.
+pub type StackPointer = NonZeroUsize;
 
 /// The register word passed across a switch. `MaybeUninit` because a small
 /// value's padding bytes may be uninitialised; `asm!` accepts such operands

@@ -83,7 +83,7 @@
 use core::arch::{asm, naked_asm};
 
 use super::{EntryFn, StackCallFn, TrapEntryFn};
-use crate::stack::StackPointer;
+use crate::word::StackPointer;
 
 /// The AAPCS64 switch, shared with Linux (see the module documentation).
 /// Its root frame, `on_stack` frame, `init_stack`, `trap_handler_regs`

@@ -75,8 +75,7 @@
 use core::arch::{asm, naked_asm};
 
 use super::{EntryFn, StackCallFn, TrapEntryFn};
-use crate::stack::StackPointer;
-use crate::word::Word;
+use crate::word::{StackPointer, Word};
 
 /// Alignment of the stack pointer at a call boundary (AAPCS asks for 8 at
 /// public interfaces; 16 keeps stacks interchangeable with other targets).

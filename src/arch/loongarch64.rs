@@ -46,8 +46,7 @@
 use core::arch::{asm, naked_asm};
 
 use super::{EntryFn, StackCallFn, TrapEntryFn};
-use crate::stack::StackPointer;
-use crate::word::Word;
+use crate::word::{StackPointer, Word};
 
 /// Alignment of the stack pointer at a call boundary.
 pub const STACK_ALIGNMENT: usize = 16;

@@ -61,9 +61,9 @@
 //!   (always, where Valgrind does not run).
 //! - Windows files only: `thread_environment_block()`, the address of the
 //!   current thread's TEB, whose stack fields the portable code swaps
-//!   around every switch (see `teb`), except where `teb::IN_SWITCH` says
-//!   that the switch swaps them itself (x86-64), in the `asm!` block that
-//!   moves the stack pointer; that file also gives
+//!   around every switch (see `os::teb` and `switch`), except where
+//!   `os::teb::IN_SWITCH` says that the switch swaps them itself (x86-64),
+//!   in the `asm!` block that moves the stack pointer; that file also gives
 //!   `on_stack_with_teb(arg, top, f, teb)`, `on_stack` that swaps them.
 //!
 //! The word passed across a switch is a `MaybeUninit<usize>` in a register
@@ -74,8 +74,7 @@
 //! linked into one binary, so the trampolines are naked Rust functions whose
 //! symbols are mangled with the crate's hash, and labels are local.
 
-use crate::stack::StackPointer;
-use crate::word::Word;
+use crate::word::{StackPointer, Word};
 
 /// The first function run on a fresh coroutine stack:
 /// `entry(input, link, obj)`. It never returns: it leaves with

@@ -51,8 +51,7 @@
 use core::arch::{asm, naked_asm};
 
 use super::{EntryFn, StackCallFn, TrapEntryFn};
-use crate::stack::StackPointer;
-use crate::word::Word;
+use crate::word::{StackPointer, Word};
 
 /// Register width in bytes, as the assembler text uses it.
 #[cfg(target_pointer_width = "64")]

@@ -47,8 +47,7 @@
 use core::arch::{asm, naked_asm};
 
 use super::{EntryFn, StackCallFn, TrapEntryFn};
-use crate::stack::StackPointer;
-use crate::word::Word;
+use crate::word::{StackPointer, Word};
 
 /// Alignment of the stack pointer at a call boundary. The ABI asks for 8;
 /// 16 keeps the rule for stacks (and closure slots) that of the other

@@ -85,8 +85,7 @@ use core::arch::{asm, naked_asm};
 #[cfg(not(windows))]
 use super::TrapEntryFn;
 use super::{EntryFn, StackCallFn};
-use crate::stack::StackPointer;
-use crate::word::Word;
+use crate::word::{StackPointer, Word};
 
 /// Bytes per stack word.
 const WORD: usize = 4;

@@ -122,8 +122,7 @@
 use core::arch::{asm, naked_asm};
 
 use super::{EntryFn, StackCallFn, TrapEntryFn};
-use crate::stack::StackPointer;
-use crate::word::Word;
+use crate::word::{StackPointer, Word};
 
 /// Bytes per stack word.
 const WORD: usize = 8;

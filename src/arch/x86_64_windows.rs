@@ -47,7 +47,7 @@
 //! | parent frame label     |  base - 56 (rip) <- machine frame, root rbp
 //! | (padding)              |  base - 64
 //! +------------------------+
-//! ~ extents, closure object, frames ~
+//! ~ switch record, closure object, frames ~
 //! | coroutine rbp          |
 //! | coroutine rbx          |
 //! | resume address         | <- state (its stack pointer) while suspended
@@ -94,7 +94,7 @@
 //! The landing code never reads `rsi`, so a pending `switch_yield` sees
 //! the value the parent left there: the stack base on ordinary resumes,
 //! zero from `switch_and_unwind`, which clears it after storing the link
-//! (and swapping the TEB, which finds the extents from it). Coming out,
+//! (and swapping the TEB, which finds the switch record from it). Coming out,
 //! `rax` is the state: the coroutine's stack pointer after a suspension,
 //! or the exit code of `switch_and_reset`.
 //!
@@ -102,7 +102,7 @@
 //!
 //! Each switch saves the TEB's five stack fields (`ExceptionList`,
 //! `StackBase`, `StackLimit`, `DeallocationStack`, `GuaranteedStackBytes`;
-//! see `teb`) into the coroutine's extents and loads the other side's:
+//! see `teb`) into the coroutine's switch record and loads the other side's:
 //! the parent's go into `parent_teb` and the coroutine's `resume_teb` into
 //! the TEB on a resume, the reverse on a suspend or a final leave. It does
 //! so after its pushes on the stack it leaves (so that, if that stack grows
@@ -143,8 +143,9 @@
 use core::arch::{asm, naked_asm};
 
 use super::{EntryFn, StackCallFn, TrapEntryFn};
-use crate::stack::StackPointer;
-use crate::word::Word;
+#[cfg(windows)]
+use crate::os::teb::TebState;
+use crate::word::{StackPointer, Word};
 
 /// Bytes per stack word.
 const WORD: usize = 8;
@@ -197,20 +198,23 @@ macro_rules! switch_asm {
     };
 }
 
-/// `extents - ...`: where the portable code keeps a coroutine's
-/// `CoroutineExtents` (its TEB states among them), below the context.
+/// Windows: where the portable code keeps the two TEB states that the
+/// switches swap, as a distance below the stack's base: the parent's, then
+/// the coroutine's, the last two fields of the coroutine's switch record
+/// (`switch::SwitchRecord`, which checks that layout), which ends at the
+/// reserved top.
 #[cfg(windows)]
-const EXTENTS_BELOW_BASE: usize = RESERVED_TOP + crate::sanitizer::EXTENTS_RESERVE;
+const EXTENTS_BELOW_BASE: usize = RESERVED_TOP + 2 * core::mem::size_of::<TebState>();
 /// The same from the link.
 #[cfg(windows)]
 const EXTENTS_BELOW_LINK: usize = EXTENTS_BELOW_BASE - LINK_OFFSET;
-/// Offsets of the two TEB states in `CoroutineExtents`.
+/// Offsets of the two TEB states from there.
 #[cfg(windows)]
-const PARENT_TEB: usize = core::mem::offset_of!(crate::sanitizer::CoroutineExtents, parent_teb);
+const PARENT_TEB: usize = 0;
 #[cfg(windows)]
-const RESUME_TEB: usize = core::mem::offset_of!(crate::sanitizer::CoroutineExtents, resume_teb);
+const RESUME_TEB: usize = core::mem::size_of::<TebState>();
 
-/// Windows: instructions that point `r11` at the extents, `{ext}` bytes
+/// Windows: instructions that point `r11` at the TEB states, `{ext}` bytes
 /// below the register `$reg`, save the TEB's five stack fields into the
 /// `TebState` at `[r11 + {save}]` and load the one at `[r11 + {load}]` into
 /// the TEB. Use `rcx`, `r8`-`r11`, no stack. `GuaranteedStackBytes` is 32
@@ -253,7 +257,7 @@ macro_rules! teb_swap {
 }
 
 /// `$asm!` (`asm` or `switch_asm`) with the operands that `teb_swap!`
-/// names: `ext`, the extents' distance below the register it is given, and
+/// names: `ext`, the TEB states' distance below the register it is given, and
 /// `save` and `load`, the offsets of the two states in them.
 #[cfg(windows)]
 macro_rules! teb_asm {
@@ -264,17 +268,17 @@ macro_rules! teb_asm {
             ext = const $ext,
             save = const $save,
             load = const $load,
-            t_list = const crate::teb::EXCEPTION_LIST,
-            t_base = const crate::teb::STACK_BASE,
-            t_limit = const crate::teb::STACK_LIMIT,
-            t_dealloc = const crate::teb::DEALLOCATION_STACK,
-            t_guaranteed = const crate::teb::GUARANTEED_STACK_BYTES,
-            f_list = const core::mem::offset_of!(crate::teb::TebState, exception_list),
-            f_base = const core::mem::offset_of!(crate::teb::TebState, fields.StackBase),
-            f_limit = const core::mem::offset_of!(crate::teb::TebState, fields.StackLimit),
-            f_dealloc = const core::mem::offset_of!(crate::teb::TebState, fields.DeallocationStack),
+            t_list = const crate::os::teb::EXCEPTION_LIST,
+            t_base = const crate::os::teb::STACK_BASE,
+            t_limit = const crate::os::teb::STACK_LIMIT,
+            t_dealloc = const crate::os::teb::DEALLOCATION_STACK,
+            t_guaranteed = const crate::os::teb::GUARANTEED_STACK_BYTES,
+            f_list = const core::mem::offset_of!(TebState, exception_list),
+            f_base = const core::mem::offset_of!(TebState, fields.StackBase),
+            f_limit = const core::mem::offset_of!(TebState, fields.StackLimit),
+            f_dealloc = const core::mem::offset_of!(TebState, fields.DeallocationStack),
             f_guaranteed =
-                const core::mem::offset_of!(crate::teb::TebState, fields.GuaranteedStackBytes),
+                const core::mem::offset_of!(TebState, fields.GuaranteedStackBytes),
             $($tail)*
         )
     };
@@ -442,17 +446,17 @@ unsafe extern "C" fn stack_call_root() {
         me = sym stack_call_root,
         shadow = const SHADOW_SPACE,
         saved = const 5 * WORD,
-        t_list = const crate::teb::EXCEPTION_LIST,
-        t_base = const crate::teb::STACK_BASE,
-        t_limit = const crate::teb::STACK_LIMIT,
-        t_dealloc = const crate::teb::DEALLOCATION_STACK,
-        t_guaranteed = const crate::teb::GUARANTEED_STACK_BYTES,
-        f_list = const core::mem::offset_of!(crate::teb::TebState, exception_list),
-        f_base = const core::mem::offset_of!(crate::teb::TebState, fields.StackBase),
-        f_limit = const core::mem::offset_of!(crate::teb::TebState, fields.StackLimit),
-        f_dealloc = const core::mem::offset_of!(crate::teb::TebState, fields.DeallocationStack),
+        t_list = const crate::os::teb::EXCEPTION_LIST,
+        t_base = const crate::os::teb::STACK_BASE,
+        t_limit = const crate::os::teb::STACK_LIMIT,
+        t_dealloc = const crate::os::teb::DEALLOCATION_STACK,
+        t_guaranteed = const crate::os::teb::GUARANTEED_STACK_BYTES,
+        f_list = const core::mem::offset_of!(TebState, exception_list),
+        f_base = const core::mem::offset_of!(TebState, fields.StackBase),
+        f_limit = const core::mem::offset_of!(TebState, fields.StackLimit),
+        f_dealloc = const core::mem::offset_of!(TebState, fields.DeallocationStack),
         f_guaranteed =
-            const core::mem::offset_of!(crate::teb::TebState, fields.GuaranteedStackBytes),
+            const core::mem::offset_of!(TebState, fields.GuaranteedStackBytes),
     )
 }
 
@@ -677,7 +681,7 @@ pub unsafe fn on_stack_with_teb(
     arg: *mut u8,
     top: usize,
     f: StackCallFn,
-    teb: &crate::teb::TebState,
+    teb: &TebState,
 ) {
     // SAFETY: stack_call_root restores rbp, rsp and the TEB's stack
     // fields; `f` follows the Microsoft ABI, so only volatile registers
@@ -692,7 +696,7 @@ pub unsafe fn on_stack_with_teb(
             inlateout("rdi") arg => _,
             inlateout("rsi") top => _,
             inlateout("rdx") f => _,
-            inlateout("r8") teb as *const crate::teb::TebState => _,
+            inlateout("r8") teb as *const TebState => _,
             clobber_abi("win64")
         );
     }

@@ -93,7 +93,7 @@
 use core::arch::{asm, naked_asm};
 
 use super::{EntryFn, StackCallFn, TrapEntryFn};
-use crate::stack::StackPointer;
+use crate::word::StackPointer;
 
 /// The i386 switch, shared with Linux (see the module documentation). Its
 /// Valgrind client request is the one item not used here.

@@ -3,8 +3,7 @@
 
 use std::io;
 
-use super::mapping::{page_size, Mapping, GUARD_PAGES};
-use super::rounded_stack_size;
+use super::mapping::{page_size, rounded_stack_size, Mapping, GUARD_PAGES};
 use super::{Stack, StackPointer};
 
 /// A stack mapped by the OS with a guard page below it, so that an overflow
@@ -120,12 +119,12 @@ unsafe impl Stack for DefaultStack {
     fn base(&self) -> StackPointer {
         // A coroutine or `on_stack` is about to run on it on this thread.
         super::overflow::prepare_thread();
-        self.mapping.base
+        self.mapping.base()
     }
 
     #[inline]
     fn limit(&self) -> StackPointer {
-        self.mapping.limit
+        self.mapping.limit()
     }
 
     #[cfg(windows)]
@@ -144,6 +143,6 @@ unsafe impl Stack for DefaultStack {
     #[cfg(windows)]
     #[inline]
     fn __commit_from(&self, low: usize) {
-        super::mapping::commit_or_panic(&self.mapping, low)
+        self.mapping.commit_from(low)
     }
 }

@@ -9,15 +9,14 @@
 //! repeated calls on the same stack (a deep recursion calling
 //! `maybe_grow` at every level) a few loads and compares.
 
-#[cfg(unix)]
 use core::cell::Cell;
 use std::sync::{Mutex, PoisonError};
 use std::vec::Vec;
 
-#[cfg(unix)]
 use super::registry::{self, StackRange};
-use super::rounded_stack_size;
+use super::mapping::rounded_stack_size;
 use super::StackPool;
+use crate::os;
 
 /// Bytes left on the current stack: from the stack pointer down to the
 /// lowest usable address (the guard page not counted), or `None` where
@@ -55,13 +54,11 @@ use super::StackPool;
 #[inline]
 pub fn remaining_stack() -> Option<usize> {
     let sp = stack_pointer();
-    #[cfg(unix)]
-    let limit = CACHE.with(|cache| cache.limit_of(sp))?;
-    #[cfg(windows)]
-    let limit = {
-        let fields = crate::teb::read().fields;
-        let page = super::mapping::page_size();
-        fields.DeallocationStack + page + fields.GuaranteedStackBytes.max(2 * page)
+    // Where the OS tracks every stack (Windows' TEB), it answers; elsewhere
+    // the crate's registry and the thread's attributes do.
+    let limit = match os::running_stack_limit() {
+        Some(limit) => limit,
+        None => CACHE.with(|cache| cache.limit_of(sp))?,
     };
     Some(sp.saturating_sub(limit))
 }
@@ -165,7 +162,6 @@ fn stack_pointer() -> usize {
 }
 
 /// The bounds of a thread's own stack: `Unknown` until looked up.
-#[cfg(unix)]
 #[derive(Clone, Copy)]
 enum ThreadStack {
     Unknown,
@@ -175,14 +171,12 @@ enum ThreadStack {
 
 /// A thread's recent answers. It needs no destructor, so reading it is a
 /// plain thread-local access.
-#[cfg(unix)]
 struct Cache {
     /// The registered stacks found last, most recent first.
     recent: [Cell<Option<StackRange>>; 2],
     thread: Cell<ThreadStack>,
 }
 
-#[cfg(unix)]
 std::thread_local! {
     static CACHE: Cache = const {
         Cache {
@@ -192,7 +186,6 @@ std::thread_local! {
     };
 }
 
-#[cfg(unix)]
 impl Cache {
     /// The limit of the stack that `sp` is on.
     #[inline(always)]
@@ -227,78 +220,14 @@ impl Cache {
             return Some(range.limit);
         }
         if let ThreadStack::Unknown = self.thread.get() {
-            self.thread.set(thread_stack());
+            self.thread.set(match os::thread_stack() {
+                Some((limit, base)) => ThreadStack::Known { limit, base },
+                None => ThreadStack::Unavailable,
+            });
         }
         match self.thread.get() {
             ThreadStack::Known { limit, base } if limit <= sp && sp < base => Some(limit),
             _ => None,
         }
     }
-}
-
-/// The calling thread's own stack, from its attributes. The guard area is
-/// left out of the usable part even where the platform counts it in.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn thread_stack() -> ThreadStack {
-    // SAFETY: `attr` is initialized by pthread_getattr_np before it is read
-    // and destroyed once; the out-pointers are valid locals.
-    unsafe {
-        let mut attr: libc::pthread_attr_t = core::mem::zeroed();
-        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
-            return ThreadStack::Unavailable;
-        }
-        let mut addr: *mut libc::c_void = core::ptr::null_mut();
-        let mut size = 0;
-        let mut guard = 0;
-        let ok = libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0
-            && libc::pthread_attr_getguardsize(&attr, &mut guard) == 0;
-        libc::pthread_attr_destroy(&mut attr);
-        let low = addr as usize;
-        match low.checked_add(size) {
-            Some(base) if ok && size > guard => ThreadStack::Known {
-                limit: low + guard,
-                base,
-            },
-            _ => ThreadStack::Unavailable,
-        }
-    }
-}
-
-/// The calling thread's own stack: `pthread_get_stackaddr_np` gives its
-/// top, `pthread_get_stacksize_np` its size.
-#[cfg(any(
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "tvos",
-    target_os = "watchos"
-))]
-fn thread_stack() -> ThreadStack {
-    // SAFETY: both calls only read the calling thread's own attributes.
-    let (top, size) = unsafe {
-        let thread = libc::pthread_self();
-        (
-            libc::pthread_get_stackaddr_np(thread) as usize,
-            libc::pthread_get_stacksize_np(thread),
-        )
-    };
-    match top.checked_sub(size) {
-        Some(limit) if size != 0 => ThreadStack::Known { limit, base: top },
-        _ => ThreadStack::Unavailable,
-    }
-}
-
-/// Elsewhere a thread's stack is not known.
-#[cfg(all(
-    unix,
-    not(any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "macos",
-        target_os = "ios",
-        target_os = "tvos",
-        target_os = "watchos"
-    ))
-))]
-fn thread_stack() -> ThreadStack {
-    ThreadStack::Unavailable
 }

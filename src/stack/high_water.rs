@@ -6,84 +6,24 @@ use std::io;
 
 use super::mapping::page_size;
 use super::{DefaultStack, PooledStack, Stack};
-
-/// Pages looked at per system call (the result buffer lives on the stack,
-/// so this bounds what the call itself takes).
-const PAGES_PER_CALL: usize = 256;
+use crate::os::{self, RESIDENT_QUERY_PAGES};
 
 /// Bytes from `base` down to the start of the lowest page of `[limit,
 /// base)` that is resident.
 fn high_water_mark(limit: usize, base: usize) -> io::Result<usize> {
     let page = page_size();
-    let mut residency = [false; PAGES_PER_CALL];
+    let mut residency = [false; RESIDENT_QUERY_PAGES];
     let mut start = limit;
     while start < base {
-        let len = (base - start).min(PAGES_PER_CALL * page);
+        let len = (base - start).min(RESIDENT_QUERY_PAGES * page);
         let pages = len.div_ceil(page);
-        resident_pages(start, pages, &mut residency[..pages])?;
+        os::resident_pages(start, &mut residency[..pages])?;
         if let Some(lowest) = residency[..pages].iter().position(|&resident| resident) {
             return Ok(base - (start + lowest * page));
         }
         start += len;
     }
     Ok(0)
-}
-
-/// Whether each of the `pages` pages from `start` is resident, into
-/// `resident`.
-#[cfg(unix)]
-fn resident_pages(start: usize, pages: usize, resident: &mut [bool]) -> io::Result<()> {
-    let mut bytes = [0u8; PAGES_PER_CALL];
-    // SAFETY: `[start, start + pages pages)` is page-aligned and part of a
-    // mapping the caller owns; `bytes` has a byte for each of its at most
-    // PAGES_PER_CALL pages.
-    let status = unsafe {
-        libc::mincore(
-            start as *mut libc::c_void,
-            pages * page_size(),
-            bytes.as_mut_ptr().cast(),
-        )
-    };
-    if status != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    for (resident, byte) in resident.iter_mut().zip(bytes) {
-        *resident = byte & 1 != 0;
-    }
-    Ok(())
-}
-
-/// Whether each of the `pages` pages from `start` is in the process's
-/// working set (its `Valid` bit), into `resident`.
-#[cfg(windows)]
-fn resident_pages(start: usize, pages: usize, resident: &mut [bool]) -> io::Result<()> {
-    use windows_sys::Win32::System::ProcessStatus::{
-        K32QueryWorkingSetEx, PSAPI_WORKING_SET_EX_INFORMATION,
-    };
-    use windows_sys::Win32::System::Threading::GetCurrentProcess;
-    // SAFETY: all-zero is a valid value of this plain C structure.
-    let mut info: [PSAPI_WORKING_SET_EX_INFORMATION; PAGES_PER_CALL] =
-        unsafe { core::mem::zeroed() };
-    for (index, entry) in info[..pages].iter_mut().enumerate() {
-        entry.VirtualAddress = (start + index * page_size()) as *mut _;
-    }
-    // SAFETY: the buffer holds `pages` entries, each naming the page to
-    // ask about; the call fills in their attributes.
-    let ok = unsafe {
-        K32QueryWorkingSetEx(
-            GetCurrentProcess(),
-            info.as_mut_ptr().cast(),
-            (pages * core::mem::size_of::<PSAPI_WORKING_SET_EX_INFORMATION>()) as u32,
-        )
-    };
-    if ok == 0 {
-        return Err(io::Error::last_os_error());
-    }
-    for (resident, entry) in resident.iter_mut().zip(&info[..pages]) {
-        // SAFETY: every bit pattern is a valid `usize`; bit 0 is `Valid`.
-        *resident = unsafe { entry.VirtualAttributes.Flags } & 1 != 0;
-    }
-    Ok(())
 }
 
 impl DefaultStack {

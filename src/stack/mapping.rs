@@ -1,166 +1,127 @@
-//! One `mmap`ed stack region with a guard page: the memory behind
-//! `DefaultStack` and pooled stacks.
+//! One stack's memory as the crate keeps it: the OS's region with its guard
+//! pages, registered with Valgrind and in the crate's registry of stacks;
+//! the memory behind `DefaultStack` and pooled stacks.
 
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::mem::ManuallyDrop;
 use std::io;
 
 use super::registry::Registration;
-use super::{StackPointer, ValgrindStackRegistration};
+#[cfg(windows)]
+use super::StackTebFields;
+use super::{StackPointer, ValgrindStackRegistration, MIN_STACK_SIZE};
+pub(crate) use crate::os::{page_size, GUARD_PAGES};
+use crate::os::Region;
 
-/// Pages of guard below each stack: one `PROT_NONE` page.
-pub(crate) const GUARD_PAGES: usize = 1;
-
-/// The system's page size, read once.
-pub(crate) fn page_size() -> usize {
-    static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
-    let cached = PAGE_SIZE.load(Ordering::Relaxed);
-    if cached != 0 {
-        return cached;
-    }
-    // SAFETY: sysconf has no preconditions.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
-    PAGE_SIZE.store(size, Ordering::Relaxed);
-    size
-}
-
-/// One stack's mapping, guard page included. Unmapped on drop.
+/// One stack's mapping, guard pages included. Unmapped on drop.
 #[derive(Debug)]
 pub(crate) struct Mapping {
-    /// The lowest address of the mapping: the guard page.
-    start: usize,
-    /// The lowest usable address, just above the guard page.
-    pub(crate) limit: StackPointer,
-    /// The highest address of the mapping.
-    pub(crate) base: StackPointer,
+    /// The memory, unmapped by `drop` (after leaving the registry, before
+    /// Valgrind hears that the stack is gone).
+    region: ManuallyDrop<Region>,
     _valgrind: ValgrindStackRegistration,
     /// In the crate's registry of stacks (overflow report, remaining stack).
     registration: Registration,
 }
 
 impl Mapping {
-    /// Maps `mapping_len` bytes (a whole number of pages, at least two) and
-    /// makes the lowest page a guard page.
+    /// Maps `mapping_len` bytes (a whole number of pages, more than
+    /// [`GUARD_PAGES`]) with the guard pages at the bottom.
     pub(crate) fn new(mapping_len: usize) -> io::Result<Self> {
-        let page = page_size();
-        // SAFETY: an anonymous private mapping at an address of the kernel's
-        // choosing touches no existing memory.
-        let mapping = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                mapping_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANON | map_noreserve() | map_stack(),
-                -1,
-                0,
-            )
-        };
-        if mapping == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: the first page is part of the mapping we just made.
-        if unsafe { libc::mprotect(mapping, page, libc::PROT_NONE) } != 0 {
-            let error = io::Error::last_os_error();
-            // SAFETY: unmapping our own mapping, which nothing uses.
-            unsafe { libc::munmap(mapping, mapping_len) };
-            return Err(error);
-        }
-        let start = mapping as usize;
-        let (Some(limit_ptr), Some(base_ptr)) = (
-            StackPointer::new(start + page),
-            start.checked_add(mapping_len).and_then(StackPointer::new),
-        ) else {
-            // A mapping at address 0 (possible only where mmap_min_addr is
-            // 0) or at the very top cannot be described; give it back.
-            // SAFETY: unmapping our own mapping, which nothing uses.
-            unsafe { libc::munmap(mapping, mapping_len) };
-            return Err(io::Error::other(
-                "switchback: mmap returned a stack at an unusable address",
-            ));
-        };
+        let region = Region::new(mapping_len)?;
+        let (limit, base) = (region.limit(), region.base());
         Ok(Self {
-            start,
-            limit: limit_ptr,
-            base: base_ptr,
             _valgrind: ValgrindStackRegistration::new(
-                (start + page) as *mut u8,
-                mapping_len - page,
+                limit.get() as *mut u8,
+                base.get() - limit.get(),
             ),
-            registration: Registration::new(start, limit_ptr.get(), base_ptr.get()),
+            registration: Registration::new(region.start(), limit.get(), base.get()),
+            region: ManuallyDrop::new(region),
         })
     }
 
-    /// Drops the contents of the usable pages (not the guard page), giving
-    /// the memory back to the OS; they read as zero afterwards. Returns
-    /// false if that failed, in which case the mapping must not be reused.
+    /// The lowest usable address, just above the guard pages.
+    #[inline(always)]
+    pub(crate) fn limit(&self) -> StackPointer {
+        self.region.limit()
+    }
+
+    /// The highest address of the mapping.
+    #[inline(always)]
+    pub(crate) fn base(&self) -> StackPointer {
+        self.region.base()
+    }
+
+    /// Drops the contents of the usable pages (not the guard), giving the
+    /// memory back to the OS; they read as zero afterwards. Returns false
+    /// if that failed, in which case the mapping must not be reused.
+    #[inline]
     pub(crate) fn discard(&self) -> bool {
-        let start = self.limit.get();
-        let len = self.base.get() - start;
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        {
-            // SAFETY: the range is the usable part of our own mapping, and
-            // nothing runs on it (the stack is being returned to the pool);
-            // for a private anonymous mapping MADV_DONTNEED makes its pages
-            // read as zero afterwards.
-            unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) == 0 }
-        }
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        {
-            // Elsewhere (Darwin included) MADV_DONTNEED and MADV_FREE may
-            // leave the old contents readable, so the pages are replaced.
-            // SAFETY: replaces the usable part of our own mapping, which
-            // nothing uses, with fresh zero pages; the guard page below is
-            // left alone.
-            let remapped = unsafe {
-                libc::mmap(
-                    start as *mut libc::c_void,
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE
-                        | libc::MAP_ANON
-                        | map_noreserve()
-                        | libc::MAP_FIXED
-                        | map_stack(),
-                    -1,
-                    0,
-                )
-            };
-            remapped == start as *mut libc::c_void
-        }
+        self.region.discard()
+    }
+
+    /// The TEB's stack fields for this stack, which is idle.
+    #[cfg(windows)]
+    #[inline]
+    pub(crate) fn teb_fields(&self) -> StackTebFields {
+        self.region.teb_fields()
+    }
+
+    /// Commits `[low, base)` of this idle stack if it is not yet (Windows
+    /// stacks commit on demand), for code that writes there from another
+    /// stack.
+    ///
+    /// # Panics
+    ///
+    /// If the memory cannot be committed (the system's commit limit).
+    #[cfg(windows)]
+    #[inline]
+    pub(crate) fn commit_from(&self, low: usize) {
+        crate::os::commit_or_panic(&self.region, low)
+    }
+
+    /// Records the TEB's stack fields as code left this stack.
+    #[cfg(windows)]
+    #[inline]
+    pub(crate) fn update_teb_fields(&mut self, stack_limit: usize, guaranteed_stack_bytes: usize) {
+        self.region
+            .update_teb_fields(stack_limit, guaranteed_stack_bytes)
     }
 }
 
 impl Drop for Mapping {
     fn drop(&mut self) {
+        // Out of the registry before the memory goes.
         self.registration.remove();
-        // SAFETY: the mapping is ours and nothing runs on it any more: it
-        // is dropped only when idle or when its coroutine has finished.
-        unsafe {
-            libc::munmap(
-                self.start as *mut libc::c_void,
-                self.base.get() - self.start,
-            );
-        }
+        // SAFETY: dropped once, here; the field is not used again.
+        unsafe { ManuallyDrop::drop(&mut self.region) };
     }
 }
 
-#[cfg(any(target_os = "linux", target_os = "freebsd", target_os = "openbsd"))]
-fn map_stack() -> libc::c_int {
-    libc::MAP_STACK
+/// A requested stack size rounded up to whole pages, and to at least
+/// [`MIN_STACK_SIZE`] (smaller sizes, 0 included, are rounded up to it, as
+/// corosensei does): callers get the size they ask for.
+///
+/// # Errors
+///
+/// `InvalidInput` if `size` is so large that rounding it (or adding the
+/// guard pages) overflows.
+pub(crate) fn rounded_stack_size(size: usize) -> std::io::Result<usize> {
+    let page = page_size();
+    size.max(MIN_STACK_SIZE)
+        .checked_add(page - 1)
+        .map(|s| s & !(page - 1))
+        .filter(|s| {
+            s.checked_add(GUARD_PAGES * page)
+                .is_some_and(|len| len <= isize::MAX as usize)
+        })
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                std::format!(
+                    "switchback: a stack of {size} bytes is too large to map (ask for less \
+                     than isize::MAX bytes)"
+                ),
+            )
+        })
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "freebsd", target_os = "openbsd")))]
-fn map_stack() -> libc::c_int {
-    0
-}
-
-/// `MAP_NORESERVE` where `mmap` documents it. Darwin's headers define it but
-/// its mmap(2) does not, and it commits anonymous memory lazily anyway.
-#[cfg(not(target_vendor = "apple"))]
-fn map_noreserve() -> libc::c_int {
-    libc::MAP_NORESERVE
-}
-
-#[cfg(target_vendor = "apple")]
-fn map_noreserve() -> libc::c_int {
-    0
-}

@@ -102,46 +102,28 @@
 //! assert_eq!(depth(100_000), 100_000);
 //! ```
 
-use core::num::NonZeroUsize;
-
-#[cfg(all(feature = "default-stack", any(unix, windows)))]
-mod default_stack;
-#[cfg(all(feature = "default-stack", any(unix, windows)))]
-mod grow;
-#[cfg(all(feature = "default-stack", any(unix, windows)))]
-mod high_water;
-#[cfg(all(feature = "default-stack", unix))]
-mod mapping;
-#[cfg(all(feature = "default-stack", windows))]
-#[path = "mapping_windows.rs"]
-mod mapping;
-#[cfg(all(feature = "default-stack", any(unix, windows)))]
-mod overflow;
-#[cfg(all(feature = "default-stack", any(unix, windows)))]
-mod pool;
-#[cfg(all(feature = "default-stack", any(unix, windows)))]
-mod registry;
 pub mod valgrind;
 
-#[cfg(all(feature = "default-stack", any(unix, windows)))]
-#[cfg_attr(docsrs, doc(cfg(all(feature = "default-stack", any(unix, windows)))))]
-pub use self::default_stack::DefaultStack;
-#[cfg(all(feature = "default-stack", any(unix, windows)))]
-#[cfg_attr(docsrs, doc(cfg(all(feature = "default-stack", any(unix, windows)))))]
-pub use self::grow::{grow, maybe_grow, remaining_stack};
-#[cfg(all(feature = "default-stack", unix))]
-pub(crate) use self::overflow::note_trap_handler;
-#[cfg(all(feature = "default-stack", any(unix, windows)))]
-#[cfg_attr(docsrs, doc(cfg(all(feature = "default-stack", any(unix, windows)))))]
-pub use self::overflow::set_overflow_report;
-#[cfg(all(feature = "default-stack", any(unix, windows)))]
-#[cfg_attr(docsrs, doc(cfg(all(feature = "default-stack", any(unix, windows)))))]
-pub use self::pool::{PooledStack, StackPool, StackPoolBuilder};
-#[cfg(all(feature = "default-stack", any(unix, windows)))]
-use self::valgrind::ValgrindStackRegistration;
+os_stacks! {
+    mod default_stack;
+    mod grow;
+    mod high_water;
+    mod mapping;
+    mod overflow;
+    mod pool;
+    mod registry;
 
-/// A stack address: the value of a stack pointer.
-pub type StackPointer = NonZeroUsize;
+    pub use self::default_stack::DefaultStack;
+    pub use self::grow::{grow, maybe_grow, remaining_stack};
+    pub(crate) use self::overflow::note_trap_handler;
+    pub use self::overflow::set_overflow_report;
+    pub use self::pool::{PooledStack, StackPool, StackPoolBuilder};
+    use self::valgrind::ValgrindStackRegistration;
+}
+#[cfg(windows)]
+pub use crate::os::teb::StackTebFields;
+
+pub use crate::word::StackPointer;
 
 /// Required alignment of a stack's [`base`](Stack::base) and
 /// [`limit`](Stack::limit).
@@ -183,21 +165,6 @@ pub const MIN_STACK_SIZE: usize = 4096;
 /// `DefaultStack::default()` is far larger (1 MiB). To size a pool, measure
 /// (the stacks' `high_water_mark`) and keep at least this much.
 pub const RECOMMENDED_MIN_STACK_SIZE: usize = 32 * 1024;
-
-/// The bytes that the crate itself writes at the top of a new stack before
-/// the closure runs, besides the closure and its copy (see
-/// [`stack_bytes_needed`]): the architecture's reserved words (the parent
-/// link), the coroutine's extents (the sanitizer's and, on Windows, the
-/// TEB fields), the initial frame (or `on_stack`'s root frame), and up to
-/// one alignment unit of padding for each of the closure's two places.
-pub(crate) const ENTRY_RESERVE: usize = crate::arch::RESERVED_TOP
-    + crate::sanitizer::EXTENTS_RESERVE
-    + crate::arch::INIT_FRAME_SIZE
-    + 2 * STACK_ALIGNMENT;
-
-// The crate's own bookkeeping leaves most of a one-page stack to the
-// coroutine on every target.
-const _: () = assert!(ENTRY_RESERVE <= MIN_STACK_SIZE / 8);
 
 /// Bytes below [`Stack::limit`] that must fault on access: at least one
 /// 4 KiB page of guard. A fault whose stack pointer lies this far below the
@@ -308,25 +275,6 @@ pub unsafe trait Stack {
     }
 }
 
-/// Windows only: the stack fields of the Thread Environment Block (TEB) as
-/// they are while code runs on a given stack (see [`Stack::teb_fields`]).
-/// The names are the TEB's own.
-#[cfg(windows)]
-#[allow(non_snake_case)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StackTebFields {
-    /// The highest address of the stack: [`Stack::base`].
-    pub StackBase: usize,
-    /// The lowest committed address of the stack; Windows lowers it as
-    /// the stack grows into its guard page.
-    pub StackLimit: usize,
-    /// The lowest address of the stack's reservation, guard pages included.
-    pub DeallocationStack: usize,
-    /// Bytes kept free below the guard page for a stack-overflow handler
-    /// (`SetThreadStackGuarantee`).
-    pub GuaranteedStackBytes: usize,
-}
-
 // SAFETY: a mutable borrow owns the stack for its lifetime and forwards to a
 // `Stack` whose guarantees hold.
 unsafe impl<S: Stack + ?Sized> Stack for &mut S {
@@ -357,115 +305,4 @@ unsafe impl<S: Stack + ?Sized> Stack for &mut S {
     fn __commit_from(&self, low: usize) {
         (**self).__commit_from(low)
     }
-}
-
-/// A requested stack size rounded up to whole pages, and to at least
-/// [`MIN_STACK_SIZE`] (smaller sizes, 0 included, are rounded up to it, as
-/// corosensei does): callers get the size they ask for.
-///
-/// # Errors
-///
-/// `InvalidInput` if `size` is so large that rounding it (or adding the
-/// guard pages) overflows.
-#[cfg(all(feature = "default-stack", any(unix, windows)))]
-pub(crate) fn rounded_stack_size(size: usize) -> std::io::Result<usize> {
-    use std::io;
-    let page = mapping::page_size();
-    size.max(MIN_STACK_SIZE)
-        .checked_add(page - 1)
-        .map(|s| s & !(page - 1))
-        .filter(|s| {
-            s.checked_add(mapping::GUARD_PAGES * page)
-                .is_some_and(|len| len <= isize::MAX as usize)
-        })
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                std::format!(
-                    "switchback: a stack of {size} bytes is too large to map (ask for less \
-                     than isize::MAX bytes)"
-                ),
-            )
-        })
-}
-
-/// Reads a stack's bounds and checks what portable code can check of the
-/// [`Stack`] contract, panicking with a message that says what is wrong.
-///
-/// `closure_bytes` is what a closure takes on the stack (see
-/// [`closure_stack_bytes`]); [`ENTRY_RESERVE`] more must fit beside it, and
-/// the stack must have at least [`MIN_STACK_SIZE`] bytes. One combined test
-/// on the fast path; the messages are built cold.
-#[inline]
-pub(crate) fn stack_bounds(
-    stack: &impl Stack,
-    closure_size: usize,
-    closure_bytes: usize,
-) -> (StackPointer, StackPointer) {
-    let (base, limit) = (stack.base(), stack.limit());
-    let capacity = base.get().wrapping_sub(limit.get());
-    let misaligned = !(base.get() | limit.get()).is_multiple_of(STACK_ALIGNMENT);
-    let needed = stack_bytes_needed(closure_bytes);
-    let too_small = capacity < needed || capacity > isize::MAX as usize;
-    if misaligned | too_small {
-        bad_stack(base.get(), limit.get(), closure_size, closure_bytes);
-    }
-    (base, limit)
-}
-
-/// The usable stack bytes needed to start a closure that takes
-/// `closure_bytes` (from [`closure_stack_bytes`]): what the crate writes on
-/// the new stack before the closure's body runs, and no more. The frames
-/// the closure then runs in are its own business: if they do not fit, they
-/// run into the guard page. They cannot skip it, even on targets without
-/// stack probes: the one frame of the crate's that can be big (the one
-/// holding the closure's copy) is counted here, and the others are far
-/// smaller than a guard page.
-#[inline(always)]
-pub(crate) const fn stack_bytes_needed(closure_bytes: usize) -> usize {
-    let needed = ENTRY_RESERVE + closure_bytes;
-    if needed < MIN_STACK_SIZE {
-        MIN_STACK_SIZE
-    } else {
-        needed
-    }
-}
-
-/// The stack bytes that a closure of `size` bytes aligned to `align` takes
-/// before it runs: its slot at the top of the stack and the copy moved into
-/// the frame that calls it. A closure aligned above the stack's alignment
-/// also costs padding wherever it lies, and unoptimized builds keep a third
-/// copy of it while realigning the frame that calls it (measured on x86-64).
-#[inline(always)]
-pub(crate) const fn closure_stack_bytes(size: usize, align: usize) -> usize {
-    if align > STACK_ALIGNMENT {
-        3 * (size + align - 1)
-    } else {
-        2 * size
-    }
-}
-
-#[cold]
-#[inline(never)]
-#[track_caller]
-fn bad_stack(base: usize, limit: usize, closure_size: usize, closure_bytes: usize) -> ! {
-    if !(base | limit).is_multiple_of(STACK_ALIGNMENT) {
-        panic!(
-            "switchback: stack base {base:#x} and limit {limit:#x} must be aligned to \
-             {STACK_ALIGNMENT} bytes"
-        );
-    }
-    if base <= limit || base - limit < MIN_STACK_SIZE {
-        panic!(
-            "switchback: stack from {base:#x} down to {limit:#x} is smaller than \
-             MIN_STACK_SIZE ({MIN_STACK_SIZE} bytes)"
-        );
-    }
-    panic!(
-        "switchback: a closure of {closure_size} bytes needs a stack of at least {} bytes \
-         ({ENTRY_RESERVE} bytes for the coroutine's start plus twice the closure's size, more \
-         if it is over-aligned), but this stack has {}; box the closure or use a larger stack",
-        stack_bytes_needed(closure_bytes),
-        base - limit
-    );
 }

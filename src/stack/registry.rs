@@ -55,9 +55,7 @@ pub(crate) struct StackRange {
     /// The entry it was read from and the entry's sequence count then:
     /// [`still_registered`] tells whether it still describes that stack
     /// (asked only by `remaining_stack`'s cache, which Windows does without).
-    #[cfg_attr(windows, allow(dead_code))]
     entry: &'static Entry,
-    #[cfg_attr(windows, allow(dead_code))]
     seq: usize,
 }
 
@@ -177,7 +175,6 @@ pub(crate) fn find(addr: usize) -> Option<StackRange> {
 
 /// Whether `range` (from [`find`]) still describes a registered stack: its
 /// entry has not been rewritten since.
-#[cfg_attr(windows, allow(dead_code))]
 #[inline]
 pub(crate) fn still_registered(range: &StackRange) -> bool {
     range.entry.seq.load(Ordering::Acquire) == range.seq

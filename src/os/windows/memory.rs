@@ -1,5 +1,6 @@
-//! One `VirtualAlloc`ed stack region that grows like a thread's stack: the
-//! memory behind `DefaultStack` and pooled stacks on Windows.
+//! Memory on Windows: `VirtualAlloc`ed stack regions that grow like a
+//! thread's stack, the page size, resident pages (`QueryWorkingSetEx`) and
+//! the running stack's bounds from the TEB.
 //!
 //! ```text
 //! base  +----------------------+  StackBase
@@ -36,7 +37,7 @@
 //! switch, and a parent coroutine whose own stack grew in those frames
 //! crashed (debug builds, `tests/nesting.rs`). So the stacks grow on
 //! demand only where the switch writes the fields in the same assembly
-//! that moves the stack pointer (`teb::IN_SWITCH`: x86-64, see
+//! that moves the stack pointer (`os::teb::IN_SWITCH`: x86-64, see
 //! `arch/x86_64_windows.rs`, which also touches the two words the resume
 //! pushes on the parent's stack before the swap); elsewhere the usable
 //! part is committed when the stack is made, the guard page below it.
@@ -73,9 +74,10 @@
 //! that other one, and a guard page there is only an exception) is the
 //! crate's own: it writes a new coroutine's closure at the top of its stack
 //! before the first switch, and first commits the pages that needs
-//! ([`Mapping::commit_from`]).
+//! ([`Region::commit_from`]).
 
 use core::ffi::c_void;
+use core::num::NonZeroUsize;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use std::io;
 
@@ -85,8 +87,8 @@ use windows_sys::Win32::System::Memory::{
 };
 use windows_sys::Win32::System::SystemInformation::{GetSystemInfo, SYSTEM_INFO};
 
-use super::registry::Registration;
-use super::{StackPointer, StackTebFields, ValgrindStackRegistration};
+use super::teb::{self, StackTebFields};
+use crate::os::RESIDENT_QUERY_PAGES;
 
 /// Pages below the last guard page that stay committed for the handlers of
 /// a stack overflow: 16 KiB (pages are 4 KiB on every Windows target).
@@ -119,15 +121,16 @@ pub(crate) fn page_size() -> usize {
     size
 }
 
-/// One stack's reservation, guard pages included. Released on drop.
+/// One stack's reservation, guard pages included, and what the TEB said of
+/// it when code last left it. Released on drop.
 #[derive(Debug)]
-pub(crate) struct Mapping {
+pub(crate) struct Region {
     /// The lowest address of the reservation: the never-committed page.
     start: usize,
     /// The lowest usable address, just above the last guard page.
-    pub(crate) limit: StackPointer,
+    limit: NonZeroUsize,
     /// The highest address of the reservation.
-    pub(crate) base: StackPointer,
+    base: NonZeroUsize,
     /// The lowest committed usable address as far as this object knows:
     /// the TEB's `StackLimit` when code last left this stack, or what
     /// `commit_from` committed since (atomic only so that `teb_fields` and
@@ -143,11 +146,6 @@ pub(crate) struct Mapping {
     min_guaranteed_bytes: usize,
     /// The TEB's `GuaranteedStackBytes` when code last left this stack.
     teb_guaranteed_bytes: usize,
-    _valgrind: ValgrindStackRegistration,
-    /// In the registry of the crate's stacks, with the whole area below
-    /// the limit as its guard, for the overflow report and
-    /// `remaining_stack`.
-    registration: Registration,
 }
 
 /// Commits `len` bytes at `addr`, none of them committed yet, with
@@ -189,7 +187,7 @@ unsafe fn commit(addr: usize, len: usize, protect: u32) -> io::Result<()> {
     Ok(())
 }
 
-impl Mapping {
+impl Region {
     /// Reserves `mapping_len` bytes (a whole number of pages, more than
     /// `GUARD_PAGES`), commits the top of the usable part and makes the
     /// page below that top a guard page.
@@ -204,29 +202,42 @@ impl Mapping {
         }
         let start = reservation as usize;
         let limit = start + GUARD_PAGES * page;
-        let mapping = Self {
+        let region = Self {
             start,
             min_guaranteed_bytes: (HANDLER_ROOM_PAGES + 1) * page,
             // A reservation is never at address 0 and never ends at the top
             // of the address space, so both are nonzero.
-            limit: StackPointer::new(limit).expect("VirtualAlloc returned address 0"),
-            base: StackPointer::new(start + mapping_len).expect("VirtualAlloc wrapped around"),
+            limit: NonZeroUsize::new(limit).expect("VirtualAlloc returned address 0"),
+            base: NonZeroUsize::new(start + mapping_len).expect("VirtualAlloc wrapped around"),
             teb_stack_limit: AtomicUsize::new(start + mapping_len),
             teb_guaranteed_bytes: 0,
-            _valgrind: ValgrindStackRegistration::new(
-                limit as *mut u8,
-                start + mapping_len - limit,
-            ),
-            registration: Registration::new(start, limit, start + mapping_len),
         };
-        // On failure `mapping` drops here, releasing the reservation.
-        mapping.commit_top()?;
-        Ok(mapping)
+        // On failure `region` drops here, releasing the reservation.
+        region.commit_top()?;
+        Ok(region)
+    }
+
+    /// The lowest address of the region: the bottom of the reservation.
+    #[inline]
+    pub(crate) fn start(&self) -> usize {
+        self.start
+    }
+
+    /// The lowest usable address, just above the last guard page.
+    #[inline(always)]
+    pub(crate) fn limit(&self) -> NonZeroUsize {
+        self.limit
+    }
+
+    /// The highest address of the region.
+    #[inline(always)]
+    pub(crate) fn base(&self) -> NonZeroUsize {
+        self.base
     }
 
     /// Commits the top `TOP_COMMIT_PAGES` of the usable part (all of it, if
     /// it is smaller, or where the switch does not keep the TEB describing
-    /// the running stack at every instant: see `teb::IN_SWITCH`) and makes
+    /// the running stack at every instant: see `os::teb::IN_SWITCH`) and makes
     /// the page below them a guard page, as on a fresh thread's stack:
     /// inside the usable part, or the last guard page below the limit if
     /// the whole usable part is committed. Records that as the commit
@@ -234,7 +245,7 @@ impl Mapping {
     fn commit_top(&self) -> io::Result<()> {
         let page = page_size();
         let (limit, base) = (self.limit.get(), self.base.get());
-        let top = if crate::teb::IN_SWITCH {
+        let top = if teb::IN_SWITCH {
             base.saturating_sub(TOP_COMMIT_PAGES * page).max(limit)
         } else {
             limit
@@ -323,7 +334,7 @@ impl Mapping {
     /// Drops the contents of the stack's pages, giving the memory back to
     /// the OS (they read as zero afterwards), and leaves the stack as it
     /// was made: only its top committed and a guard page below that.
-    /// Returns false if that failed, in which case the mapping must not be
+    /// Returns false if that failed, in which case the region must not be
     /// reused.
     pub(crate) fn discard(&self) -> bool {
         let low = self.start + page_size();
@@ -366,9 +377,8 @@ impl Mapping {
     }
 }
 
-impl Drop for Mapping {
+impl Drop for Region {
     fn drop(&mut self) {
-        self.registration.remove();
         // SAFETY: the reservation is ours and nothing runs on it any more:
         // it is dropped only when idle or when its coroutine has finished.
         unsafe {
@@ -377,17 +387,70 @@ impl Drop for Mapping {
     }
 }
 
-/// [`Mapping::commit_from`] for `Stack::__commit_from`, which cannot fail:
+/// [`Region::commit_from`] for `Stack::__commit_from`, which cannot fail:
 /// a stack whose closure cannot be committed is no stack to run on.
 ///
 /// # Panics
 ///
 /// If the memory cannot be committed (the system's commit limit reached).
-pub(crate) fn commit_or_panic(mapping: &Mapping, low: usize) {
-    if let Err(error) = mapping.commit_from(low) {
+pub(crate) fn commit_or_panic(region: &Region, low: usize) {
+    if let Err(error) = region.commit_from(low) {
         panic!(
             "switchback: failed to commit {} bytes of a coroutine stack: {error}",
-            mapping.base.get() - low
+            region.base.get() - low
         );
     }
+}
+
+/// Whether each of the `resident.len()` pages from `start` (at most
+/// [`RESIDENT_QUERY_PAGES`]) is in the process's working set (its `Valid`
+/// bit), from `QueryWorkingSetEx`.
+pub(crate) fn resident_pages(start: usize, resident: &mut [bool]) -> io::Result<()> {
+    use windows_sys::Win32::System::ProcessStatus::{
+        K32QueryWorkingSetEx, PSAPI_WORKING_SET_EX_INFORMATION,
+    };
+    use windows_sys::Win32::System::Threading::GetCurrentProcess;
+    let pages = resident.len();
+    assert!(pages <= RESIDENT_QUERY_PAGES);
+    // SAFETY: all-zero is a valid value of this plain C structure.
+    let mut info: [PSAPI_WORKING_SET_EX_INFORMATION; RESIDENT_QUERY_PAGES] =
+        unsafe { core::mem::zeroed() };
+    for (index, entry) in info[..pages].iter_mut().enumerate() {
+        entry.VirtualAddress = (start + index * page_size()) as *mut _;
+    }
+    // SAFETY: the buffer holds `pages` entries, each naming the page to
+    // ask about; the call fills in their attributes.
+    let ok = unsafe {
+        K32QueryWorkingSetEx(
+            GetCurrentProcess(),
+            info.as_mut_ptr().cast(),
+            (pages * core::mem::size_of::<PSAPI_WORKING_SET_EX_INFORMATION>()) as u32,
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for (resident, entry) in resident.iter_mut().zip(&info[..pages]) {
+        // SAFETY: every bit pattern is a valid `usize`; bit 0 is `Valid`.
+        *resident = unsafe { entry.VirtualAttributes.Flags } & 1 != 0;
+    }
+    Ok(())
+}
+
+/// The lowest address that code on the running stack may use, whatever
+/// stack it is (the TEB describes every stack, the context switch keeps it
+/// so): the bottom of the reservation, less its never-committed bottom page
+/// and the bytes Windows keeps for overflow handlers
+/// (`GuaranteedStackBytes`, at least two pages).
+#[inline]
+pub(crate) fn running_stack_limit() -> Option<usize> {
+    let fields = teb::read().fields;
+    let page = page_size();
+    Some(fields.DeallocationStack + page + fields.GuaranteedStackBytes.max(2 * page))
+}
+
+/// The calling thread's own stack: never asked on Windows, where
+/// [`running_stack_limit`] answers for every stack.
+pub(crate) fn thread_stack() -> Option<(usize, usize)> {
+    None
 }

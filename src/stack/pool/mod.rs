@@ -7,24 +7,27 @@
 //! that coroutines are done with and hands them out again: a per-thread cache
 //! answers most requests without touching shared state, and a shared pool
 //! behind it lets stacks move between threads.
+//!
+//! Here: the public pool, its builder and `PooledStack`; `shared` holds a
+//! pool's shared state and locked free list, `cache` the per-thread cache.
+
+mod cache;
+mod shared;
 
 use core::fmt;
 use core::mem::ManuallyDrop;
-use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::boxed::Box;
-use std::cell::{Cell, RefCell};
 use std::io;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::vec::Vec;
+use std::sync::{Arc, Mutex, OnceLock};
 
-use super::mapping::{page_size, Mapping, GUARD_PAGES};
-use super::rounded_stack_size;
+use self::cache::{cache_push, FULL, CACHE, LAST};
+use self::shared::{push_shared, CacheAligned, FreeList, Shared, Slot};
+use super::mapping::{page_size, rounded_stack_size, Mapping, GUARD_PAGES};
 use super::{Stack, StackPointer};
-use crate::{Coroutine, Yielder};
 
 /// The stack size of [`StackPool::default`] and [`StackPool::global`]: 1 MiB,
-/// as for [`Coroutine::new`].
+/// as for [`Coroutine::new`](crate::Coroutine::new).
 const DEFAULT_STACK_SIZE: usize = 1024 * 1024;
 /// The default bound on idle stacks in the shared pool.
 const DEFAULT_MAX_IDLE: usize = 64;
@@ -57,15 +60,15 @@ const DEFAULT_THREAD_CACHE: usize = 8;
 ///
 /// # Which stack to use
 ///
-/// - [`Coroutine::new`]: a fresh 1 MiB [`DefaultStack`](super::DefaultStack)
+/// - [`Coroutine::new`](crate::Coroutine::new): a fresh 1 MiB [`DefaultStack`](super::DefaultStack)
 ///   per coroutine. Simplest, and fine for a few long-lived coroutines; each
 ///   creation costs a few microseconds of system calls.
-/// - [`Coroutine::with_pool`] (or [`Coroutine::pooled`] for a process-wide
+/// - [`Coroutine::with_pool`](crate::Coroutine::with_pool) (or [`Coroutine::pooled`](crate::Coroutine::pooled) for a process-wide
 ///   pool of 1 MiB stacks): for code that creates many coroutines, such as
 ///   one per request or per task. Creation then costs about what creating on
 ///   an already-allocated stack costs.
-/// - [`Coroutine::with_stack`] with a stack you keep (`&mut DefaultStack`,
-///   or [`into_stack`](Coroutine::into_stack) and reuse): when one place
+/// - [`Coroutine::with_stack`](crate::Coroutine::with_stack) with a stack you keep (`&mut DefaultStack`,
+///   or [`into_stack`](crate::Coroutine::into_stack) and reuse): when one place
 ///   runs one coroutine at a time and can hold on to its stack itself.
 ///
 /// # Example
@@ -133,9 +136,9 @@ pub struct StackPoolBuilder {
 
 /// A stack from a [`StackPool`], which goes back to the pool when dropped.
 ///
-/// It implements [`Stack`], so it works with [`Coroutine::with_stack`],
+/// It implements [`Stack`], so it works with [`Coroutine::with_stack`](crate::Coroutine::with_stack),
 /// [`ScopedCoroutine::with_stack`](crate::ScopedCoroutine::with_stack) and
-/// [`on_stack`](crate::on_stack()); [`Coroutine::with_pool`] does the
+/// [`on_stack`](crate::on_stack()); [`Coroutine::with_pool`](crate::Coroutine::with_pool) does the
 /// `get` for you. Like a [`DefaultStack`](super::DefaultStack), it has a
 /// `PROT_NONE` guard page at its [`limit`](Stack::limit).
 ///
@@ -157,104 +160,6 @@ pub struct PooledStack {
 /// the shared state, unmapping its idle stacks.
 struct Handle {
     shared: Arc<Shared>,
-}
-
-/// Aligns its contents to a cache line of their own, so that the shared
-/// list's lock traffic does not slow down reads of the configuration.
-#[repr(align(128))]
-struct CacheAligned<T>(T);
-
-/// The state shared by a pool's handles and all its stacks.
-struct Shared {
-    /// Usable bytes per stack (a whole number of pages).
-    stack_size: usize,
-    /// Bytes per mapping: `stack_size` plus the guard pages.
-    mapping_len: usize,
-    max_idle: usize,
-    thread_cache: usize,
-    release_idle_memory: bool,
-    zero_on_reuse: bool,
-    /// Whether returned stacks go straight to the thread cache: it has
-    /// room for some, and there is no memory to discard.
-    recycle_to_cache: bool,
-    /// Set, under the `idle` lock, when the last handle is dropped.
-    closed: AtomicBool,
-    /// Stacks mapped and not yet unmapped: in use or idle.
-    allocated: CacheAligned<AtomicUsize>,
-    /// The shared list of idle stacks.
-    idle: CacheAligned<Mutex<FreeList>>,
-}
-
-/// A stack of a pool, in use (in a `PooledStack`) or idle (in a free list).
-/// Dropping it unmaps the stack.
-struct Slot {
-    mapping: Mapping,
-    shared: Arc<Shared>,
-    /// The next idle stack while this one is in a free list.
-    next: Option<Box<Slot>>,
-}
-
-/// An intrusive list of idle stacks.
-#[derive(Default)]
-struct FreeList {
-    head: Option<Box<Slot>>,
-    len: usize,
-}
-
-/// The stack a thread returned last, kept where [`StackPool::get`] and the
-/// next return reach it with a few loads and stores: no borrow flag, no
-/// search, no reference count, and (since the type needs no destructor) no
-/// check of the thread-local's state.
-///
-/// `state` holds a permit and a flag. The permit is a pool `P` (an
-/// `Arc<Shared>` from `Arc::into_raw`, whose reference this owns, or null)
-/// such that the thread's [`ThreadCache`] holds fewer than
-/// `P.thread_cache` stacks of `P`, so this may keep one more of `P` without
-/// exceeding the bound. The flag ([`FULL`], in the pointer's low bit, free
-/// since `Shared` is aligned to 128) says that this owns `slot`, a stack of
-/// `P`. Only the slow paths change the `ThreadCache`; they first move the
-/// stack kept here into it and give the permit up ([`LastStack::flush`]),
-/// so the permit stays true. The permit is only granted from inside
-/// `CACHE`, while it is alive, and `CACHE`'s destructor flushes this, so
-/// nothing stays here after the thread's cache is gone.
-///
-/// Taking the stack clears the flag only: both fast paths compare one word
-/// to the pool's address (with or without the flag).
-struct LastStack {
-    /// The permit's address, with [`FULL`] set while `slot` is owned.
-    state: Cell<usize>,
-    /// While [`FULL`], a `Box<Slot>` of the permit's pool (from
-    /// `Box::into_raw`); otherwise stale.
-    slot: Cell<*mut Slot>,
-}
-
-/// The flag of [`LastStack::state`] saying that it owns its slot.
-const FULL: usize = 1;
-
-/// A thread's other idle stacks, per pool. Its destructor hands them (and
-/// the [`LastStack`]) to their pools' shared lists when the thread exits.
-struct ThreadCache {
-    entries: RefCell<Vec<CacheEntry>>,
-}
-
-struct CacheEntry {
-    shared: Arc<Shared>,
-    /// At most `shared.thread_cache` stacks, each of this pool.
-    stacks: FreeList,
-}
-
-std::thread_local! {
-    static LAST: LastStack = const {
-        LastStack {
-            state: Cell::new(0),
-            slot: Cell::new(ptr::null_mut()),
-        }
-    };
-    static CACHE: ThreadCache = const {
-        ThreadCache {
-            entries: RefCell::new(Vec::new()),
-        }
-    };
 }
 
 impl StackPool {
@@ -283,7 +188,7 @@ impl StackPool {
     }
 
     /// A process-wide pool of 1 MiB stacks with the default bounds, as used
-    /// by [`Coroutine::pooled`].
+    /// by [`Coroutine::pooled`](crate::Coroutine::pooled).
     ///
     /// ```
     /// use switchback::stack::StackPool;
@@ -305,7 +210,7 @@ impl StackPool {
     #[inline]
     pub fn get(&self) -> io::Result<PooledStack> {
         match LAST.with(|last| last.take(&self.shared)) {
-            Some(stack) => Ok(stack),
+            Some(slot) => Ok(PooledStack::new(slot)),
             None => Ok(PooledStack::new(self.shared.get_slow()?)),
         }
     }
@@ -494,12 +399,6 @@ impl Drop for Handle {
 }
 
 impl Shared {
-    fn lock_idle(&self) -> MutexGuard<'_, FreeList> {
-        // A panic never leaves the list half-updated: nothing that can panic
-        // runs under the lock.
-        self.idle.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// [`StackPool::get`] when the thread's `last` stack is not of this
     /// pool: takes a stack from this thread's cache, else from the shared
     /// list, else maps a new one.
@@ -540,257 +439,6 @@ impl Shared {
     }
 }
 
-impl FreeList {
-    #[inline]
-    fn push(&mut self, mut slot: Box<Slot>) {
-        slot.next = self.head.take();
-        self.head = Some(slot);
-        self.len += 1;
-    }
-
-    #[inline]
-    fn pop(&mut self) -> Option<Box<Slot>> {
-        let mut slot = self.head.take()?;
-        self.head = slot.next.take();
-        self.len -= 1;
-        Some(slot)
-    }
-}
-
-impl Drop for FreeList {
-    fn drop(&mut self) {
-        // One at a time: dropping the chain recursively could overflow a
-        // small stack.
-        while let Some(slot) = self.pop() {
-            drop(slot);
-        }
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        // The mapping is unmapped as the field drops, right after this.
-        self.shared.allocated.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Puts a returned stack in the shared list, or unmaps it if the list is
-/// full or the pool closed.
-#[cold]
-#[inline(never)]
-fn push_shared(slot: Box<Slot>) {
-    let shared = Arc::clone(&slot.shared);
-    let rejected = {
-        let mut idle = shared.lock_idle();
-        if !shared.closed.load(Ordering::Relaxed) && idle.len < shared.max_idle {
-            idle.push(slot);
-            None
-        } else {
-            Some(slot)
-        }
-    };
-    // Unmapped outside the lock.
-    drop(rejected);
-}
-
-/// Puts a returned stack in this thread's cache, or hands it back if the
-/// cache is full or unavailable (during thread exit).
-fn cache_push(slot: Box<Slot>) -> Result<(), Box<Slot>> {
-    let mut slot = Some(slot);
-    let _ = CACHE.try_with(|cache| {
-        if let Some(stack) = slot.take() {
-            slot = cache.push(stack).err();
-        }
-    });
-    match slot {
-        None => Ok(()),
-        Some(slot) => Err(slot),
-    }
-}
-
-/// The entry of `shared`'s pool in a thread's cache, made if there is none.
-fn entry_for<'a>(entries: &'a mut Vec<CacheEntry>, shared: &Arc<Shared>) -> &'a mut CacheEntry {
-    let index = match entries
-        .iter()
-        .position(|entry| Arc::ptr_eq(&entry.shared, shared))
-    {
-        Some(index) => index,
-        None => {
-            // Forget pools that closed meanwhile; their stacks are unmapped
-            // as the entries drop.
-            entries.retain(|entry| !entry.shared.closed.load(Ordering::Relaxed));
-            entries.push(CacheEntry {
-                shared: Arc::clone(shared),
-                stacks: FreeList::default(),
-            });
-            entries.len() - 1
-        }
-    };
-    &mut entries[index]
-}
-
-/// What a thread's cache lets go of, dropped (and so unmapped) once the
-/// cache is no longer borrowed.
-#[derive(Default)]
-struct Released {
-    _permit: Option<Arc<Shared>>,
-    _slot: Option<Box<Slot>>,
-    _entry: Option<CacheEntry>,
-}
-
-impl LastStack {
-    /// The fast path of [`StackPool::get`]: the last stack, if it is of
-    /// `shared`'s pool.
-    #[inline(always)]
-    fn take(&self, shared: &Arc<Shared>) -> Option<PooledStack> {
-        let pool = Arc::as_ptr(shared) as usize;
-        if self.state.get() != pool | FULL {
-            return None;
-        }
-        self.state.set(pool);
-        // SAFETY: with FULL set, `slot` is a `Box<Slot>` from
-        // `Box::into_raw` that this owns; clearing FULL just gave that
-        // ownership up, to the box made here.
-        unsafe {
-            Some(PooledStack {
-                slot: ManuallyDrop::new(Box::from_raw(self.slot.get())),
-            })
-        }
-    }
-
-    /// The fast path of a stack's return: keeps `slot` (from
-    /// `Box::into_raw`) if this is empty, the permit is for the slot's pool
-    /// and the pool is open. Returns whether it did; if not, the caller
-    /// still owns `slot`.
-    #[inline(always)]
-    fn put(&self, slot: *mut Slot) -> bool {
-        // SAFETY: the caller passes a live slot that it owns.
-        let shared = unsafe { &(*slot).shared };
-        let pool = Arc::as_ptr(shared) as usize;
-        let fits = self.state.get() == pool && !shared.closed.load(Ordering::Relaxed);
-        if fits {
-            // Usually the same stack comes back: leaving the field alone
-            // then spares the next `take` a store-to-load forward (measured:
-            // 0.3 ns per coroutine on `call-pooled`).
-            if self.slot.get() != slot {
-                self.slot.set(slot);
-            }
-            self.state.set(pool | FULL);
-        }
-        fits
-    }
-
-    /// Moves the last stack into `entries` (there is room: see the permit)
-    /// and gives the permit up, so that the caller may change `entries`. A
-    /// stack of a closed pool is released instead.
-    fn flush(&self, entries: &mut Vec<CacheEntry>) -> Released {
-        let state = self.state.replace(0);
-        let pool = (state & !FULL) as *const Shared;
-        if pool.is_null() {
-            return Released::default();
-        }
-        // SAFETY: a non-null permit is an `Arc<Shared>` from `Arc::into_raw`
-        // that this owns; setting the state to 0 gave that up to this Arc.
-        let pool = unsafe { Arc::from_raw(pool) };
-        // SAFETY: as in `take`.
-        let mut slot = (state & FULL != 0).then(|| unsafe { Box::from_raw(self.slot.get()) });
-        if !pool.closed.load(Ordering::Relaxed) {
-            if let Some(slot) = slot.take() {
-                entry_for(entries, &pool).stacks.push(slot);
-            }
-        }
-        Released {
-            _permit: Some(pool),
-            _slot: slot,
-            _entry: None,
-        }
-    }
-
-    /// Takes `slot` and the permit for its pool, `shared`; the caller has
-    /// just flushed this and made sure the permit holds.
-    fn grant(&self, slot: Box<Slot>, shared: Arc<Shared>) {
-        self.slot.set(Box::into_raw(slot));
-        self.state.set(Arc::into_raw(shared) as usize | FULL);
-    }
-}
-
-impl ThreadCache {
-    /// Takes a stack of `shared`'s pool from `entries`.
-    fn pop(&self, shared: &Arc<Shared>) -> Option<Box<Slot>> {
-        let mut entries = self.entries.try_borrow_mut().ok()?;
-        entries
-            .iter_mut()
-            .find(|entry| Arc::ptr_eq(&entry.shared, shared))?
-            .stacks
-            .pop()
-    }
-
-    /// The slow path of a stack's return: keeps it if the thread holds
-    /// fewer than `thread_cache` stacks of its pool, as the last stack (with
-    /// the permit) if the pool recycles without discarding memory, else in
-    /// `entries`. Hands it back otherwise.
-    fn push(&self, slot: Box<Slot>) -> Result<(), Box<Slot>> {
-        let Ok(mut entries) = self.entries.try_borrow_mut() else {
-            return Err(slot);
-        };
-        LAST.with(|last| {
-            let released = last.flush(&mut entries);
-            let shared = Arc::clone(&slot.shared);
-            let entry = entry_for(&mut entries, &shared);
-            let result = if entry.stacks.len >= shared.thread_cache {
-                Err(slot)
-            } else if shared.recycle_to_cache {
-                // `entries` keeps fewer than `thread_cache` stacks of this
-                // pool, so the permit holds.
-                last.grant(slot, shared);
-                Ok(())
-            } else {
-                entry.stacks.push(slot);
-                Ok(())
-            };
-            drop(entries);
-            drop(released);
-            result
-        })
-    }
-
-    /// Removes everything of `shared`'s pool from this thread's cache, for
-    /// the caller to drop.
-    fn forget_pool(&self, shared: &Arc<Shared>) -> Released {
-        let Ok(mut entries) = self.entries.try_borrow_mut() else {
-            return Released::default();
-        };
-        let mut released = LAST.with(|last| {
-            if last.state.get() & !FULL == Arc::as_ptr(shared) as usize {
-                last.flush(&mut entries)
-            } else {
-                Released::default()
-            }
-        });
-        released._entry = entries
-            .iter()
-            .position(|entry| Arc::ptr_eq(&entry.shared, shared))
-            .map(|index| entries.swap_remove(index));
-        released
-    }
-}
-
-impl Drop for ThreadCache {
-    fn drop(&mut self) {
-        // The thread is exiting: hand its stacks to their pools' shared
-        // lists, where other threads can use them. The last stack goes too,
-        // and with its permit gone, stacks returned later (by other
-        // thread-locals' destructors) go straight to the shared lists.
-        let mut entries = core::mem::take(self.entries.get_mut());
-        let released = LAST.with(|last| last.flush(&mut entries));
-        for mut entry in entries.drain(..) {
-            while let Some(slot) = entry.stacks.pop() {
-                push_shared(slot);
-            }
-        }
-        drop(released);
-    }
-}
 
 impl PooledStack {
     fn new(slot: Box<Slot>) -> Self {
@@ -847,8 +495,8 @@ impl Drop for PooledStack {
 impl fmt::Debug for PooledStack {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PooledStack")
-            .field("base", &format_args!("{:#x}", self.slot.mapping.base))
-            .field("limit", &format_args!("{:#x}", self.slot.mapping.limit))
+            .field("base", &format_args!("{:#x}", self.slot.mapping.base()))
+            .field("limit", &format_args!("{:#x}", self.slot.mapping.limit()))
             .finish()
     }
 }
@@ -866,12 +514,12 @@ unsafe impl Stack for PooledStack {
     fn base(&self) -> StackPointer {
         // A coroutine or `on_stack` is about to run on it on this thread.
         super::overflow::prepare_thread();
-        self.slot.mapping.base
+        self.slot.mapping.base()
     }
 
     #[inline]
     fn limit(&self) -> StackPointer {
-        self.slot.mapping.limit
+        self.slot.mapping.limit()
     }
 
     #[cfg(windows)]
@@ -891,105 +539,6 @@ unsafe impl Stack for PooledStack {
     #[cfg(windows)]
     #[inline]
     fn __commit_from(&self, low: usize) {
-        super::mapping::commit_or_panic(&self.slot.mapping, low)
+        self.slot.mapping.commit_from(low)
     }
-}
-
-#[cfg_attr(docsrs, doc(cfg(all(feature = "default-stack", any(unix, windows)))))]
-impl<Input, Yield, Return> Coroutine<Input, Yield, Return, PooledStack> {
-    /// Creates a coroutine that runs `f` on a stack from `pool`. The stack
-    /// goes back to the pool when the coroutine is dropped.
-    ///
-    /// See [`StackPool`] for when to use a pool rather than
-    /// [`Coroutine::new`].
-    ///
-    /// ```
-    /// use switchback::stack::StackPool;
-    /// use switchback::Coroutine;
-    ///
-    /// let pool = StackPool::new(64 * 1024).unwrap();
-    /// let mut co = Coroutine::with_pool(&pool, |yielder, x: u32| {
-    ///     let y = yielder.suspend(x + 1);
-    ///     y * 2
-    /// });
-    /// assert_eq!(co.resume(1).as_yield(), Some(2));
-    /// assert_eq!(co.resume(5).as_return(), Some(10));
-    /// drop(co);
-    /// assert_eq!(pool.idle_count(), 1);
-    /// ```
-    ///
-    /// # Panics
-    ///
-    /// Panics if a new stack is needed and cannot be mapped, and as
-    /// [`Coroutine::with_stack`] if the closure is too big for the stack.
-    #[inline]
-    pub fn with_pool<F>(pool: &StackPool, f: F) -> Self
-    where
-        F: FnOnce(&Yielder<Input, Yield>, Input) -> Return + 'static,
-        Input: 'static,
-        Yield: 'static,
-        Return: 'static,
-    {
-        match pool.get() {
-            Ok(stack) => Self::with_stack(stack, f),
-            Err(error) => pool_exhausted(pool, error),
-        }
-    }
-
-    /// [`with_pool`](Coroutine::with_pool), returning an error instead of
-    /// panicking when a new stack cannot be mapped.
-    ///
-    /// # Errors
-    ///
-    /// The OS error from `mmap` or `mprotect`.
-    ///
-    /// # Panics
-    ///
-    /// As [`Coroutine::with_stack`] if the closure is too big for the stack.
-    #[inline]
-    pub fn try_with_pool<F>(pool: &StackPool, f: F) -> io::Result<Self>
-    where
-        F: FnOnce(&Yielder<Input, Yield>, Input) -> Return + 'static,
-        Input: 'static,
-        Yield: 'static,
-        Return: 'static,
-    {
-        Ok(Self::with_stack(pool.get()?, f))
-    }
-
-    /// Creates a coroutine that runs `f` on a 1 MiB stack from the
-    /// process-wide [`StackPool::global`]: [`Coroutine::new`] without the
-    /// system calls.
-    ///
-    /// ```
-    /// use switchback::Coroutine;
-    ///
-    /// for i in 0..1000u64 {
-    ///     let mut co: Coroutine<(), (), u64, _> = Coroutine::pooled(move |_, ()| i);
-    ///     assert_eq!(co.resume(()).as_return(), Some(i));
-    /// }
-    /// ```
-    ///
-    /// # Panics
-    ///
-    /// As [`with_pool`](Coroutine::with_pool).
-    #[inline]
-    pub fn pooled<F>(f: F) -> Self
-    where
-        F: FnOnce(&Yielder<Input, Yield>, Input) -> Return + 'static,
-        Input: 'static,
-        Yield: 'static,
-        Return: 'static,
-    {
-        Self::with_pool(StackPool::global(), f)
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn pool_exhausted(pool: &StackPool, error: io::Error) -> ! {
-    panic!(
-        "switchback: failed to allocate a {}-byte pooled stack: {error}",
-        pool.stack_size()
-    )
 }

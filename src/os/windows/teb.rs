@@ -5,7 +5,7 @@
 //! dispatcher refuses frames outside them, its guard-page handler grows
 //! only the stack they describe, and the stack probes (`__chkstk`) compare
 //! against `StackLimit`. So whoever switches stacks writes the fields of
-//! the stack it goes to (see `sanitizer::start_switch`).
+//! the stack it goes to (see `switch`).
 //!
 //! Offsets from the start of the TEB, from the documented `NT_TIB` header
 //! (`StackBase` and `StackLimit` are its second and third words) and the
@@ -27,7 +27,25 @@
 //! parent's frames would be called for an exception raised on a coroutine
 //! stack above them. A fresh stack starts with the empty chain.
 
-use crate::stack::StackTebFields;
+/// Windows only: the stack fields of the Thread Environment Block (TEB) as
+/// they are while code runs on a given stack (see
+/// [`Stack::teb_fields`](crate::stack::Stack::teb_fields)). The names are the
+/// TEB's own.
+#[allow(non_snake_case)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StackTebFields {
+    /// The highest address of the stack:
+    /// [`Stack::base`](crate::stack::Stack::base).
+    pub StackBase: usize,
+    /// The lowest committed address of the stack; Windows lowers it as
+    /// the stack grows into its guard page.
+    pub StackLimit: usize,
+    /// The lowest address of the stack's reservation, guard pages included.
+    pub DeallocationStack: usize,
+    /// Bytes kept free below the guard page for a stack-overflow handler
+    /// (`SetThreadStackGuarantee`).
+    pub GuaranteedStackBytes: usize,
+}
 
 /// Whether the architecture's switches swap the TEB fields themselves, in
 /// the `asm!` blocks that switch the stack pointer (x86-64: see
