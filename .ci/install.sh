@@ -45,6 +45,8 @@ NIGHTLY_TARGETS=(i686-unknown-uefi)
 # Cargo.toml): step 5 checks the library with it. The dev-dependencies need
 # a newer toolchain, so only `cargo check --lib` runs on it.
 MSRV=1.88
+# Cargo tools, as `name version`, installed with `cargo install --locked`.
+CARGO_TOOLS=("cargo-fuzz 0.13.2")
 
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -58,6 +60,7 @@ if [[ ${1:-} == --list ]]; then
     printf '%s components: %s\n' "$NIGHTLY" "${NIGHTLY_COMPONENTS[*]}"
     printf '%s targets:    %s\n' "$NIGHTLY" "${NIGHTLY_TARGETS[*]}"
     printf 'MSRV toolchain:    %s\n' "$MSRV"
+    printf 'cargo tools:       %s\n' "${CARGO_TOOLS[*]}"
     exit 0
 fi
 
@@ -131,6 +134,16 @@ if ! rustup toolchain list | grep -q "^$MSRV-"; then
 fi
 rustup_add stable "${STABLE_COMPONENTS[@]}" -- "${STABLE_TARGETS[@]}"
 rustup_add "$NIGHTLY" "${NIGHTLY_COMPONENTS[@]}" -- "${NIGHTLY_TARGETS[@]}"
+
+# --- cargo tools ---------------------------------------------------------------
+for tool in "${CARGO_TOOLS[@]}"; do
+    read -r name version <<<"$tool"
+    if cargo install --list | grep -qx "$name v$version:"; then
+        echo "cargo: $name $version installed"
+    else
+        run cargo install --locked --version "$version" "$name"
+    fi
+done
 
 run rustc --version
 run rustc "+$NIGHTLY" --version

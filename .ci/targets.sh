@@ -372,6 +372,16 @@ check_windows_unwind_info() {
             echo "${root:-(no entry)}" >&2
             return 1
         fi
+        # The parent frame the machine frame leads into: rbx, then rbp
+        # pushed below the return address (the parent's record).
+        local parent
+        parent=$("$readobj" --unwind "$object" | awk '
+            /StartAddress: / { on = /parent_frame17h/ } on')
+        if ! grep -q "PUSH_NONVOL reg=RBX" <<<"$parent" || ! grep -q "PUSH_NONVOL reg=RBP" <<<"$parent"; then
+            echo "$target: parent_frame's unwind info is not the rbx and rbp pushes:" >&2
+            echo "${parent:-(no entry)}" >&2
+            return 1
+        fi
         ;;
     i686-*-gnu)
         # Panics and backtraces use DWARF CFI here: the roots' signal-frame

@@ -258,8 +258,12 @@ impl<Input, Yield, Return, Stack: stack::Stack> Coroutine<Input, Yield, Return, 
         // A reused stack may still be poisoned by frames abandoned there.
         switch::forget_frames(limit.get(), base.get());
         let obj = closure_slot::<F>(base.get());
-        // What the trackers start the coroutine from (a user `Stack` may
-        // panic here: nothing has been written yet).
+        // Windows: a stack that grows as code on it touches its guard page
+        // commits what is written below from here first. Then what the
+        // trackers start the coroutine from. (A user `Stack` may panic in
+        // either: nothing has been written yet.)
+        #[cfg(windows)]
+        stack.__commit_from(obj - arch::INIT_FRAME_SIZE);
         let fresh = FreshStack::of(&stack, limit, base);
         // SAFETY: `closure_slot` checked that the object and the initial
         // frame below it fit in the stack, which the Stack contract says is

@@ -2,7 +2,6 @@
 
 use core::mem::{self, ManuallyDrop};
 
-use crate::arch;
 use crate::root::{closure_stack_bytes, stack_bounds};
 use crate::stack::Stack;
 use crate::switch::{self, FreshStack};
@@ -64,13 +63,12 @@ where
     // result back before returning (a panic is caught into the result, or
     // with asm-unwind leaves through the switch after `f` was moved out).
     unsafe {
-        let calling = switch::call_start(&to);
-        arch::on_stack(
+        switch::call_on(
+            &to,
             &mut slot as *mut CallSlot<F, R> as *mut u8,
             top,
             call_slot_trampoline::<F, R>,
         );
-        switch::call_end(calling);
         match ManuallyDrop::into_inner(slot.result) {
             Ok(value) => value,
             #[allow(unreachable_patterns)]

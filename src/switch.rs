@@ -19,7 +19,12 @@ use crate::word::StackPointer;
 /// What a coroutine keeps just below its architecture's reserved top, for
 /// the trackers (nothing without the `sanitizer` feature, except on
 /// Windows).
+///
+/// On Windows the two TEB states come last, in this order: the x86-64
+/// switch swaps them itself, finding them from the stack's base (see
+/// `arch/x86_64_windows.rs`), so their place is fixed (checked below).
 #[derive(Clone, Copy, Debug)]
+#[repr(C)]
 pub struct SwitchRecord {
     /// The stack of whoever resumed it last, to switch back to.
     parent: StackExtent,
@@ -42,6 +47,12 @@ pub struct SwitchRecord {
 /// except on Windows).
 pub const RECORD_RESERVE: usize = core::mem::size_of::<SwitchRecord>();
 const _: () = assert!(RECORD_RESERVE.is_multiple_of(16));
+#[cfg(windows)]
+const _: () = {
+    let state = core::mem::size_of::<TebState>();
+    assert!(core::mem::offset_of!(SwitchRecord, parent_teb) == RECORD_RESERVE - 2 * state);
+    assert!(core::mem::offset_of!(SwitchRecord, resume_teb) == RECORD_RESERVE - state);
+};
 
 /// Where a coroutine keeps its [`SwitchRecord`], given its link: just
 /// below the architecture's reserved top.
@@ -134,8 +145,11 @@ pub unsafe fn resume_start(record: *mut SwitchRecord) -> Resuming {
         #[cfg(windows)]
         let entered = {
             let entered = (*record).resume_teb;
-            (*record).parent_teb = teb::read();
-            teb::write(&entered);
+            // Where the switch swaps the fields itself, it does this.
+            if !teb::IN_SWITCH {
+                (*record).parent_teb = teb::read();
+                teb::write(&entered);
+            }
             entered.fields
         };
         Resuming {
@@ -223,12 +237,15 @@ pub unsafe fn arrive_first(link: *mut StackPointer) {
 /// `record` must be the running coroutine's, about to switch to its parent.
 #[inline(always)]
 unsafe fn leave_stack(record: *mut SwitchRecord) {
+    // Where the switch swaps the fields itself, it does this.
     #[cfg(windows)]
-    // SAFETY: the parent wrote its fields as it resumed us, and we are about
-    // to run on its stack.
-    unsafe {
-        (*record).resume_teb = teb::read();
-        teb::write(&(*record).parent_teb);
+    if !teb::IN_SWITCH {
+        // SAFETY: the parent wrote its fields as it resumed us, and we are
+        // about to run on its stack.
+        unsafe {
+            (*record).resume_teb = teb::read();
+            teb::write(&(*record).parent_teb);
+        }
     }
     let _ = record;
 }
@@ -301,49 +318,32 @@ pub unsafe fn parent_stack(link: *mut StackPointer) -> FreshStack {
     }
 }
 
-/// A call on another stack under way: what [`call_start`] saved for
-/// [`call_end`].
-pub struct Calling {
-    saved: SavedContext,
-    #[cfg(windows)]
-    saved_teb: TebState,
-}
-
-/// Before `arch::on_stack` moves to the stack `to`: announces it, and on
-/// Windows puts its bounds in the TEB for the call, saving ours.
+/// Calls `f(arg)` with the stack pointer at `top` (`arch::on_stack`), on the
+/// stack that the trackers see as `to`: announces it, and on Windows puts
+/// its bounds in the TEB for the call and ours back after it (in the
+/// switch itself where `os::teb::IN_SWITCH` says so, around it elsewhere;
+/// the call's leaving code runs no Rust).
 ///
 /// # Safety
-/// The call must follow, then [`call_end`].
+/// As `arch::on_stack`; `f` must begin with [`call_arrive`] and end with
+/// [`call_leave`].
 #[inline(always)]
-pub unsafe fn call_start(to: &FreshStack) -> Calling {
-    // SAFETY: per the caller, the switch follows; the thread is about to
-    // run on `to`.
+pub unsafe fn call_on(to: &FreshStack, arg: *mut u8, top: usize, f: arch::StackCallFn) {
+    // SAFETY: per the caller; the thread runs on `to` between the halves.
     unsafe {
         let saved = sanitizer::start_switch(to.extent);
-        #[cfg(windows)]
-        let saved_teb = teb::read();
-        #[cfg(windows)]
-        teb::write(&to.teb);
-        Calling {
-            saved,
-            #[cfg(windows)]
-            saved_teb,
+        #[cfg(all(windows, target_arch = "x86_64"))]
+        arch::on_stack_with_teb(arg, top, f, &to.teb);
+        #[cfg(all(windows, not(target_arch = "x86_64")))]
+        {
+            let saved_teb = teb::read();
+            teb::write(&to.teb);
+            arch::on_stack(arg, top, f);
+            teb::write(&saved_teb);
         }
-    }
-}
-
-/// Right after `arch::on_stack` returns: puts our TEB fields back (its
-/// leaving code runs no Rust) and completes the sanitizer's switch.
-///
-/// # Safety
-/// `calling` is what [`call_start`] returned before the call.
-#[inline(always)]
-pub unsafe fn call_end(calling: Calling) {
-    // SAFETY: per the caller, we are back on our own stack.
-    unsafe {
-        #[cfg(windows)]
-        teb::write(&calling.saved_teb);
-        sanitizer::finish_switch(calling.saved);
+        #[cfg(not(windows))]
+        arch::on_stack(arg, top, f);
+        sanitizer::finish_switch(saved);
     }
 }
 

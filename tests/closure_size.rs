@@ -34,6 +34,14 @@ fn exact(usable: usize) -> Exact {
     let base = inner.base().get();
     let limit = base - usable;
     assert_eq!(limit % page, 0, "sizes here are whole pages");
+    // Windows: `inner` commits its pages as code on it reaches them; this
+    // stack's are committed now, as a custom stack's must be.
+    // SAFETY: the pages belong to `inner`'s reservation, and nothing uses
+    // them.
+    #[cfg(windows)]
+    unsafe {
+        common::commit(limit - page, usable + page)
+    };
     // SAFETY: the page below `limit` belongs to `inner`'s mapping, and
     // nothing uses it.
     unsafe { make_inaccessible(limit - page, page) };

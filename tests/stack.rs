@@ -148,50 +148,8 @@ fn guard_page_is_mapped_without_access() {
     assert_eq!(perms, "rw-p");
 }
 
-#[test]
-#[cfg(windows)]
-fn guard_page_is_a_windows_guard_page() {
-    use windows_sys::Win32::System::Memory::{
-        VirtualQuery, MEMORY_BASIC_INFORMATION, MEM_COMMIT, MEM_RESERVE, PAGE_GUARD, PAGE_READWRITE,
-    };
-    let query = |addr: usize| {
-        // SAFETY: VirtualQuery only fills the structure it is given.
-        unsafe {
-            let mut info: MEMORY_BASIC_INFORMATION = std::mem::zeroed();
-            let len = std::mem::size_of::<MEMORY_BASIC_INFORMATION>();
-            assert_eq!(VirtualQuery(addr as *const _, &mut info, len), len);
-            info
-        }
-    };
-    let page = page_size();
-    let stack = DefaultStack::new(64 * 1024).unwrap();
-    let (base, limit) = (stack.base().get(), stack.limit().get());
-    let guard = query(limit - page);
-    assert_eq!(guard.State, MEM_COMMIT);
-    assert_eq!(guard.Protect, PAGE_READWRITE | PAGE_GUARD);
-    // Below the guard page: room for overflow handlers, then the bottom
-    // page of the reservation, never committed.
-    let room = query(limit - 2 * page);
-    assert_eq!(room.State, MEM_COMMIT);
-    assert_eq!(room.Protect, PAGE_READWRITE);
-    let bottom_page = guard.AllocationBase as usize;
-    let bottom = query(bottom_page);
-    assert_eq!(bottom.State, MEM_RESERVE);
-    assert!(limit - bottom_page >= 3 * page);
-    for addr in [limit, base - 1] {
-        let usable = query(addr);
-        assert_eq!(usable.State, MEM_COMMIT);
-        assert_eq!(usable.Protect, PAGE_READWRITE);
-    }
-    // The TEB fields it reports describe the same stack.
-    let fields = stack.teb_fields();
-    assert_eq!(fields.StackBase, base);
-    assert_eq!(fields.StackLimit, limit);
-    assert_eq!(fields.DeallocationStack, bottom_page);
-    // The guarantee covers the room and the guard page, so that running
-    // into the guard page raises the overflow at once.
-    assert_eq!(fields.GuaranteedStackBytes, limit - page - bottom_page);
-}
+// Windows: the guard pages and what is committed are checked in
+// `tests/windows_stack.rs`.
 
 #[test]
 // Linux only: the sizes are chosen against Linux's 47-bit user address

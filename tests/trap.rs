@@ -57,6 +57,8 @@ thread_local! {
     static RECOVERED: Cell<u32> = const { Cell::new(0) };
     /// The address of the last fault.
     static FAULT_ADDR: Cell<usize> = const { Cell::new(0) };
+    /// The code of the last fault (the signal, or the exception code).
+    static FAULT_CODE: Cell<i64> = const { Cell::new(0) };
     /// The registers the last recovery wrote.
     static LAST_REGS: Cell<Option<TrapHandlerRegs>> = const { Cell::new(None) };
 }
@@ -74,6 +76,7 @@ unsafe fn recover(code: i64, value: i32, sp: usize, addr: usize) -> Option<TrapH
         .with(Cell::get)
         .filter(|h| h.stack_ptr_in_bounds(sp))?;
     FAULT_ADDR.with(|f| f.set(addr));
+    FAULT_CODE.with(|f| f.set(code));
     RECOVERED.with(|r| r.set(r.get() + 1));
     // SAFETY: RUNNING is only set while the coroutine runs and it trapped on
     // its own stack (checked above); the caller writes every register; the
@@ -114,6 +117,12 @@ const PROTECTION_FAULT: i32 = if PROTECTION_SIGNAL == libc::SIGBUS {
 };
 #[cfg(windows)]
 const PROTECTION_FAULT: i32 = -1;
+
+/// Windows: the exception code of a stack overflow, as `recover` gets it.
+#[cfg(windows)]
+fn overflow_exception() -> i64 {
+    windows_sys::Win32::Foundation::EXCEPTION_STACK_OVERFLOW as i64
+}
 
 /// The fault code `recover` reports for a stack overflow (checked only by
 /// the test that panics, which needs `unwind`).
@@ -353,11 +362,18 @@ fn stack_overflow_recovers_twice_on_the_same_stack() {
             (limit - MIN_GUARD_SIZE..limit).contains(&fault),
             "fault at {fault:#x}, stack [{limit:#x}, {base:#x})"
         );
+        // On Windows as a stack overflow, also after the stack grew on
+        // demand to its limit.
+        #[cfg(windows)]
+        assert_eq!(FAULT_CODE.with(Cell::get), overflow_exception());
 
         let stack = co.into_stack();
         let mut co = overflowing(stack);
         assert_eq!(run(&mut co), CoroutineResult::Return(PROTECTION_FAULT));
         assert_eq!(recovered(), 2);
+        // Again an overflow: the guard page was armed again.
+        #[cfg(windows)]
+        assert_eq!(FAULT_CODE.with(Cell::get), overflow_exception());
 
         // The stack still works normally afterwards.
         let stack = co.into_stack();
@@ -390,6 +406,8 @@ fn an_8_kib_frame_overflows_an_8_kib_stack_and_traps() {
             (limit - MIN_GUARD_SIZE..limit).contains(&fault),
             "fault at {fault:#x}, stack [{limit:#x}, {base:#x})"
         );
+        #[cfg(windows)]
+        assert_eq!(FAULT_CODE.with(Cell::get), overflow_exception());
         assert_eq!(base - limit, small_stack_size());
         // The same stack runs what fits in it.
         let mut co: Coroutine<(), (), i32, _> = Coroutine::with_stack(co.into_stack(), |_, ()| {
@@ -615,6 +633,15 @@ fn touching_the_guard_page_directly_faults_and_recovers() {
         });
         assert_eq!(run(&mut co), CoroutineResult::Return(PROTECTION_FAULT));
         assert_eq!(FAULT_ADDR.with(Cell::get), as_reported(guard + 64));
+        // Windows: the last guard page is only reserved while the stack's
+        // moving guard page is higher up, so reading it is an access
+        // violation (not a guard-page violation, which trap handlers do
+        // not expect).
+        #[cfg(windows)]
+        assert_eq!(
+            FAULT_CODE.with(Cell::get),
+            windows_sys::Win32::Foundation::EXCEPTION_ACCESS_VIOLATION as i64
+        );
     });
 }
 

@@ -11,6 +11,7 @@ mod callgrind;
 mod layouts;
 mod measure;
 mod report;
+mod scale;
 mod subjects;
 
 use std::path::PathBuf;
@@ -29,6 +30,10 @@ enum Mode {
     /// Run `iters` iterations of one op on one crate, untimed: what
     /// [`Mode::Callgrind`] runs under valgrind.
     Count { op: Op, krate: String, iters: u64 },
+    /// Hold many suspended coroutines at once, each count in a child.
+    Scale { counts: Vec<usize> },
+    /// One child of [`Mode::Scale`].
+    ScaleChild { subject: String, count: usize },
 }
 
 /// Command-line options.
@@ -59,6 +64,7 @@ struct Options {
 const USAGE: &str = "\
 usage: bench-compare [--rounds N] [--ops OP,...] [--crates NAME,...] [--quick]
                      [--layouts LAYOUT,...] [--callgrind] [--summary-file PATH]
+       bench-compare --scale [N,...] [--crates NAME,...]
        bench-compare --count OP CRATE N
 
   --rounds N      measured rounds (default 31; at least 21 for a report worth quoting)
@@ -82,6 +88,13 @@ usage: bench-compare [--rounds N] [--ops OP,...] [--crates NAME,...] [--quick]
   --summary-file PATH
                   also write the results as tab-separated lines (--layouts
                   reads them)
+  --scale [LIST]  instead of timing, hold N suspended coroutines at once for each N
+                  of the list (default 10000,100000,1000000), each on a 16 KiB
+                  stack it has touched, every crate and count in a fresh child
+                  process: how many were held, resident memory per coroutine,
+                  how fast they were made and finished, mappings per coroutine,
+                  and what stopped a crate short (switchback on DefaultStack and
+                  on a StackPool; the peers of --crates)
   --count OP CRATE N
                   run N iterations of OP on CRATE once, untimed: what
                   --callgrind runs under valgrind";
@@ -103,7 +116,7 @@ impl Options {
         };
         let mut rounds = None;
         let mut ops = None;
-        let mut args = args.into_iter();
+        let mut args = args.into_iter().peekable();
         while let Some(arg) = args.next() {
             let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
             match arg.as_str() {
@@ -158,6 +171,24 @@ impl Options {
                         .map_err(|_| format!("--count: not a number: {iters}"))?;
                     options.mode = Mode::Count { op, krate, iters };
                 }
+                "--scale" => {
+                    let counts = match args.peek() {
+                        Some(list) if !list.starts_with("--") => {
+                            let list = args.next().expect("peeked");
+                            parse_counts(&list)?
+                        }
+                        _ => scale::DEFAULT_COUNTS.to_vec(),
+                    };
+                    options.mode = Mode::Scale { counts };
+                }
+                "--scale-child" => {
+                    let subject = value("--scale-child")?;
+                    let count = value("--scale-child")?;
+                    let count = count
+                        .parse()
+                        .map_err(|_| format!("--scale-child: not a number: {count}"))?;
+                    options.mode = Mode::ScaleChild { subject, count };
+                }
                 "-h" | "--help" => return Err(String::new()),
                 other => return Err(format!("unknown argument: {other}")),
             }
@@ -175,6 +206,17 @@ impl Options {
         }
         Ok(options)
     }
+}
+
+/// A comma-separated list of coroutine counts (`_` allowed as a digit
+/// separator), each at least 1.
+fn parse_counts(list: &str) -> Result<Vec<usize>, String> {
+    list.split(',')
+        .map(|n| match n.trim().replace('_', "").parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("--scale: not a count: {n}")),
+        })
+        .collect()
 }
 
 /// A comma-separated list of op names, in report order without repeats.
@@ -206,6 +248,17 @@ fn main() -> ExitCode {
             Mode::Time => time(&options),
             Mode::Callgrind => callgrind::run(&options),
             Mode::Count { op, krate, iters } => count(*op, krate, *iters),
+            Mode::Scale { counts } => {
+                let subjects = scale::SCALE_SUBJECTS.iter().filter(|name| {
+                    name.starts_with("switchback")
+                        || options
+                            .crates
+                            .as_ref()
+                            .is_none_or(|c| c.iter().any(|c| c == *name))
+                });
+                scale::run(counts, &subjects.map(|s| s.to_string()).collect::<Vec<_>>())
+            }
+            Mode::ScaleChild { subject, count } => scale::child(subject, *count),
         }
     };
     match result {

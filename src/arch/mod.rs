@@ -28,13 +28,9 @@
 //!   coroutine whose saved stack pointer is `sp` and whose stack base is
 //!   `base`, passing `arg`. It first stores the parent's stack pointer in the
 //!   link. It returns when the coroutine suspends (`state` = its new stack
-//!   pointer; on x86 and x86-64 Windows, which keep that pointer in the
-//!   reserved top, another word that is at least `MIN_STACK_SIZE` and never
-//!   equals the initial `sp`: the link's address on x86, the resume address
-//!   on x86-64 Windows; either way it is passed back as `sp` on the next
-//!   resume) or
-//!   leaves (`state` = the exit code it gave `switch_and_reset`), with the
-//!   word the coroutine passed.
+//!   pointer, passed back as `sp` on the next resume) or leaves (`state` =
+//!   the exit code it gave `switch_and_reset`), with the word the coroutine
+//!   passed.
 //! - `switch_yield(arg, link) -> Option<arg>`: suspends the running coroutine,
 //!   passing `arg` to the parent; returns the word passed by the next resume,
 //!   or `None` when the parent resumed it with `switch_and_unwind`.
@@ -65,7 +61,10 @@
 //!   (always, where Valgrind does not run).
 //! - Windows files only: `thread_environment_block()`, the address of the
 //!   current thread's TEB, whose stack fields the portable code swaps
-//!   around every switch (see `teb`).
+//!   around every switch (see `os::teb` and `switch`), except where
+//!   `os::teb::IN_SWITCH` says that the switch swaps them itself (x86-64),
+//!   in the `asm!` block that moves the stack pointer; that file also gives
+//!   `on_stack_with_teb(arg, top, f, teb)`, `on_stack` that swaps them.
 //!
 //! The word passed across a switch is a `MaybeUninit<usize>` in a register
 //! (see `word`): a value that fits travels in it, a larger one by pointer,
@@ -103,53 +102,14 @@ macro_rules! unwinding_asm {
     ($($body:tt)*) => { core::arch::asm!($($body)*, options(may_unwind)) };
 }
 
-/// `switch_and_link` and `switch_and_unwind` for the files whose switch
-/// takes a control word (x86, x86-64 on Windows and UEFI): both call
-/// the file's `enter(arg, control, base) -> (Word, usize)`, the first with
-/// the coroutine's last state (never zero), the second with zero, which the
-/// pending `switch_yield` reports as the unwind request.
-#[allow(unused_macros)] // used only by the x86 family's files
-macro_rules! control_word_entries {
-    () => {
-        /// Resumes the coroutine at `base`, passing `arg`; `sp` is its last
-        /// state.
-        ///
-        /// # Safety
-        /// The coroutine at `base` must be suspended (or fresh) with state
-        /// `sp`, and expect `arg`.
-        #[inline(always)]
-        pub unsafe fn switch_and_link(
-            arg: Word,
-            sp: StackPointer,
-            base: StackPointer,
-        ) -> (Word, usize) {
-            // SAFETY: per the caller; a state is never zero, so this resumes.
-            unsafe { enter(arg, sp.get(), base) }
-        }
-
-        /// Resumes the coroutine at `base` so that its `switch_yield`
-        /// returns `None`: the request to unwind its stack.
-        ///
-        /// # Safety
-        /// As `switch_and_link`, and the coroutine must have started.
-        #[cfg_attr(not(feature = "unwind"), allow(dead_code))]
-        #[inline(never)]
-        pub unsafe fn switch_and_unwind(_sp: StackPointer, base: StackPointer) -> (Word, usize) {
-            // SAFETY: per the caller; the zero control word reaches the
-            // pending switch_yield, and no word is read with it.
-            unsafe { enter(Word::uninit(), 0, base) }
-        }
-    };
-}
-
 /// `switch_and_link` and `switch_and_unwind` for the files whose state is
 /// the suspended coroutine's stack pointer, passed in a register, and whose
 /// pending `switch_yield` reads the stack-base register as its control word
-/// (x86-64 System V, x86): both expand the file's `enter_asm!(arg, state,
+/// (x86-64 System V and Windows, x86): both expand the file's `enter_asm!(arg, state,
 /// base, extra instructions...)`, the second with `$clear`, the
 /// instruction that zeroes the base register after the link is stored,
 /// which the pending `switch_yield` reads as the unwind request.
-#[allow(unused_macros)] // used only by x86_64.rs and x86.rs
+#[allow(unused_macros)] // used only by the x86 family's files
 macro_rules! state_register_entries {
     ($clear:literal) => {
         /// Resumes the coroutine at `base` whose state is `sp`, passing

@@ -1,10 +1,14 @@
 //! The context switch for x86-64 Windows and UEFI (the Microsoft x64
 //! calling convention and SEH unwind tables).
 //!
-//! The same shape as the System V file (`x86_64.rs`): the context lives at
-//! the top of the coroutine's stack, `rdi` carries the word, `rsi` the stack
-//! base, `rdx` the control word going in, `rax` the state coming out. What
-//! differs is the ABI and the unwind format:
+//! The same design as the System V file (`x86_64.rs`): the suspended
+//! coroutine's stack pointer is the *state*, passed in a register, with
+//! its resume address at the word it points at; the parent stores the link
+//! itself; both directions are an indirect `jmp`. `rdi` carries the word
+//! both ways, `rdx` the state going in (and the link inside the
+//! coroutine), `rsi` the stack base going in and the control word coming
+//! out of a pending suspend, `rax` the state coming out. What differs is
+//! the ABI, the unwind format and the TEB:
 //!
 //! - Arguments go in `rcx`, `rdx`, `r8`; the caller leaves 32 bytes of
 //!   *shadow space* above the return address for the callee. `rbx`, `rbp`,
@@ -15,70 +19,99 @@
 //!   `UWOP_PUSH_MACHFRAME` reads the caller's `rip` and `rsp` from a record
 //!   laid out as the processor pushes it on an interrupt (`rip`, `cs`,
 //!   `rflags`, `rsp`, `ss`). So the context is laid out around one.
-//! - Windows also keeps the running stack's bounds in the TEB; the portable
-//!   code swaps them around every switch (see `teb`). This file only says
-//!   where the TEB is.
+//! - Windows keeps the running stack's bounds in the TEB, and grows a
+//!   stack through its guard page only while the TEB describes it. The
+//!   switches here swap the TEB's stack fields themselves, in the `asm!`
+//!   block that moves the stack pointer (see "The TEB" below).
 //!
 //! # UEFI
 //!
 //! `x86_64-unknown-uefi` uses this file too: the UEFI specification gives
 //! x64 firmware and its images the Microsoft x64 calling convention, and
 //! the images are PE/COFF, so the code and its `.seh_*` tables are the
-//! same. Firmware has no TEB, so `thread_environment_block` exists only on
-//! Windows (the portable code swaps TEB fields only there). Nothing in
-//! firmware unwinds through `.pdata`; the tables are there for debuggers.
+//! same. Firmware has no TEB, so the TEB swap and
+//! `thread_environment_block` exist only on Windows. Nothing in firmware
+//! unwinds through `.pdata`; the tables are there for debuggers.
 //!
 //! # Stack layout
 //!
 //! ```text
 //!  coroutine stack                           parent stack while it runs
 //! +------------------------+ <- base         |        ...         |
-//! | resume address         |  base - 8       +--------------------+
-//! | saved stack pointer    |  base - 16      | return address     |
-//! | root return label      |  base - 24 (ss) | parent rbp         |
-//! | link ------------------+--base - 32 (rsp)----------------------> <- link value
-//! | parent rbx             |  base - 40 (rflags)
+//! | (unused)               |  base - 8       +--------------------+
+//! | (unused)               |  base - 16      | return label       |
+//! | root return label      |  base - 24 (ss) | parent rbx         |
+//! | link ------------------+--base - 32 (rsp)-> parent rbp        | <- link value
+//! | (unused)               |  base - 40 (rflags)
 //! | 0                      |  base - 48 (cs)
 //! | parent frame label     |  base - 56 (rip) <- machine frame, root rbp
 //! | (padding)              |  base - 64
 //! +------------------------+
-//! ~ closure object, frames ~
+//! ~ switch record, closure object, frames ~
 //! | coroutine rbp          |
-//! | coroutine rbx          | <- saved stack pointer, while suspended
+//! | coroutine rbx          |
+//! | resume address         | <- state (its stack pointer) while suspended
 //! ```
+//!
+//! A fresh coroutine's state is `obj - 16`, holding `coroutine_root` as its
+//! resume address and its entry function above it.
 //!
 //! The root frame's `rbp` points at the machine frame. Its unwind info is
 //! "frame register `rbp`, then a machine frame", so an unwinder reads the
 //! link as the caller's `rsp` and the *parent frame label* as its `rip`.
 //! That label lies in `parent_frame`, a function that is never run and
-//! exists for its unwind info: "`rbp` was pushed, then `ret`" (and its code
-//! at the label is that epilogue, `pop rbp; ret`, for unwinders that read
-//! the code). It describes the parent's record at the link value, whose
-//! return address leads into the parent's own frame with the stack pointer
-//! it had outside the switch. So backtraces and debuggers walk from the
-//! coroutine into whoever resumed it.
+//! exists for its unwind info: "`rbx` was pushed, then `rbp`, then `ret`"
+//! (and its code at the label is that epilogue, `pop rbp; pop rbx; ret`,
+//! for unwinders that read the code). It describes the parent's record at
+//! the link value, whose return label leads into the parent's own frame
+//! with the stack pointer it had outside the switch (the label is the end
+//! of the parent's `asm!` block: nothing is left to pop there, so whatever
+//! an unwinder reads at it, the frame is as the compiler laid it out). So
+//! backtraces and debuggers walk from the coroutine into whoever resumed
+//! it.
 //!
 //! Tools that walk frame records instead (`[rbp]` = the caller's `rbp`)
 //! stop at the root: its `rbp` addresses the machine frame, not a record.
 //! Windows' own debuggers and profilers walk the unwind tables.
 //!
-//! The parent's `rbx` is kept in the context rather than on the parent's
-//! stack, so that the parent's record is exactly a pushed `rbp` and a return
-//! address, as `parent_frame` describes.
-//!
 //! # A round trip
 //!
-//! Resume: the parent calls the resume address (1 instruction). The code
-//! there pushes the parent's `rbp`, stores the link and the parent's `rbx`,
-//! loads the coroutine's stack pointer and pops its `rbx` and `rbp` (6).
-//! Suspend: push `rbp` and `rbx`, store the resume address and stack
-//! pointer, restore the parent's `rbx` and stack pointer, pop its `rbp`,
-//! `ret` (9). 16 instructions; every `call` is paired with a `ret`.
+//! Resume: the parent pushes its return label, `rbx` and `rbp`, stores
+//! its stack pointer in the link and jumps to the resume address at the
+//! state (6 instructions); the landing code (right after the suspending
+//! code of a `switch_yield`, or `coroutine_root` the first time) sets the
+//! stack pointer past the resume address and pops the coroutine's `rbx`
+//! and `rbp` (3). Suspend: push `rbp`, `rbx` and the resume address, hand
+//! the stack pointer out in `rax`, load the parent's stack pointer from
+//! the link, pop its `rbp`, `rbx` and return label and jump there (10).
+//! 19 instructions (UEFI), one fewer than System V, whose landing code
+//! pushes the parent's `rbp` and whose parent pops `rbx` after the jump
+//! back; the same reason for jumps rather than a `call` paired with the
+//! other side's `ret` (see `x86_64.rs`): the return-stack predictor never
+//! sees the switch. On Windows each direction adds the TEB swap, 21
+//! instructions (below): 61 per round trip.
 //!
-//! The control word (`rdx`) and the state (`rax`) work as on System V: an
-//! ordinary resume passes the last state (nonzero) and `switch_and_unwind`
-//! passes zero, which the pending `switch_yield` reports as the unwind
-//! request.
+//! The landing code never reads `rsi`, so a pending `switch_yield` sees
+//! the value the parent left there: the stack base on ordinary resumes,
+//! zero from `switch_and_unwind`, which clears it after storing the link
+//! (and swapping the TEB, which finds the switch record from it). Coming out,
+//! `rax` is the state: the coroutine's stack pointer after a suspension,
+//! or the exit code of `switch_and_reset`.
+//!
+//! # The TEB
+//!
+//! Each switch saves the TEB's five stack fields (`ExceptionList`,
+//! `StackBase`, `StackLimit`, `DeallocationStack`, `GuaranteedStackBytes`;
+//! see `teb`) into the coroutine's switch record and loads the other side's:
+//! the parent's go into `parent_teb` and the coroutine's `resume_teb` into
+//! the TEB on a resume, the reverse on a suspend or a final leave. It does
+//! so after its pushes on the stack it leaves (so that, if that stack grows
+//! on demand, any page they need is committed while the TEB still
+//! describes it) and right before the stack pointer moves; the other side
+//! only pops words it pushed itself. So no instruction ever touches a stack
+//! the TEB does not describe, beyond words already committed, which is what
+//! lets `DefaultStack` commit on demand here (`stack/mapping_windows.rs`).
+//! `on_stack_with_teb` does the same in `stack_call_root`.
 //!
 //! # Trap recovery
 //!
@@ -110,6 +143,8 @@
 use core::arch::{asm, naked_asm};
 
 use super::{EntryFn, StackCallFn, TrapEntryFn};
+#[cfg(windows)]
+use crate::os::teb::TebState;
 use crate::word::{StackPointer, Word};
 
 /// Bytes per stack word.
@@ -122,36 +157,28 @@ pub const STACK_ALIGNMENT: usize = 16;
 /// The parent link is the word at `base - LINK_OFFSET`: the machine frame's
 /// `rsp`.
 pub const LINK_OFFSET: usize = 4 * WORD;
-/// The context: seven words and a word of padding.
+/// The context: the machine frame, two unused words above it and a word
+/// of padding below.
 pub const RESERVED_TOP: usize = 8 * WORD;
-/// `init_stack` writes nothing below the object.
-pub const INIT_FRAME_SIZE: usize = 0;
+/// `init_stack` writes the resume address and the entry function below the
+/// object.
+pub const INIT_FRAME_SIZE: usize = 2 * WORD;
 
-/// `base - RESUME_SLOT`: where the suspended coroutine resumes.
-const RESUME_SLOT: usize = WORD;
-/// `base - SP_SLOT`: the suspended coroutine's stack pointer (a fresh
-/// coroutine's entry function).
-const SP_SLOT: usize = 2 * WORD;
-/// `base - LABEL_SLOT`: the root frame's return label.
+/// `base - LABEL_SLOT`: the root frame's return label (the machine frame's
+/// `ss`).
 const LABEL_SLOT: usize = 3 * WORD;
-/// `base - RBX_SLOT`: the parent's `rbx` while the coroutine runs.
-const RBX_SLOT: usize = 5 * WORD;
 /// `base - CS_SLOT`: the machine frame's `cs`, always zero.
 const CS_SLOT: usize = 6 * WORD;
 /// `base - MACHINE_FRAME`: the machine frame, whose first word is the
 /// parent frame label.
 const MACHINE_FRAME: usize = 7 * WORD;
-/// `link + RESUME_ABOVE_LINK`: the resume address, from the link.
-const RESUME_ABOVE_LINK: usize = LINK_OFFSET - RESUME_SLOT;
-/// `link + SP_ABOVE_LINK`: the saved stack pointer, from the link.
-const SP_ABOVE_LINK: usize = LINK_OFFSET - SP_SLOT;
-/// `link - RBX_BELOW_LINK`: the parent's `rbx`, from the link.
-const RBX_BELOW_LINK: usize = RBX_SLOT - LINK_OFFSET;
 /// `link + LABEL_ABOVE_LINK`: the root's return label, from the link.
 const LABEL_ABOVE_LINK: usize = LINK_OFFSET - LABEL_SLOT;
+/// `state + ENTRY_ABOVE_STATE`: a fresh coroutine's entry function.
+const ENTRY_ABOVE_STATE: usize = WORD;
 /// The parent frame label is this far into `parent_frame`: after its
-/// one-byte `push rbp` (opcode 0x55).
-const PARENT_FRAME_LABEL_OFFSET: usize = 1;
+/// one-byte `push rbx` and `push rbp` (opcodes 0x53, 0x55).
+const PARENT_FRAME_LABEL_OFFSET: usize = 2;
 
 /// `unwinding_asm!` that leaves for another context and comes back: on top
 /// of the operands given, every register of the Microsoft x64 ABI except the
@@ -171,18 +198,116 @@ macro_rules! switch_asm {
     };
 }
 
+/// Windows: where the portable code keeps the two TEB states that the
+/// switches swap, as a distance below the stack's base: the parent's, then
+/// the coroutine's, the last two fields of the coroutine's switch record
+/// (`switch::SwitchRecord`, which checks that layout), which ends at the
+/// reserved top.
+#[cfg(windows)]
+const EXTENTS_BELOW_BASE: usize = RESERVED_TOP + 2 * core::mem::size_of::<TebState>();
+/// The same from the link.
+#[cfg(windows)]
+const EXTENTS_BELOW_LINK: usize = EXTENTS_BELOW_BASE - LINK_OFFSET;
+/// Offsets of the two TEB states from there.
+#[cfg(windows)]
+const PARENT_TEB: usize = 0;
+#[cfg(windows)]
+const RESUME_TEB: usize = core::mem::size_of::<TebState>();
+
+/// Windows: instructions that point `r11` at the TEB states, `{ext}` bytes
+/// below the register `$reg`, save the TEB's five stack fields into the
+/// `TebState` at `[r11 + {save}]` and load the one at `[r11 + {load}]` into
+/// the TEB. Use `rcx`, `r8`-`r11`, no stack. `GuaranteedStackBytes` is 32
+/// bits in the TEB (its `TebState` word is stored zero-extended and loaded
+/// by its low half).
+#[cfg(windows)]
+macro_rules! teb_swap {
+    ($reg:literal) => {
+        concat!(
+            "lea r11, [", $reg, " - {ext}]\n",
+            "mov rcx, gs:[{t_list}]\n",
+            "mov r8, gs:[{t_base}]\n",
+            "mov r9, gs:[{t_limit}]\n",
+            "mov r10, gs:[{t_dealloc}]\n",
+            "mov [r11 + {save} + {f_list}], rcx\n",
+            "mov [r11 + {save} + {f_base}], r8\n",
+            "mov [r11 + {save} + {f_limit}], r9\n",
+            "mov [r11 + {save} + {f_dealloc}], r10\n",
+            "mov ecx, gs:[{t_guaranteed}]\n",
+            "mov [r11 + {save} + {f_guaranteed}], rcx\n",
+            "mov rcx, [r11 + {load} + {f_list}]\n",
+            "mov r8, [r11 + {load} + {f_base}]\n",
+            "mov r9, [r11 + {load} + {f_limit}]\n",
+            "mov r10, [r11 + {load} + {f_dealloc}]\n",
+            "mov gs:[{t_list}], rcx\n",
+            "mov gs:[{t_base}], r8\n",
+            "mov gs:[{t_limit}], r9\n",
+            "mov gs:[{t_dealloc}], r10\n",
+            "mov ecx, [r11 + {load} + {f_guaranteed}]\n",
+            "mov gs:[{t_guaranteed}], ecx\n",
+        )
+    };
+}
+/// UEFI has no TEB: nothing to swap.
+#[cfg(not(windows))]
+macro_rules! teb_swap {
+    ($reg:literal) => {
+        ""
+    };
+}
+
+/// `$asm!` (`asm` or `switch_asm`) with the operands that `teb_swap!`
+/// names: `ext`, the TEB states' distance below the register it is given, and
+/// `save` and `load`, the offsets of the two states in them.
+#[cfg(windows)]
+macro_rules! teb_asm {
+    ($asm:ident, save = $save:expr, load = $load:expr, ext = $ext:expr;
+     { $($body:tt)* } $($tail:tt)*) => {
+        $asm!(
+            $($body)*
+            ext = const $ext,
+            save = const $save,
+            load = const $load,
+            t_list = const crate::os::teb::EXCEPTION_LIST,
+            t_base = const crate::os::teb::STACK_BASE,
+            t_limit = const crate::os::teb::STACK_LIMIT,
+            t_dealloc = const crate::os::teb::DEALLOCATION_STACK,
+            t_guaranteed = const crate::os::teb::GUARANTEED_STACK_BYTES,
+            f_list = const core::mem::offset_of!(TebState, exception_list),
+            f_base = const core::mem::offset_of!(TebState, fields.StackBase),
+            f_limit = const core::mem::offset_of!(TebState, fields.StackLimit),
+            f_dealloc = const core::mem::offset_of!(TebState, fields.DeallocationStack),
+            f_guaranteed =
+                const core::mem::offset_of!(TebState, fields.GuaranteedStackBytes),
+            $($tail)*
+        )
+    };
+}
+/// UEFI: `$asm!` as it is (`teb_swap!` is empty there).
+#[cfg(not(windows))]
+macro_rules! teb_asm {
+    ($asm:ident, save = $save:expr, load = $load:expr, ext = $ext:expr;
+     { $($body:tt)* } $($tail:tt)*) => {
+        $asm!($($body)* $($tail)*)
+    };
+}
+
 /// Exists for its unwind info only, never run: the frame of a parent that
 /// resumed a coroutine, as the root's machine frame enters it at the label
-/// one byte in. Its unwind info says that `rbp` was pushed below the return
-/// address, and its code at the label is the matching epilogue.
+/// two bytes in. Its unwind info says that `rbx` and then `rbp` were pushed
+/// below the return address, and its code at the label is the matching
+/// epilogue.
 #[unsafe(naked)]
 unsafe extern "C" fn parent_frame() {
     naked_asm!(
         ".seh_proc {me}",
+        "push rbx",
+        ".seh_pushreg rbx",
         "push rbp",
         ".seh_pushreg rbp",
         ".seh_endprologue",
         "pop rbp",
+        "pop rbx",
         "ret",
         ".seh_endproc",
         me = sym parent_frame,
@@ -191,12 +316,12 @@ unsafe extern "C" fn parent_frame() {
 
 /// The root frame of every coroutine: the resume address of a fresh one.
 ///
-/// Called by the parent's `call [rsi - 8]`, with `rdi` = first input, `rsi`
-/// = stack base, `rdx` = initial stack pointer (the object), and the entry
-/// function in the context's stack-pointer slot. Does what every resume
-/// does (push `rbp`, store the link and the parent's `rbx`), points `rbp`
-/// at the machine frame, stores its return label in the context, and jumps
-/// to `entry(input, link, obj)` (in `rcx`, `rdx`, `r8`) on the coroutine
+/// Jumped to by the parent's `jmp [rdx]`, with `rdi` = first input, `rsi`
+/// = stack base, `rdx` = the initial state (`obj - 16`, the entry function
+/// at `rdx + 8`), the parent's record pushed, the link stored and (on
+/// Windows) the TEB describing this stack. Points `rbp` at the machine
+/// frame, stores its return label in the context, and jumps to
+/// `entry(input, link, obj)` (in `rcx`, `rdx`, `r8`) on the coroutine
 /// stack with shadow space and the label as return address. `entry` never
 /// returns.
 ///
@@ -206,43 +331,43 @@ unsafe extern "C" fn parent_frame() {
 #[unsafe(naked)]
 unsafe extern "C" fn coroutine_root() {
     naked_asm!(
+        // In: rdi = input, rsi = base, rdx = state. Out, at the entry: rcx
+        // = input, rdx = link, r8 = obj, rsp = obj - 40 holding the label.
         ".seh_proc {me}",
         ".seh_pushframe",
         ".seh_setframe rbp, 0",
         ".seh_endprologue",
-        "push rbp",
-        "mov [rsi - {link}], rsp",
-        "mov [rsi - {rbx}], rbx",
         "lea rbp, [rsi - {machine_frame}]",
-        "lea r9, [rip + 3f]",
-        "mov [rsi - {label}], r9",
-        "mov rax, [rsi - {entry}]",
+        "lea rax, [rip + 3f]",
+        "mov [rsi - {label}], rax",
+        "mov r9, [rdx + {entry}]",
+        "lea r8, [rdx + {init}]",
         "mov rcx, rdi",
-        "mov r8, rdx",
         "lea rdx, [rsi - {link}]",
         "lea rsp, [r8 - {shadow}]",
-        "push r9",
-        "jmp rax",
+        "push rax",
+        "jmp r9",
         "3:",
         "ud2",
         ".seh_endproc",
         me = sym coroutine_root,
         link = const LINK_OFFSET,
-        rbx = const RBX_SLOT,
         machine_frame = const MACHINE_FRAME,
         label = const LABEL_SLOT,
-        entry = const SP_SLOT,
+        entry = const ENTRY_ABOVE_STATE,
+        init = const INIT_FRAME_SIZE,
         shadow = const SHADOW_SPACE,
     )
 }
 
-/// The frame that `on_stack` runs its function under.
+/// UEFI: the frame that `on_stack` runs its function under.
 ///
 /// Called with `rdi` = argument, `rsi` = new stack top (16-aligned), `rdx` =
 /// function. Builds a frame on the old stack, calls `rdx(rdi)` on the new
 /// one with shadow space below `top`, and returns through the frame. Its
 /// unwind info uses `rbp` as frame register, so unwinding from the new
 /// stack continues on the old one.
+#[cfg(not(windows))]
 #[unsafe(naked)]
 unsafe extern "C" fn stack_call_root() {
     naked_asm!(
@@ -261,6 +386,77 @@ unsafe extern "C" fn stack_call_root() {
         ".seh_endproc",
         me = sym stack_call_root,
         shadow = const SHADOW_SPACE,
+    )
+}
+
+/// Windows: the frame that `on_stack_with_teb` runs its function under,
+/// which also swaps the TEB's stack fields.
+///
+/// Called with `rdi` = argument, `rsi` = new stack top (16-aligned), `rdx`
+/// = function, `r8` = the `TebState` of the new stack. Builds a frame on
+/// the old stack, pushes the TEB's five stack fields there (so that they
+/// are saved while the TEB still describes the old stack), loads the new
+/// stack's state into the TEB, calls `rdx(rdi)` on the new stack with
+/// shadow space below `top`, and on return moves back to the old stack,
+/// pops the saved fields into the TEB and returns through the frame. No
+/// code but this runs on either stack while the TEB describes the other
+/// one, and the old stack's words it pops were pushed here, so they are
+/// committed. Unwind info as for UEFI's (frame register `rbp`, which the
+/// pushes below it do not move, so unwinding from the new stack continues
+/// on the old one).
+#[cfg(windows)]
+#[unsafe(naked)]
+unsafe extern "C" fn stack_call_root() {
+    naked_asm!(
+        ".seh_proc {me}",
+        "push rbp",
+        ".seh_pushreg rbp",
+        "mov rbp, rsp",
+        ".seh_setframe rbp, 0",
+        ".seh_endprologue",
+        "push qword ptr gs:[{t_list}]",
+        "push qword ptr gs:[{t_base}]",
+        "push qword ptr gs:[{t_limit}]",
+        "push qword ptr gs:[{t_dealloc}]",
+        "mov eax, gs:[{t_guaranteed}]",
+        "push rax",
+        "mov rax, [r8 + {f_list}]",
+        "mov rcx, [r8 + {f_base}]",
+        "mov r9, [r8 + {f_limit}]",
+        "mov r10, [r8 + {f_dealloc}]",
+        "mov r11d, [r8 + {f_guaranteed}]",
+        "mov gs:[{t_list}], rax",
+        "mov gs:[{t_base}], rcx",
+        "mov gs:[{t_limit}], r9",
+        "mov gs:[{t_dealloc}], r10",
+        "mov gs:[{t_guaranteed}], r11d",
+        "lea rsp, [rsi - {shadow}]",
+        "mov rcx, rdi",
+        "call rdx",
+        "lea rsp, [rbp - {saved}]",
+        "pop rax",
+        "mov gs:[{t_guaranteed}], eax",
+        "pop qword ptr gs:[{t_dealloc}]",
+        "pop qword ptr gs:[{t_limit}]",
+        "pop qword ptr gs:[{t_base}]",
+        "pop qword ptr gs:[{t_list}]",
+        "pop rbp",
+        "ret",
+        ".seh_endproc",
+        me = sym stack_call_root,
+        shadow = const SHADOW_SPACE,
+        saved = const 5 * WORD,
+        t_list = const crate::os::teb::EXCEPTION_LIST,
+        t_base = const crate::os::teb::STACK_BASE,
+        t_limit = const crate::os::teb::STACK_LIMIT,
+        t_dealloc = const crate::os::teb::DEALLOCATION_STACK,
+        t_guaranteed = const crate::os::teb::GUARANTEED_STACK_BYTES,
+        f_list = const core::mem::offset_of!(TebState, exception_list),
+        f_base = const core::mem::offset_of!(TebState, fields.StackBase),
+        f_limit = const core::mem::offset_of!(TebState, fields.StackLimit),
+        f_dealloc = const core::mem::offset_of!(TebState, fields.DeallocationStack),
+        f_guaranteed =
+            const core::mem::offset_of!(TebState, fields.GuaranteedStackBytes),
     )
 }
 
@@ -296,58 +492,73 @@ unsafe extern "C" fn trap_trampoline() {
     )
 }
 
-/// Prepares the context of a fresh coroutine: the root as its resume
-/// address, `entry` in its stack-pointer slot, and the machine frame's
-/// constant words. Returns the initial stack pointer, the object itself.
+/// Prepares a fresh coroutine: the root as its resume address and `entry`
+/// above it, in the two words below the object, and the machine frame's
+/// constant words. Returns the initial state, the address of the resume
+/// address.
 ///
 /// # Safety
 /// `obj` must be 16-aligned and at most `base - RESERVED_TOP`, and the
-/// context below `base` must be writable stack memory.
+/// context below `base` and the `INIT_FRAME_SIZE` bytes below `obj` must
+/// be writable stack memory.
 #[inline]
 pub unsafe fn init_stack(base: StackPointer, obj: usize, entry: EntryFn) -> StackPointer {
     let at = |offset: usize| (base.get() - offset) as *mut usize;
-    // SAFETY: the caller guarantees that the context below `base` is
-    // writable and aligned, and `obj` is not null.
+    let state = obj - INIT_FRAME_SIZE;
+    // SAFETY: the caller guarantees that the context below `base` and the
+    // two words below `obj` are writable and aligned; `state` is not null
+    // because `obj` lies in a stack far above address 16.
     unsafe {
-        *at(SP_SLOT) = entry as usize;
-        *at(RESUME_SLOT) = coroutine_root as *const () as usize;
         *at(CS_SLOT) = 0;
         *at(MACHINE_FRAME) = parent_frame as *const () as usize + PARENT_FRAME_LABEL_OFFSET;
-        StackPointer::new_unchecked(obj - INIT_FRAME_SIZE)
+        *(state as *mut usize) = coroutine_root as *const () as usize;
+        *((state + ENTRY_ABOVE_STATE) as *mut usize) = entry as usize;
+        StackPointer::new_unchecked(state)
     }
 }
 
-/// Enters the coroutine whose stack base is `base`, with `control` in `rdx`
-/// (nonzero: resume; zero: unwind). Returns the word and the state.
-///
-/// # Safety
-/// The context at `base` must hold a suspended (or fresh) coroutine; with a
-/// zero `control` it must have started.
-#[inline(always)]
-unsafe fn enter(arg: Word, control: usize, base: StackPointer) -> (Word, usize) {
-    let (word, state): (Word, usize);
-    // SAFETY: the caller guarantees a resumable context at `base`; the
-    // coroutine comes back through the `ret` paired with this `call`,
-    // having restored rbx and rbp and left rsp as it was after the call.
-    unsafe {
-        switch_asm!(
-            // In: rdi = word, rsi = stack base, rdx = control word.
-            // Out: rdi = word, rax = state (resume address or exit code).
-            // Pushes the return address; the coroutine pushes rbp below it
-            // and pops it again. Everything else is clobbered.
-            "call [rsi - {resume}]",
-            resume = const RESUME_SLOT,
-            inlateout("rdi") arg => word,
-            inlateout("rsi") base.get() => _,
-            inlateout("rdx") control => _,
+/// The parent's side of a resume: push the return label, `rbx` and `rbp`,
+/// store the stack pointer in the link, (Windows) swap the TEB, (the given
+/// extra instructions), and jump to the resume address at the state; the
+/// coroutine comes back to the label, the end of the block, having popped
+/// all three.
+/// In: `rdi` = word, `rsi` = stack base, `rdx` = state. Out: `rdi` = word,
+/// `rax` = state (the coroutine's stack pointer, or an exit code). Every
+/// other register is clobbered.
+macro_rules! enter_asm {
+    ($arg:expr, $state:expr, $base:expr, $($extra:literal),*) => {{
+        let (word, state): (Word, usize);
+        teb_asm!(switch_asm, save = PARENT_TEB, load = RESUME_TEB, ext = EXTENTS_BELOW_BASE; {
+            // In: rdi = word, rsi = stack base, rdx = state (+ extra).
+            // Pushes the return label 3, rbx and rbp (the record the link
+            // points at, which parent_frame describes), stores the link;
+            // Windows: swaps the TEB's stack fields (ours into the
+            // coroutine's parent state, its resume state into the TEB),
+            // after the pushes; jumps to the resume address at [rdx]. The
+            // coroutine comes back at 3 with rbx, rbp and rsp restored.
+            // Out: rdi = word, rax = state. Every other register is
+            // clobbered.
+            "lea rcx, [rip + 3f]",
+            "push rcx",
+            "push rbx",
+            "push rbp",
+            "mov [rsi - {link}], rsp",
+            teb_swap!("rsi"),
+            $($extra,)*
+            "jmp [rdx]",
+            "3:",
+            link = const LINK_OFFSET,
+            inlateout("rdi") $arg => word,
+            inlateout("rsi") $base => _,
+            inlateout("rdx") $state => _,
             lateout("rax") state,
-        );
-    }
-    (word, state)
+        });
+        (word, state)
+    }};
 }
 
-// `switch_and_link` and `switch_and_unwind`, through `enter`.
-control_word_entries!();
+// `switch_and_link` and `switch_and_unwind`, through `enter_asm!`.
+state_register_entries!("xor esi, esi");
 
 /// Suspends the running coroutine, handing `arg` to its parent. Returns the
 /// word of the next resume, or `None` if the parent asks the coroutine to
@@ -359,45 +570,41 @@ control_word_entries!();
 pub unsafe fn switch_yield(arg: Word, link: *mut StackPointer) -> Option<Word> {
     let (word, control): (Word, usize);
     // SAFETY: the link holds the parent's stack pointer, at the record that
-    // the resume code built; we return into the parent and are resumed at
-    // label 2 by its next `call`.
+    // the parent's resume pushed; we return into the parent and are resumed
+    // at label 2 by its next `jmp [state]`.
     unsafe {
-        switch_asm!(
+        teb_asm!(switch_asm, save = RESUME_TEB, load = PARENT_TEB, ext = EXTENTS_BELOW_LINK; {
             // In: rdi = word, rdx = link.
-            // Suspend: push rbp, rbx; store the resume address and rsp in the
-            // context; restore the parent's rbx, switch to its record, pop
-            // its rbp, `ret` with rdi = word and rax = resume address (the
-            // state).
-            // Resume (label 2, on the parent stack, called with rdi = word,
-            // rsi = base, rdx = control word): push the parent's rbp, store
-            // the link and the parent's rbx, switch back, pop rbx and rbp.
-            // Out: rdi = word, rdx = control word (0: unwind).
+            // Suspend: push rbp, rbx and the resume address; hand rsp out
+            // in rax (the state); Windows: swap the TEB's stack fields
+            // (ours into the resume state, the parent's back into the
+            // TEB), after the pushes; switch to the parent's record, pop
+            // its rbp, rbx and return label and jump there, with rdi =
+            // word.
+            // Landing (label 2, jumped to with rdi = word, rsi = control
+            // word, rdx = our state, the TEB ours again): switch back past
+            // the resume address, pop rbx and rbp.
+            // Out: rdi = word, rsi = control word (0: unwind).
             "push rbp",
             "push rbx",
             "lea rax, [rip + 2f]",
-            "mov [rdx + {resume}], rax",
-            "mov [rdx + {sp}], rsp",
-            "mov rbx, [rdx - {rbx_below}]",
+            "push rax",
+            "mov rax, rsp",
+            teb_swap!("rdx"),
             "mov rsp, [rdx]",
             "pop rbp",
-            "ret",
+            "pop rbx",
+            "pop rcx",
+            "jmp rcx",
             "2:",
-            "push rbp",
-            "mov [rsi - {link}], rsp",
-            "mov [rsi - {rbx}], rbx",
-            "mov rsp, [rsi - {sp_slot}]",
+            "lea rsp, [rdx + {word}]",
             "pop rbx",
             "pop rbp",
-            resume = const RESUME_ABOVE_LINK,
-            sp = const SP_ABOVE_LINK,
-            rbx_below = const RBX_BELOW_LINK,
-            link = const LINK_OFFSET,
-            rbx = const RBX_SLOT,
-            sp_slot = const SP_SLOT,
+            word = const WORD,
             inlateout("rdi") arg => word,
-            inlateout("rdx") link => control,
-            lateout("rsi") _,
-        );
+            inlateout("rdx") link => _,
+            lateout("rsi") control,
+        });
     }
     if control == 0 {
         None
@@ -418,20 +625,23 @@ pub unsafe fn switch_and_reset(arg: Word, exit: usize, link: *mut StackPointer) 
     // SAFETY: as for `switch_yield`, without a resume address: the exit code
     // tells the parent never to resume us.
     unsafe {
-        asm!(
-            // In: rdi = word, rax = exit code, rdx = link. Restores the
-            // parent's rbx, switches to its record, pops its rbp and returns
-            // into it.
-            "mov rbx, [rdx - {rbx_below}]",
+        teb_asm!(asm, save = RESUME_TEB, load = PARENT_TEB, ext = EXTENTS_BELOW_LINK; {
+            // In: rdi = word, rax = exit code, rdx = link. Windows: swaps
+            // the TEB's stack fields (ours into the resume state, for the
+            // stack's record, the parent's back into the TEB; rcx, r8-r11
+            // are free, as nothing comes back here). Switches to the
+            // parent's record, pops its rbp, rbx and return label and
+            // jumps there.
+            teb_swap!("rdx"),
             "mov rsp, [rdx]",
             "pop rbp",
-            "ret",
-            rbx_below = const RBX_BELOW_LINK,
+            "pop rbx",
+            "pop rcx",
+            "jmp rcx",
             in("rdi") arg,
             in("rax") exit,
             in("rdx") link,
-            options(noreturn)
-        )
+        } options(noreturn))
     }
 }
 
@@ -439,6 +649,7 @@ pub unsafe fn switch_and_reset(arg: Word, exit: usize, link: *mut StackPointer) 
 ///
 /// # Safety
 /// `top` must be 16-aligned with enough writable stack below it for `f`.
+#[cfg(not(windows))]
 #[inline(always)]
 pub unsafe fn on_stack(arg: *mut u8, top: usize, f: StackCallFn) {
     // SAFETY: stack_call_root restores rbp and rsp; `f` follows the
@@ -452,6 +663,40 @@ pub unsafe fn on_stack(arg: *mut u8, top: usize, f: StackCallFn) {
             inlateout("rdi") arg => _,
             inlateout("rsi") top => _,
             inlateout("rdx") f => _,
+            clobber_abi("win64")
+        );
+    }
+}
+
+/// Windows: calls `f(arg)` with the stack pointer at `top` and the TEB
+/// describing that stack as `teb` says, then puts back the TEB's fields
+/// for this stack, both inside the switch (see `stack_call_root`).
+///
+/// # Safety
+/// `top` must be 16-aligned with enough writable stack below it for `f`,
+/// and `teb` must describe that stack.
+#[cfg(windows)]
+#[inline(always)]
+pub unsafe fn on_stack_with_teb(
+    arg: *mut u8,
+    top: usize,
+    f: StackCallFn,
+    teb: &TebState,
+) {
+    // SAFETY: stack_call_root restores rbp, rsp and the TEB's stack
+    // fields; `f` follows the Microsoft ABI, so only volatile registers
+    // change.
+    unsafe {
+        unwinding_asm!(
+            // In: rdi = argument, rsi = new stack top, rdx = function, r8 =
+            // the new stack's TEB state. Calls the root, which returns with
+            // rbp, rsp and the TEB restored.
+            "call {root}",
+            root = sym stack_call_root,
+            inlateout("rdi") arg => _,
+            inlateout("rsi") top => _,
+            inlateout("rdx") f => _,
+            inlateout("r8") teb as *const TebState => _,
             clobber_abi("win64")
         );
     }

@@ -70,8 +70,16 @@ os_stacks! {
         type Hit;
 
         /// Whether a fault at `addr` is one to report: in the guard of one of
-        /// the crate's stacks, with the report on.
+        /// the crate's stacks, with the report on (asked on Unix).
+        #[cfg_attr(windows, allow(dead_code))]
         fn guard_hit(addr: usize) -> Option<Self::Hit>;
+
+        /// Whether a stack-overflow exception at `addr` is one to report:
+        /// anywhere in one of the crate's stacks, with the report on (asked
+        /// on Windows, where the OS says it is an overflow, and where on
+        /// the stack it raises it is not documented).
+        #[cfg_attr(unix, allow(dead_code))]
+        fn overflow_hit(addr: usize) -> Option<Self::Hit>;
 
         /// Whether the calling thread takes trap handlers: a hit is then first
         /// offered to the handler that was installed before, which may recover

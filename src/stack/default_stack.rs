@@ -18,6 +18,36 @@ use super::{Stack, StackPointer};
 /// [`limit`](Stack::limit) is the lowest usable address; the guard page
 /// is the page below it.
 ///
+/// # Memory
+///
+/// On Unix the whole stack is mapped read-write at once, and the kernel
+/// backs each page with memory when it is first touched.
+///
+/// On Windows (x86-64) a stack grows like a thread's stack: its whole size
+/// is reserved, but only its top page is committed, with a `PAGE_GUARD`
+/// page below it. When code running on the stack touches the guard page,
+/// Windows commits it, makes the next page down the guard page and lowers
+/// the TEB's `StackLimit` (the context switch keeps the TEB describing the
+/// running stack at every instant), so the stack counts against the
+/// system's commit limit only for what has been used: a new stack commits
+/// two pages, its top page and the guard page (a one-page stack commits
+/// its page and the last guard page below the limit). Below the limit a
+/// last guard page and 16 KiB of room for stack-overflow handlers are
+/// reserved, as below a thread's stack: the overflow is raised when the
+/// moving guard page reaches the last one, and the OS commits the room for
+/// the handlers then. Once committed, pages stay committed until the stack
+/// is dropped (a pool's stacks are reset to their top page when they come
+/// back, with
+/// [`release_idle_memory`](super::StackPoolBuilder::release_idle_memory)
+/// or [`zero_on_reuse`](super::StackPoolBuilder::zero_on_reuse)). Code on
+/// another stack that touches the part not yet committed faults, as it
+/// would on a thread's stack (what a coroutine has used is committed, so
+/// pointers to its locals are fine); what the crate itself writes there
+/// before a coroutine first runs, its closure, is committed first. On
+/// 32-bit x86 and AArch64 Windows, whose switches leave the TEB to the
+/// Rust code around them, the usable part is committed when the stack is
+/// made.
+///
 /// ```
 /// use switchback::stack::{DefaultStack, Stack};
 ///
@@ -80,7 +110,9 @@ impl Default for DefaultStack {
 
 // SAFETY: the mapping is owned by this object and unmapped when it drops;
 // its lowest page, just below `limit`, is PROT_NONE or PAGE_GUARD (a page is
-// at least MIN_GUARD_SIZE); base and limit are page-aligned and fixed; at least
+// at least MIN_GUARD_SIZE); on Windows the usable part is committed as it is
+// reached, like a thread's stack, as its TEB fields describe (see
+// `mapping_windows.rs`); base and limit are page-aligned and fixed; at least
 // MIN_STACK_SIZE bytes lie between them (rounded_stack_size's floor).
 unsafe impl Stack for DefaultStack {
     #[inline]
@@ -106,5 +138,11 @@ unsafe impl Stack for DefaultStack {
     fn update_teb_fields(&mut self, stack_limit: usize, guaranteed_stack_bytes: usize) {
         self.mapping
             .update_teb_fields(stack_limit, guaranteed_stack_bytes)
+    }
+
+    #[cfg(windows)]
+    #[inline]
+    fn __commit_from(&self, low: usize) {
+        self.mapping.commit_from(low)
     }
 }

@@ -66,6 +66,19 @@ impl Mapping {
         self.region.teb_fields()
     }
 
+    /// Commits `[low, base)` of this idle stack if it is not yet (Windows
+    /// stacks commit on demand), for code that writes there from another
+    /// stack.
+    ///
+    /// # Panics
+    ///
+    /// If the memory cannot be committed (the system's commit limit).
+    #[cfg(windows)]
+    #[inline]
+    pub(crate) fn commit_from(&self, low: usize) {
+        crate::os::commit_or_panic(&self.region, low)
+    }
+
     /// Records the TEB's stack fields as code left this stack.
     #[cfg(windows)]
     #[inline]

@@ -53,11 +53,9 @@
 //!
 //! Measure rather than guess: `high_water_mark()` on a `DefaultStack` or
 //! `PooledStack` says how many bytes of it were ever used, so run the real
-//! workload on generous stacks and size from the peak. On Linux memory is
-//! committed as it is touched, so a large stack that is mostly unused costs
-//! address space, not memory; on Windows the whole usable part counts
-//! against the commit limit from the start (backed by memory only when
-//! touched).
+//! workload on generous stacks and size from the peak. Memory is committed
+//! as it is touched (on Windows as on Linux), so a large stack that is
+//! mostly unused costs address space, not memory.
 //!
 //! # Overflow, and running out
 //!
@@ -189,7 +187,9 @@ pub const MIN_GUARD_SIZE: usize = 4096;
 ///   aligned to [`STACK_ALIGNMENT`], with `limit() < base()`.
 /// - The memory from `limit()` up to `base()` is readable, writable, owned
 ///   by the object and not used by anything else while a coroutine runs on
-///   it.
+///   it. (On Windows it may instead be committed as code on the stack
+///   reaches it, as a thread's stack is, if
+///   its `teb_fields` say so: `DefaultStack` does this.)
 /// - At least [`MIN_GUARD_SIZE`] bytes directly below `limit()` fault on any
 ///   access (a guard page), so that a stack overflow traps instead of
 ///   corrupting other memory.
@@ -234,9 +234,11 @@ pub unsafe trait Stack {
     ///
     /// The default describes `[limit(), base())` as committed memory with
     /// the guard just below `limit()` and no guaranteed bytes, which is
-    /// right for any stack that keeps the [`Stack`] contract. A stack that
-    /// commits its memory lazily, as `DefaultStack` does not, returns its
-    /// current commit limit and the start of its reservation.
+    /// right for any stack that keeps the [`Stack`] contract with committed
+    /// memory. A stack that commits its memory as code on it grows into a
+    /// guard page, as a thread's stack and `DefaultStack` do, returns its
+    /// current commit limit and the start of its reservation, so that
+    /// Windows grows it.
     #[cfg(windows)]
     fn teb_fields(&self) -> StackTebFields {
         StackTebFields {
@@ -256,6 +258,20 @@ pub unsafe trait Stack {
     #[cfg(windows)]
     fn update_teb_fields(&mut self, stack_limit: usize, guaranteed_stack_bytes: usize) {
         let _ = (stack_limit, guaranteed_stack_bytes);
+    }
+
+    /// Windows only, and not part of the public API (it may change in any
+    /// release): called on an idle stack before the crate writes to
+    /// `[low, base())` from another stack (a new coroutine's closure, at
+    /// the top of its stack), so that a stack which commits its memory as
+    /// code on it grows, as `DefaultStack` does, can commit that part
+    /// first: code on another stack cannot grow it through its guard page.
+    /// The default does nothing, which is right for any stack that keeps
+    /// the [`Stack`] contract with committed memory.
+    #[cfg(windows)]
+    #[doc(hidden)]
+    fn __commit_from(&self, low: usize) {
+        let _ = low;
     }
 }
 
@@ -282,5 +298,11 @@ unsafe impl<S: Stack + ?Sized> Stack for &mut S {
     #[inline]
     fn update_teb_fields(&mut self, stack_limit: usize, guaranteed_stack_bytes: usize) {
         (**self).update_teb_fields(stack_limit, guaranteed_stack_bytes)
+    }
+
+    #[cfg(windows)]
+    #[inline]
+    fn __commit_from(&self, low: usize) {
+        (**self).__commit_from(low)
     }
 }

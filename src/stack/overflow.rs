@@ -201,7 +201,16 @@ impl GuardFaults for Report {
     #[inline]
     fn guard_hit(addr: usize) -> Option<StackRange> {
         if ENABLED.load(Ordering::Relaxed) {
-            guard_hit(addr)
+            registry::find(addr).filter(|range| range.guard <= addr && addr < range.limit)
+        } else {
+            None
+        }
+    }
+
+    #[inline]
+    fn overflow_hit(addr: usize) -> Option<StackRange> {
+        if ENABLED.load(Ordering::Relaxed) {
+            registry::find(addr)
         } else {
             None
         }
@@ -217,10 +226,6 @@ impl GuardFaults for Report {
     }
 }
 
-/// The registered stack whose guard page holds `addr`.
-fn guard_hit(addr: usize) -> Option<StackRange> {
-    registry::find(addr).filter(|range| range.guard <= addr && addr < range.limit)
-}
 
 /// Set by the first thread that reports an overflow.
 static REPORTING: AtomicBool = AtomicBool::new(false);

@@ -57,6 +57,32 @@ pub unsafe fn make_inaccessible(addr: usize, len: usize) {
     assert!(ok, "cannot protect {len} bytes at {addr:#x}");
 }
 
+/// Windows: commits `len` bytes at `addr` (whole pages) read-write.
+/// `DefaultStack` commits its pages as code on it reaches them; a stack cut
+/// from one (a custom `Stack`) must have them committed.
+///
+/// # Safety
+/// The pages must be reserved, owned by the caller and unused.
+#[cfg(windows)]
+pub unsafe fn commit(addr: usize, len: usize) {
+    use windows_sys::Win32::System::Memory::{VirtualAlloc, MEM_COMMIT, PAGE_READWRITE};
+    // SAFETY: per the caller.
+    let ok = unsafe { !VirtualAlloc(addr as *const _, len, MEM_COMMIT, PAGE_READWRITE).is_null() };
+    assert!(ok, "cannot commit {len} bytes at {addr:#x}");
+}
+
+/// Windows: whether the page at `addr` is committed.
+#[cfg(windows)]
+pub fn is_committed(addr: usize) -> bool {
+    use windows_sys::Win32::System::Memory::{VirtualQuery, MEMORY_BASIC_INFORMATION, MEM_COMMIT};
+    // SAFETY: VirtualQuery only fills the structure it is given.
+    unsafe {
+        let mut info: MEMORY_BASIC_INFORMATION = std::mem::zeroed();
+        let len = std::mem::size_of::<MEMORY_BASIC_INFORMATION>();
+        VirtualQuery(addr as *const _, &mut info, len) == len && info.State == MEM_COMMIT
+    }
+}
+
 /// Set by `scripts/wine.sh` when the tests run under Wine.
 pub fn under_wine() -> bool {
     std::env::var_os("SWITCHBACK_WINE").is_some()
@@ -125,6 +151,30 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// Windows' `ERROR_INTERNAL_ERROR`, which Wine's `CreateProcess`
+/// occasionally returns on a loaded machine before the child exists.
+const WINE_SPAWN_INTERNAL_ERROR: i32 = 1359;
+
+/// Runs `command` to completion. Under Wine, a spawn that fails with
+/// [`WINE_SPAWN_INTERNAL_ERROR`] is tried again (up to five times, a moment
+/// apart): the child never started, so nothing of the test is repeated and
+/// no result of the child's is ever retried.
+fn spawn_and_wait(command: &mut std::process::Command) -> std::process::Output {
+    let mut attempts_left = if under_wine() { 5 } else { 1 };
+    loop {
+        attempts_left -= 1;
+        match command.output() {
+            Ok(output) => return output,
+            Err(error)
+                if attempts_left > 0 && error.raw_os_error() == Some(WINE_SPAWN_INTERNAL_ERROR) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            Err(error) => panic!("cannot start the child process {command:?}: {error}"),
+        }
+    }
+}
+
 /// Runs the named test of the current test binary in a child process with
 /// the environment variable `var` set to 1, and returns how it ended and
 /// what it wrote to stderr.
@@ -143,13 +193,12 @@ pub fn run_child(test: &str, var: &str) -> (std::process::ExitStatus, String) {
         }
         None => std::process::Command::new(exe),
     };
-    let output = command
+    command
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env(var, "1")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .output()
-        .unwrap();
+        .stderr(std::process::Stdio::piped());
+    let output = spawn_and_wait(&mut command);
     (
         output.status,
         String::from_utf8_lossy(&output.stderr).into_owned(),

@@ -30,8 +30,12 @@ unsafe extern "system" fn on_exception<P: GuardFaults>(info: *mut EXCEPTION_POIN
     if record.ExceptionCode != EXCEPTION_STACK_OVERFLOW || record.NumberParameters < 2 {
         return EXCEPTION_CONTINUE_SEARCH;
     }
-    // The second parameter is the faulting address, in the guard page.
-    match P::guard_hit(record.ExceptionInformation[1]) {
+    // The second parameter is the faulting address: in the last guard page
+    // under Wine, which raises the overflow when the guard page that moves
+    // down with the stack reaches it. Where Windows gives up is not
+    // documented (the size of its guard region follows
+    // `GuaranteedStackBytes`), so anywhere in the stack counts.
+    match P::overflow_hit(record.ExceptionInformation[1]) {
         Some(hit) => P::report(&hit),
         None => EXCEPTION_CONTINUE_SEARCH,
     }

@@ -15,6 +15,7 @@ os_stacks! {
         abort_now, ensure_alt_stack, install_fault_handler, wait_forever, write_stderr,
     };
     pub(crate) use self::memory::{
-        page_size, resident_pages, running_stack_limit, thread_stack, Region, GUARD_PAGES,
+        commit_or_panic, page_size, resident_pages, running_stack_limit, thread_stack, Region,
+        GUARD_PAGES,
     };
 }

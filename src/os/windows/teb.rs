@@ -5,7 +5,7 @@
 //! dispatcher refuses frames outside them, its guard-page handler grows
 //! only the stack they describe, and the stack probes (`__chkstk`) compare
 //! against `StackLimit`. So whoever switches stacks writes the fields of
-//! the stack it goes to (see `sanitizer::start_switch`).
+//! the stack it goes to (see `switch`).
 //!
 //! Offsets from the start of the TEB, from the documented `NT_TIB` header
 //! (`StackBase` and `StackLimit` are its second and third words) and the
@@ -47,6 +47,16 @@ pub struct StackTebFields {
     pub GuaranteedStackBytes: usize,
 }
 
+/// Whether the architecture's switches swap the TEB fields themselves, in
+/// the `asm!` blocks that switch the stack pointer (x86-64: see
+/// `arch/x86_64_windows.rs`), rather than the portable code around them.
+/// There nothing runs between the TEB write and the switch, so a stack that
+/// grows on demand (through its guard page, which Windows grows only for
+/// the stack the TEB describes) is described at every instant: only there
+/// do `DefaultStack` and pooled stacks commit on demand (see
+/// `stack/mapping_windows.rs`).
+pub(crate) const IN_SWITCH: bool = cfg!(target_arch = "x86_64");
+
 /// Everything the TEB says about the running stack.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(16))]
@@ -72,17 +82,19 @@ impl TebState {
 }
 
 const WORD: usize = core::mem::size_of::<usize>();
-const EXCEPTION_LIST: usize = 0;
-const STACK_BASE: usize = WORD;
-const STACK_LIMIT: usize = 2 * WORD;
+// The fields' offsets in the TEB (also used by the switches that swap the
+// fields in assembly, where `arch::TEB_IN_SWITCH` says so).
+pub(crate) const EXCEPTION_LIST: usize = 0;
+pub(crate) const STACK_BASE: usize = WORD;
+pub(crate) const STACK_LIMIT: usize = 2 * WORD;
 #[cfg(target_pointer_width = "64")]
-const DEALLOCATION_STACK: usize = 0x1478;
+pub(crate) const DEALLOCATION_STACK: usize = 0x1478;
 #[cfg(target_pointer_width = "64")]
-const GUARANTEED_STACK_BYTES: usize = 0x1748;
+pub(crate) const GUARANTEED_STACK_BYTES: usize = 0x1748;
 #[cfg(target_pointer_width = "32")]
-const DEALLOCATION_STACK: usize = 0xe0c;
+pub(crate) const DEALLOCATION_STACK: usize = 0xe0c;
 #[cfg(target_pointer_width = "32")]
-const GUARANTEED_STACK_BYTES: usize = 0xf78;
+pub(crate) const GUARANTEED_STACK_BYTES: usize = 0xf78;
 
 /// The current thread's TEB stack state.
 #[inline(always)]

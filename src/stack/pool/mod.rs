@@ -332,6 +332,13 @@ impl StackPoolBuilder {
     /// next coroutine on that stack takes a page fault for each page it
     /// touches, and each return costs a system call (whose TLB flush
     /// reaches every core the process runs on). Default off.
+    ///
+    /// On Windows the stack is decommitted and left as a new one is, with
+    /// only its top page committed (see
+    /// [`DefaultStack`](super::DefaultStack#memory)), so idle stacks count
+    /// against the commit limit for two pages each. Without it a pooled
+    /// stack keeps every page its coroutines have committed, ready for the
+    /// next one.
     pub fn release_idle_memory(mut self, release: bool) -> Self {
         self.release_idle_memory = release;
         self
@@ -495,11 +502,13 @@ impl fmt::Debug for PooledStack {
 }
 
 // SAFETY: a PooledStack is the only owner of its mapping while it lives (the
-// pool holds a mapping only while no PooledStack does); the lowest page is
-// PROT_NONE for the mapping's whole life (discarding pages leaves it alone)
-// and lies just below `limit`;
-// base and limit are page-aligned and fixed; the pool's builder made the
-// usable part at least MIN_STACK_SIZE bytes.
+// pool holds a mapping only while no PooledStack does); the page just below
+// `limit` is PROT_NONE for the mapping's whole life (discarding pages leaves
+// it alone), or on Windows PAGE_GUARD (armed again after an overflow, by
+// `teb_fields` and `discard`); on Windows the usable part is committed as it
+// is reached, like a thread's stack, as its TEB fields describe (see
+// `mapping_windows.rs`); base and limit are page-aligned and fixed; the
+// pool's builder made the usable part at least MIN_STACK_SIZE bytes.
 unsafe impl Stack for PooledStack {
     #[inline]
     fn base(&self) -> StackPointer {
@@ -525,5 +534,11 @@ unsafe impl Stack for PooledStack {
         self.slot
             .mapping
             .update_teb_fields(stack_limit, guaranteed_stack_bytes)
+    }
+
+    #[cfg(windows)]
+    #[inline]
+    fn __commit_from(&self, low: usize) {
+        self.slot.mapping.commit_from(low)
     }
 }
