@@ -27,7 +27,8 @@ tasks:
       The CI steps after the install (bash .ci/run installs, then runs
       this): each step timed, a summary at the end; the first failing step
       stops the run (KEEP_GOING=1: every step runs, and the run fails at the
-      end). STEP picks steps by number or by the start of their name.
+      end). STEP picks steps by number or by the start of their name;
+      CI_TARGETS=TRIPLE,... limits the cross steps to those triples.
   cross TRIPLE CARGO-SUBCOMMAND [ARGS...]
       `cargo SUBCOMMAND --target TRIPLE ARGS` for a qemu-user row of the
       target table (src/arch/targets.rs), with its cross linker and qemu
