@@ -326,7 +326,7 @@ fn feature_combinations(ci: &Ci) -> Result<(), String> {
     println!("refused as expected");
     // Dropping a suspended coroutine where it cannot be unwound explains
     // itself before aborting.
-    run(&mut ci.bash(".ci/abort-paths.sh", &[]))
+    crate::abort_paths::run(&ci.root, &ci.target_dir)
 }
 
 // ---------------------------------------------------------------------------
@@ -640,7 +640,7 @@ fn bench_compare(ci: &Ci) -> Result<(), String> {
 // Two copies of switchback and corosensei 0.3.4 linked into one binary: no
 // assembly symbol may clash. Builds in $TARGET_DIR/link-twice.
 fn link_twice(ci: &Ci) -> Result<(), String> {
-    run(&mut ci.bash(".ci/link-twice.sh", &[]))
+    crate::link_twice::run(&ci.root, &ci.target_dir)
 }
 
 // ---------------------------------------------------------------------------

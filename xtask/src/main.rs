@@ -2,9 +2,11 @@
 
 use std::process::ExitCode;
 
+mod abort_paths;
 mod audit;
 mod ci;
 mod cmd;
+mod link_twice;
 mod objects;
 mod targets;
 
@@ -33,6 +35,12 @@ tasks:
       `cargo SUBCOMMAND --target TRIPLE ARGS` for a qemu-user row of the
       target table (src/arch/targets.rs), with its cross linker and qemu
       runner (i686 natively where the kernel can load it).
+  abort-paths
+      Part of step 5: a suspended coroutine dropped where it cannot be
+      unwound (panic = abort, or without the `unwind` feature) aborts
+      with a message that says why.
+  link-twice
+      Step 14: two copies of switchback and corosensei 0.3.4 in one binary.
   check-docs
       Checks that README.md's and CONTRIBUTING.md's target tables list
       exactly the triples of src/arch/targets.rs.
@@ -52,6 +60,14 @@ fn main() -> ExitCode {
         Some("ci") => ci::run_ci(&args[1..]),
         Some("cross") => ci::cross(&args[1..]),
         Some("check-docs") => targets::check_docs(),
+        Some("abort-paths") => {
+            let ci = ci::Ci::new();
+            abort_paths::run(&ci.root, &ci.target_dir)
+        }
+        Some("link-twice") => {
+            let ci = ci::Ci::new();
+            link_twice::run(&ci.root, &ci.target_dir)
+        }
         Some("check-object") => match &args[1..] {
             [triple, path] => objects::Tools::find().and_then(|tools| {
                 let path = std::path::Path::new(path);
