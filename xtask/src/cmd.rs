@@ -22,7 +22,10 @@ pub fn show(cmd: &Command) -> String {
     words.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
     let mut line = words.join(" ");
     if let Some(dir) = cmd.get_current_dir() {
-        line = format!("(cd {} && {line})", dir.display());
+        // Only a directory other than the one the run started in.
+        if std::env::current_dir().ok().as_deref() != Some(dir) {
+            line = format!("(cd {} && {line})", dir.display());
+        }
     }
     line
 }
