@@ -78,8 +78,8 @@
 //! - Unwind info: the root's CFA is a DWARF expression, which compact unwind
 //!   cannot express, so the assembler gives it a compact-unwind entry in
 //!   DWARF mode and the linker keeps its FDE (with the signal-frame
-//!   augmentation) in `__eh_frame`; `.ci/targets.sh` checks this in a
-//!   dylib linked from the object by rust-lld's Mach-O linker.
+//!   augmentation) in `__eh_frame`; CI (`xtask/src/objects.rs`) checks
+//!   this in a dylib linked from the object by rust-lld's Mach-O linker.
 //! - Apple's arm64 does not use BTI: `hint #34` is a no-op there, kept so
 //!   that the resume prologue has the same length everywhere.
 //! - arm64e (return addresses signed with pointer authentication, which

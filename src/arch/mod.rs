@@ -148,14 +148,31 @@ macro_rules! state_register_entries {
     };
 }
 
-/// Declares an architecture file and re-exports its items where `$cfg`
-/// holds.
-macro_rules! architecture {
-    ($cfg:meta, $file:ident) => {
-        #[cfg($cfg)]
-        mod $file;
-        #[cfg($cfg)]
-        pub use $file::*;
+/// Expands the target table (`targets.rs`): each architecture file declared
+/// and re-exported where its row's `target_arch` and `target_os` hold, and
+/// for every other target a compile error that lists the rows. The `ci`
+/// part of each row is for CI (`xtask/src/targets.rs`) and ignored here.
+macro_rules! targets {
+    ($(
+        $file:ident {
+            arch: [$($arch:literal),+ $(,)?],
+            os: [$($os:literal),+ $(,)?],
+            ci: { $($ci:tt)* } $(,)?
+        }
+    )*) => {
+        $(
+            #[cfg(all(any($(target_arch = $arch),+), any($(target_os = $os),+)))]
+            mod $file;
+            #[cfg(all(any($(target_arch = $arch),+), any($(target_os = $os),+)))]
+            pub use $file::*;
+        )*
+
+        #[cfg(not(any($(all(any($(target_arch = $arch),+), any($(target_os = $os),+))),*)))]
+        compile_error!(concat!(
+            "switchback does not support this target yet. Supported (target_arch on target_os):",
+            $(" ", $($arch, " ",)+ "on", $(" ", $os,)+ ";",)*
+            " see the README's target table for how each is tested"
+        ));
     };
 }
 
@@ -176,148 +193,9 @@ macro_rules! architecture {
 // calling convention and PE/COFF, no TEB), `x86.rs` (cdecl) and `aarch64.rs`
 // (AAPCS64; see their headers). Other operating systems have their own ABI details
 // (calling conventions, unwind formats, reserved registers) and stop at the
-// compile error below until a file is written for them.
-architecture!(
-    all(
-        target_arch = "x86_64",
-        any(
-            target_os = "linux",
-            target_os = "android",
-            target_os = "freebsd",
-            target_os = "netbsd",
-            target_os = "openbsd",
-            target_os = "dragonfly",
-            target_os = "illumos",
-            target_os = "none",
-            target_os = "macos"
-        )
-    ),
-    x86_64
-);
-architecture!(
-    all(target_arch = "x86_64", any(windows, target_os = "uefi")),
-    x86_64_windows
-);
-architecture!(
-    all(
-        target_arch = "x86",
-        any(
-            target_os = "linux",
-            target_os = "android",
-            target_os = "freebsd",
-            target_os = "none",
-            target_os = "uefi"
-        )
-    ),
-    x86
-);
-architecture!(all(target_arch = "x86", windows), x86_windows);
-architecture!(
-    all(
-        any(target_arch = "riscv64", target_arch = "riscv32"),
-        any(target_os = "linux", target_os = "none")
-    ),
-    riscv
-);
-architecture!(
-    all(
-        target_arch = "loongarch64",
-        any(target_os = "linux", target_os = "none")
-    ),
-    loongarch64
-);
-architecture!(
-    all(
-        target_arch = "powerpc64",
-        any(target_os = "linux", target_os = "none")
-    ),
-    powerpc64
-);
-architecture!(
-    all(
-        target_arch = "s390x",
-        any(target_os = "linux", target_os = "none")
-    ),
-    s390x
-);
-architecture!(
-    all(
-        target_arch = "arm",
-        any(
-            target_os = "linux",
-            target_os = "android",
-            target_os = "none"
-        )
-    ),
-    arm
-);
-architecture!(
-    all(
-        target_arch = "aarch64",
-        any(
-            target_os = "linux",
-            target_os = "android",
-            target_os = "freebsd",
-            target_os = "none",
-            target_os = "macos",
-            target_os = "ios",
-            target_os = "uefi"
-        )
-    ),
-    aarch64
-);
-architecture!(all(target_arch = "aarch64", windows), aarch64_windows);
+// compile error of `targets!` until a file is written for them.
+include!("targets.rs");
 
 // What portable code places below the reserved top (the coroutine's
 // extents, the closure object) needs it aligned.
 const _: () = assert!(RESERVED_TOP.is_multiple_of(STACK_ALIGNMENT));
-
-#[cfg(not(any(
-    all(
-        any(
-            target_arch = "x86_64",
-            target_arch = "x86",
-            target_arch = "riscv64",
-            target_arch = "riscv32",
-            target_arch = "loongarch64",
-            target_arch = "powerpc64",
-            target_arch = "s390x",
-            target_arch = "arm",
-            target_arch = "aarch64",
-        ),
-        any(target_os = "linux", target_os = "none")
-    ),
-    all(
-        target_arch = "x86_64",
-        any(
-            target_os = "android",
-            target_os = "freebsd",
-            target_os = "netbsd",
-            target_os = "openbsd",
-            target_os = "dragonfly",
-            target_os = "illumos"
-        )
-    ),
-    all(
-        any(target_arch = "x86", target_arch = "aarch64"),
-        any(target_os = "android", target_os = "freebsd")
-    ),
-    all(target_arch = "arm", target_os = "android"),
-    all(target_arch = "x86_64", windows),
-    all(target_arch = "x86", windows),
-    all(target_arch = "aarch64", windows),
-    all(target_arch = "x86_64", target_os = "macos"),
-    all(target_arch = "aarch64", any(target_os = "macos", target_os = "ios")),
-    all(
-        any(target_arch = "x86_64", target_arch = "x86", target_arch = "aarch64"),
-        target_os = "uefi"
-    ),
-)))]
-compile_error!(
-    "switchback does not support this target yet. Supported: Linux and bare-metal (no OS) \
-     targets of x86-64, x86 (i686), AArch64, 32-bit ARM (ARM and Thumb), RISC-V (RV64, RV32), \
-     LoongArch64, PowerPC64 (ELFv1, ELFv2) and s390x (glibc and musl); Android on x86-64, x86 \
-     (i686), AArch64 and 32-bit ARM; FreeBSD on x86-64, x86 (i686) and AArch64; NetBSD, \
-     OpenBSD, DragonFly and illumos on x86-64; Windows on x86-64, x86 (i686) and AArch64; macOS on x86-64 and AArch64; iOS on AArch64; UEFI on x86-64, x86 (i686) and \
-     AArch64; see the README's target table for how each is tested"
-);

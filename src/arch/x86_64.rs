@@ -108,8 +108,8 @@
 //!   expression, which compact unwind cannot express, so its entry is in
 //!   DWARF mode and the linker keeps its FDE in `__eh_frame`, signal-frame
 //!   augmentation included (`stack_call_root`'s entry is in DWARF mode too);
-//!   `.ci/targets.sh` checks this in a dylib linked from the object by
-//!   rust-lld's Mach-O linker.
+//!   CI (`xtask/src/objects.rs`) checks this in a dylib linked from the
+//!   object by rust-lld's Mach-O linker.
 //! - Frame pointers, which Apple requires to form a chain at all times: the
 //!   root's `{link, label}` record keeps the chain going into the parent,
 //!   as on Linux.
