@@ -46,37 +46,26 @@ mod signals;
 ))]
 mod attributes;
 
-// The system's own file, as `system`.
+// The system's own file, as `system`: one item per file, its cfg written
+// once.
 #[cfg(any(target_os = "linux", target_os = "android"))]
-mod linux;
-#[cfg(any(target_os = "linux", target_os = "android"))]
-use self::linux as system;
-
+#[path = "linux.rs"]
+mod system;
 #[cfg(target_vendor = "apple")]
-mod apple;
-#[cfg(target_vendor = "apple")]
-use self::apple as system;
-
+#[path = "apple.rs"]
+mod system;
 #[cfg(any(target_os = "freebsd", target_os = "dragonfly"))]
-mod freebsd;
-#[cfg(any(target_os = "freebsd", target_os = "dragonfly"))]
-use self::freebsd as system;
-
+#[path = "freebsd.rs"]
+mod system;
 #[cfg(target_os = "netbsd")]
-mod netbsd;
-#[cfg(target_os = "netbsd")]
-use self::netbsd as system;
-
+#[path = "netbsd.rs"]
+mod system;
 #[cfg(target_os = "openbsd")]
-mod openbsd;
-#[cfg(target_os = "openbsd")]
-use self::openbsd as system;
-
+#[path = "openbsd.rs"]
+mod system;
 #[cfg(target_os = "illumos")]
-mod illumos;
-#[cfg(target_os = "illumos")]
-use self::illumos as system;
-
+#[path = "illumos.rs"]
+mod system;
 #[cfg(not(any(
     target_os = "linux",
     target_os = "android",
@@ -87,18 +76,8 @@ use self::illumos as system;
     target_os = "openbsd",
     target_os = "illumos"
 )))]
-mod other;
-#[cfg(not(any(
-    target_os = "linux",
-    target_os = "android",
-    target_vendor = "apple",
-    target_os = "freebsd",
-    target_os = "dragonfly",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "illumos"
-)))]
-use self::other as system;
+#[path = "other.rs"]
+mod system;
 
 pub(crate) use self::memory::{
     page_size, resident_pages, running_stack_limit, Region, GUARD_PAGES,
