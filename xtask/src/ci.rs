@@ -190,12 +190,16 @@ pub fn run_ci(args: &[String]) -> Result<(), String> {
         println!("================================================================");
         println!("== {name}   (at {})", elapsed(start.elapsed().as_secs()));
         println!("================================================================");
-        let result = step(&ci);
+        let result = crate::disk::make_room(&ci.target_dir).and_then(|_| step(&ci));
         let took = elapsed(step_start.elapsed().as_secs());
+        // What the step left free: the run's peak use shows in the summary.
+        let free = crate::disk::free_bytes(&ci.target_dir)
+            .map(|b| format!("  ({} free after)", crate::disk::gib(b)))
+            .unwrap_or_default();
         match result {
-            Ok(()) => summary.push(format!("ok      {took:<8} {name}")),
+            Ok(()) => summary.push(format!("ok      {took:<8} {name}{free}")),
             Err(e) => {
-                summary.push(format!("FAILED  {took:<8} {name}"));
+                summary.push(format!("FAILED  {took:<8} {name}{free}"));
                 eprintln!("{e}");
                 println!();
                 println!("!! step failed: {name}");

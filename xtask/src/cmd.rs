@@ -43,6 +43,33 @@ pub fn run(cmd: &mut Command) -> Result<(), String> {
     }
 }
 
+/// The lines of a failed command's output that name its cause (compiler
+/// errors, panics, a full disk, a linker killed by a signal), at most
+/// [`CAUSE_LINES`] of them, each indented on its own line; empty if none.
+/// They are repeated in the failure message because a CI log is often read
+/// from its end, where a compiler's first error is long gone.
+fn causes(log: &str) -> String {
+    let picked: Vec<&str> = log
+        .lines()
+        .filter(|line| {
+            let line = line.trim_start();
+            line.starts_with("error")
+                || line.contains("panicked at")
+                || line.contains("LLVM ERROR")
+                || line.contains("No space left on device")
+                || line.contains("fatal error")
+        })
+        .take(CAUSE_LINES)
+        .collect();
+    picked
+        .iter()
+        .map(|l| format!("\n  | {}", l.trim_end()))
+        .collect()
+}
+
+/// How many cause lines a failure message repeats.
+const CAUSE_LINES: usize = 12;
+
 /// Runs `cmd` (echoed) with stdout and stderr in one pipe, shown line by
 /// line as they come; returns the output and whether it exited with 0.
 pub fn run_logged(cmd: &mut Command) -> Result<(String, bool), String> {
@@ -73,7 +100,7 @@ pub fn run_logged(cmd: &mut Command) -> Result<(String, bool), String> {
 pub fn without_warnings(cmd: &mut Command) -> Result<(), String> {
     let (log, ok) = run_logged(cmd)?;
     if !ok {
-        return Err(format!("{} failed", show(cmd)));
+        return Err(format!("{} failed{}", show(cmd), causes(&log)));
     }
     if log.lines().any(|l| l.starts_with("warning")) {
         return Err(format!("warnings (see above) from: {}", show(cmd)));
@@ -154,7 +181,7 @@ pub fn tally_tests(log: &str) -> Result<Tally, String> {
 pub fn run_tests(cmd: &mut Command, what: &str) -> Result<Tally, String> {
     let (log, ok) = run_logged(cmd)?;
     if !ok {
-        return Err(format!("{what}: {} failed", show(cmd)));
+        return Err(format!("{what}: {} failed{}", show(cmd), causes(&log)));
     }
     let tally = tally_tests(&log).map_err(|e| format!("{what}: {e}"))?;
     require_passed(tally, what)
@@ -230,6 +257,24 @@ pub fn target_names(metadata: &str, package: &str, kind: &str) -> Result<Vec<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn causes_repeat_the_lines_that_say_why() {
+        let log = "   Compiling bench-compare v0.0.0\n\
+                   rustc-LLVM ERROR: IO failure on output stream: No space left on device\n\
+                   error: could not compile `bench-compare` (bin \"bench-compare\" test)\n\
+                   \n\
+                   Caused by:\n\
+                   process didn't exit successfully: `rustc ...` (exit status: 101)\n";
+        assert_eq!(
+            causes(log),
+            "\n  | rustc-LLVM ERROR: IO failure on output stream: No space left on device\
+             \n  | error: could not compile `bench-compare` (bin \"bench-compare\" test)"
+        );
+        assert_eq!(causes("all fine\n"), "");
+        let many = "error: x\n".repeat(CAUSE_LINES + 5);
+        assert_eq!(causes(&many).matches("\n  | ").count(), CAUSE_LINES);
+    }
 
     const CARGO_TEST: &str = "\
    Compiling switchback v0.1.0

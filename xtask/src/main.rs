@@ -6,6 +6,7 @@ mod abort_paths;
 mod audit;
 mod ci;
 mod cmd;
+mod disk;
 mod link_twice;
 mod objects;
 mod targets;
