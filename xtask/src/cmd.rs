@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::time::Instant;
 
 /// The command as a shell line (environment assignments first).
 pub fn show(cmd: &Command) -> String {
@@ -30,12 +31,20 @@ pub fn show(cmd: &Command) -> String {
     line
 }
 
+/// Prints how long a command took, after its output, so that a step's
+/// time can be split between its commands.
+fn took(started: Instant) {
+    println!("+ ({:.1} s)", started.elapsed().as_secs_f64());
+}
+
 /// Runs `cmd` (echoed); fails unless it exits with status 0.
 pub fn run(cmd: &mut Command) -> Result<(), String> {
     println!("+ {}", show(cmd));
+    let started = Instant::now();
     let status = cmd
         .status()
         .map_err(|e| format!("cannot run {}: {e}", show(cmd)))?;
+    took(started);
     if status.success() {
         Ok(())
     } else {
@@ -74,6 +83,7 @@ const CAUSE_LINES: usize = 12;
 /// line as they come; returns the output and whether it exited with 0.
 pub fn run_logged(cmd: &mut Command) -> Result<(String, bool), String> {
     println!("+ {}", show(cmd));
+    let started = Instant::now();
     let (reader, writer) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
     let writer2 = writer.try_clone().map_err(|e| format!("pipe: {e}"))?;
     cmd.stdout(writer).stderr(writer2).stdin(Stdio::null());
@@ -93,6 +103,7 @@ pub fn run_logged(cmd: &mut Command) -> Result<(String, bool), String> {
         log.push('\n');
     }
     let status = child.wait().map_err(|e| format!("wait: {e}"))?;
+    took(started);
     Ok((log, status.success()))
 }
 
