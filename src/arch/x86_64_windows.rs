@@ -256,18 +256,15 @@ macro_rules! teb_swap {
     };
 }
 
-/// `$asm!` (`asm` or `switch_asm`) with the operands that `teb_swap!`
-/// names: `ext`, the TEB states' distance below the register it is given, and
-/// `save` and `load`, the offsets of the two states in them.
+/// `$asm!` (`asm`, `switch_asm` or `naked_asm`) with the operands that
+/// name the TEB's five stack fields (`t_*`, offsets in the TEB) and their
+/// copies in a `TebState` (`f_*`, offsets in it): what every block that
+/// saves or loads the TEB's stack fields refers to.
 #[cfg(windows)]
-macro_rules! teb_asm {
-    ($asm:ident, save = $save:expr, load = $load:expr, ext = $ext:expr;
-     { $($body:tt)* } $($tail:tt)*) => {
+macro_rules! teb_fields_asm {
+    ($asm:ident; { $($body:tt)* } $($tail:tt)*) => {
         $asm!(
             $($body)*
-            ext = const $ext,
-            save = const $save,
-            load = const $load,
             t_list = const crate::os::teb::EXCEPTION_LIST,
             t_base = const crate::os::teb::STACK_BASE,
             t_limit = const crate::os::teb::STACK_LIMIT,
@@ -281,6 +278,23 @@ macro_rules! teb_asm {
                 const core::mem::offset_of!(TebState, fields.GuaranteedStackBytes),
             $($tail)*
         )
+    };
+}
+
+/// `$asm!` (`asm` or `switch_asm`) with the operands that `teb_swap!`
+/// names: `ext`, the TEB states' distance below the register it is given, and
+/// `save` and `load`, the offsets of the two states in them, beside the
+/// fields' offsets of [`teb_fields_asm!`].
+#[cfg(windows)]
+macro_rules! teb_asm {
+    ($asm:ident, save = $save:expr, load = $load:expr, ext = $ext:expr;
+     { $($body:tt)* } $($tail:tt)*) => {
+        teb_fields_asm!($asm; {
+            $($body)*
+            ext = const $ext,
+            save = const $save,
+            load = const $load,
+        } $($tail)*)
     };
 }
 /// UEFI: `$asm!` as it is (`teb_swap!` is empty there).
@@ -407,7 +421,7 @@ unsafe extern "C" fn stack_call_root() {
 #[cfg(windows)]
 #[unsafe(naked)]
 unsafe extern "C" fn stack_call_root() {
-    naked_asm!(
+    teb_fields_asm!(naked_asm; {
         ".seh_proc {me}",
         "push rbp",
         ".seh_pushreg rbp",
@@ -446,18 +460,7 @@ unsafe extern "C" fn stack_call_root() {
         me = sym stack_call_root,
         shadow = const SHADOW_SPACE,
         saved = const 5 * WORD,
-        t_list = const crate::os::teb::EXCEPTION_LIST,
-        t_base = const crate::os::teb::STACK_BASE,
-        t_limit = const crate::os::teb::STACK_LIMIT,
-        t_dealloc = const crate::os::teb::DEALLOCATION_STACK,
-        t_guaranteed = const crate::os::teb::GUARANTEED_STACK_BYTES,
-        f_list = const core::mem::offset_of!(TebState, exception_list),
-        f_base = const core::mem::offset_of!(TebState, fields.StackBase),
-        f_limit = const core::mem::offset_of!(TebState, fields.StackLimit),
-        f_dealloc = const core::mem::offset_of!(TebState, fields.DeallocationStack),
-        f_guaranteed =
-            const core::mem::offset_of!(TebState, fields.GuaranteedStackBytes),
-    )
+    })
 }
 
 /// Where a trap handler sends a coroutine (`TrapHandlerRegs::rip`): calls
