@@ -59,6 +59,11 @@ impl Mapping {
     pub(crate) fn new(mapping_len: usize) -> io::Result<Self> {
         #[cfg(unix)]
         if let Some(slot) = SlabStack::new(mapping_len)? {
+            // As fresh as a new mapping, for Valgrind and AddressSanitizer
+            // too (which would otherwise still hold the slot's last frames
+            // as gone: nothing unmapped and mapped it again).
+            super::valgrind::mark_fresh(slot.limit(), slot.base() - slot.limit());
+            crate::sanitizer::unpoison(slot.limit(), slot.base());
             return Ok(Self::with(slot.limit(), slot.base(), Memory::Slab(slot)));
         }
         let region = Region::new(mapping_len)?;
