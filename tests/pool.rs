@@ -33,6 +33,18 @@ fn perms_at(addr: usize) -> Option<String> {
     })
 }
 
+/// Whether the page at `addr` (page-aligned) is a guard: a `PROT_NONE`
+/// mapping, or (a stack carved from a slab) a light guard region inside a
+/// read-write one.
+#[cfg(target_os = "linux")]
+fn is_guard(addr: usize) -> bool {
+    match perms_at(addr).as_deref() {
+        Some("---p") => true,
+        Some("rw-p") => common::is_light_guard(addr),
+        _ => false,
+    }
+}
+
 /// How many pages of `[start, end)` are resident, by `mincore` (which
 /// OpenBSD no longer has).
 #[cfg(all(unix, not(target_os = "openbsd")))]
@@ -318,9 +330,8 @@ fn guard_page_survives_reuse() {
                 limit,
                 "{builder:?}: not reused"
             );
-            assert_eq!(
-                perms_at(limit - page).as_deref(),
-                Some("---p"),
+            assert!(
+                is_guard(limit - page),
                 "{builder:?}: guard page below {limit:#x} lost its protection"
             );
             assert_eq!(perms_at(limit).as_deref(), Some("rw-p"));
@@ -880,13 +891,15 @@ fn stack_returned_after_its_pool_closed_on_another_thread_is_unmapped() {
         send_pool.send(pool).unwrap();
         receive_closed.recv().unwrap();
         drop(stack);
-        perms_at(base - 1)
+        // Unmapped, or (a slab's slot) given back to its slab with its
+        // memory discarded.
+        let page = page_size();
+        perms_at(base - 1).is_some() && resident_pages(base - page, base) != 0
     });
     drop(receive_pool.recv().unwrap());
     send_closed.send(()).unwrap();
-    assert_eq!(
-        thread.join().unwrap(),
-        None,
+    assert!(
+        !thread.join().unwrap(),
         "a stack returned after its pool closed should be unmapped"
     );
 }

@@ -1,5 +1,5 @@
-//! `DefaultStack`: a stack with a guard page, mapped by the OS (`mmap` on
-//! Unix, `VirtualAlloc` on Windows).
+//! `DefaultStack`: a stack with a guard page, mapped by the OS (a slot of a
+//! slab or an `mmap` of its own on Unix, `VirtualAlloc` on Windows).
 
 use std::io;
 
@@ -22,6 +22,30 @@ use super::{Stack, StackPointer};
 ///
 /// On Unix the whole stack is mapped read-write at once, and the kernel
 /// backs each page with memory when it is first touched.
+///
+/// On Linux 6.13 and later, a stack of up to 1 MiB (the size of
+/// [`Coroutine::new`](crate::Coroutine::new)'s) is a slot of a *slab*: one
+/// `MAP_NORESERVE` mapping of 64 MiB of address space shared by the
+/// stacks of the same size (8,192 slots of a 4 KiB stack and its guard
+/// page, 63 of a 1 MiB one), each slot's guard page installed with
+/// `madvise(MADV_GUARD_INSTALL)`, which faults like a `PROT_NONE` page
+/// but does not split the mapping. So stacks do not count against the
+/// kernel's limit on a process's mappings (`vm.max_map_count`, 65,530 by
+/// default, which allows 32,750 stacks with a mapping each): a process can
+/// hold millions of suspended coroutines, and making a stack costs no
+/// `mmap` (the slot's guard is installed the first time the slot is used:
+/// one `madvise`). Dropping a stack gives its memory back
+/// (`MADV_DONTNEED`; the slot reads as zero when it is next handed out)
+/// and its slot to the slab; a slab whose stacks have all been dropped is
+/// unmapped, except one empty slab kept per stack size. Whether the kernel
+/// has these guards is found out once per process; where it has not (older
+/// kernels, every other system), or with the environment variable
+/// `SWITCHBACK_SLAB_STACKS=0` (read once, when the first stack is made),
+/// every stack has a mapping of its own with a `PROT_NONE` guard page, as
+/// corosensei's do. Either way [`limit`](Stack::limit) is just above the
+/// guard page, and overflow reports, `remaining_stack`, high-water marks
+/// and Valgrind know every stack. (`/proc/self/maps` shows a slab as one
+/// read-write mapping: the guard pages are not in it.)
 ///
 /// On Windows (x86-64) a stack grows like a thread's stack: its whole size
 /// is reserved, but only its top page is committed, with a `PAGE_GUARD`
@@ -86,7 +110,11 @@ impl DefaultStack {
     ///
     /// `InvalidInput` if `size` is too large to map (rounding it up, or
     /// adding the guard page, passes `isize::MAX`); the OS error if mapping
-    /// the memory or protecting its guard page fails.
+    /// the memory or protecting its guard page fails. Where that error is
+    /// `ENOMEM`, an `OutOfMemory` error whose message says why and what to
+    /// do: on Linux whether the process is at the kernel's limit on
+    /// mappings (`vm.max_map_count`, with its value and the `sysctl` that
+    /// raises it) or out of memory or address space.
     pub fn new(size: usize) -> io::Result<Self> {
         let mapping_len = rounded_stack_size(size)? + GUARD_PAGES * page_size();
         Ok(Self {

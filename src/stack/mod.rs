@@ -112,6 +112,8 @@ os_stacks! {
     mod overflow;
     mod pool;
     mod registry;
+    #[cfg(unix)]
+    mod slab;
 
     pub use self::default_stack::DefaultStack;
     pub use self::grow::{grow, maybe_grow, remaining_stack};

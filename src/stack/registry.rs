@@ -2,6 +2,12 @@
 //! mapped (`DefaultStack`, pooled stacks): their guard pages and bounds,
 //! for the overflow report's signal handler and for `remaining_stack`.
 //!
+//! An entry describes `count` equal stacks side by side, each `stride`
+//! bytes of which the lowest `guard_len` are its guard: one stack with a
+//! mapping of its own (`count` 1), or a whole slab of stacks (`slab`),
+//! whose stack holding an address is computed from the address. So a
+//! million slab stacks take a few hundred entries.
+//!
 //! Readers (a signal handler among them) never lock or allocate: they scan
 //! fixed-size chunks of atomics, each entry guarded by a sequence count.
 //! Registering and unregistering happen when a stack is mapped or unmapped,
@@ -20,19 +26,23 @@ use std::vec::Vec;
 
 /// Entries per chunk.
 const CHUNK_LEN: usize = 1024;
-/// Chunks at most: `CHUNKS * CHUNK_LEN` (65536) stacks can be registered at
-/// once. Stacks mapped beyond that work, but are unknown to the overflow
-/// report and to `remaining_stack`.
+/// Chunks at most: `CHUNKS * CHUNK_LEN` (65536) entries (stacks with a
+/// mapping each, or slabs of stacks) can be registered at once. Stacks
+/// mapped beyond that work, but are unknown to the overflow report and to
+/// `remaining_stack`; a process reaches the kernel's limit on mappings
+/// (65,530 by default on Linux) first.
 const CHUNKS: usize = 64;
 
-/// One registered stack: `[guard, limit)` is its guard page, `[limit,
-/// base)` its usable part. `seq` is odd while the entry is being written;
-/// `base` is 0 while the entry is free.
+/// One registration: `count` stacks from `start`, stack `i` at `start + i
+/// * stride`, its lowest `guard_len` bytes its guard and the rest of the
+/// `stride` its usable part. `seq` is odd while the entry is being
+/// written; `count` is 0 while the entry is free.
 struct Entry {
     seq: AtomicUsize,
-    guard: AtomicUsize,
-    limit: AtomicUsize,
-    base: AtomicUsize,
+    start: AtomicUsize,
+    guard_len: AtomicUsize,
+    stride: AtomicUsize,
+    count: AtomicUsize,
 }
 
 struct Chunk([Entry; CHUNK_LEN]);
@@ -84,7 +94,7 @@ fn claim() -> Option<usize> {
     let index = USED.load(Ordering::Relaxed);
     let slot = CHUNK_PTRS.get(index / CHUNK_LEN)?;
     if slot.load(Ordering::Relaxed).is_null() {
-        // Allocated zeroed rather than built on the stack: 32 KiB is more
+        // Allocated zeroed rather than built on the stack: 40 KiB is more
         // than a small coroutine stack may have left.
         let layout = Layout::new::<Chunk>();
         // SAFETY: the layout is not zero-sized; all-zero bytes are a valid
@@ -101,14 +111,33 @@ fn claim() -> Option<usize> {
     Some(index)
 }
 
+/// What an entry holds: `count` stacks of `stride` bytes from `start`,
+/// each with `guard_len` bytes of guard at the bottom.
+#[derive(Clone, Copy)]
+struct EntryLayout {
+    start: usize,
+    guard_len: usize,
+    stride: usize,
+    count: usize,
+}
+
+/// The layout of a free entry.
+const FREE_ENTRY: EntryLayout = EntryLayout {
+    start: 0,
+    guard_len: 0,
+    stride: 0,
+    count: 0,
+};
+
 /// Writes an entry's fields under its sequence count (the caller owns the
 /// entry, so there is one writer).
-fn write(entry: &Entry, guard: usize, limit: usize, base: usize) {
+fn write(entry: &Entry, layout: EntryLayout) {
     entry.seq.fetch_add(1, Ordering::Relaxed);
     fence(Ordering::Release);
-    entry.guard.store(guard, Ordering::Relaxed);
-    entry.limit.store(limit, Ordering::Relaxed);
-    entry.base.store(base, Ordering::Relaxed);
+    entry.start.store(layout.start, Ordering::Relaxed);
+    entry.guard_len.store(layout.guard_len, Ordering::Relaxed);
+    entry.stride.store(layout.stride, Ordering::Relaxed);
+    entry.count.store(layout.count, Ordering::Relaxed);
     entry.seq.fetch_add(1, Ordering::Release);
 }
 
@@ -116,9 +145,30 @@ impl Registration {
     /// Registers the stack whose guard is `[guard, limit)` and usable part
     /// `[limit, base)`.
     pub(crate) fn new(guard: usize, limit: usize, base: usize) -> Self {
+        Self::register(EntryLayout {
+            start: guard,
+            guard_len: limit - guard,
+            stride: base - guard,
+            count: 1,
+        })
+    }
+
+    /// Registers a slab of `count` stacks side by side from `start`, each
+    /// `stride` bytes with its lowest `guard_len` bytes a guard.
+    pub(crate) fn slab(start: usize, guard_len: usize, stride: usize, count: usize) -> Self {
+        debug_assert!(guard_len < stride && count > 0);
+        Self::register(EntryLayout {
+            start,
+            guard_len,
+            stride,
+            count,
+        })
+    }
+
+    fn register(layout: EntryLayout) -> Self {
         let index = claim();
         if let Some(entry) = index.and_then(entry) {
-            write(entry, guard, limit, base);
+            write(entry, layout);
         }
         Self { index }
     }
@@ -131,7 +181,7 @@ impl Registration {
             return;
         };
         if let Some(entry) = entry(index) {
-            write(entry, 0, 0, 0);
+            write(entry, FREE_ENTRY);
         }
         FREE.lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -145,32 +195,47 @@ impl Drop for Registration {
     }
 }
 
-/// Reads entry `index` consistently; `None` if it is free or being
-/// written. Async-signal-safe.
-fn read(index: usize) -> Option<StackRange> {
+/// The stack of entry `index` whose range `[guard, base)` contains
+/// `addr`, read consistently; `None` if there is none, or the entry is
+/// free or being written. Async-signal-safe.
+fn read(index: usize, addr: usize) -> Option<StackRange> {
     let entry = entry(index)?;
     let seq = entry.seq.load(Ordering::Acquire);
     if seq % 2 == 1 {
         return None;
     }
-    let range = StackRange {
-        guard: entry.guard.load(Ordering::Relaxed),
-        limit: entry.limit.load(Ordering::Relaxed),
-        base: entry.base.load(Ordering::Relaxed),
-        entry,
-        seq,
+    let layout = EntryLayout {
+        start: entry.start.load(Ordering::Relaxed),
+        guard_len: entry.guard_len.load(Ordering::Relaxed),
+        stride: entry.stride.load(Ordering::Relaxed),
+        count: entry.count.load(Ordering::Relaxed),
     };
     fence(Ordering::Acquire);
-    (entry.seq.load(Ordering::Relaxed) == seq && range.base != 0).then_some(range)
+    if entry.seq.load(Ordering::Relaxed) != seq || layout.count == 0 || addr < layout.start {
+        return None;
+    }
+    // The fields were written together (`seq` did not move), so `stride`
+    // is not 0 and `start + stride * count` did not overflow when the
+    // stacks were mapped.
+    let slot = (addr - layout.start) / layout.stride;
+    if slot >= layout.count {
+        return None;
+    }
+    let guard = layout.start + slot * layout.stride;
+    Some(StackRange {
+        guard,
+        limit: guard + layout.guard_len,
+        base: guard + layout.stride,
+        entry,
+        seq,
+    })
 }
 
 /// The registered stack whose range `[guard, base)` contains `addr`.
 /// Async-signal-safe: no lock, no allocation.
 pub(crate) fn find(addr: usize) -> Option<StackRange> {
     let used = USED.load(Ordering::Acquire);
-    (0..used)
-        .filter_map(read)
-        .find(|range| range.guard <= addr && addr < range.base)
+    (0..used).find_map(|index| read(index, addr))
 }
 
 /// Whether `range` (from [`find`]) still describes a registered stack: its
@@ -201,5 +266,25 @@ mod tests {
         drop(registration);
         assert!(!still_registered(&found));
         assert!(find(top + 0x4000).is_none());
+    }
+
+    #[test]
+    fn a_slab_is_found_stack_by_stack() {
+        let start = usize::MAX - 0x7_ffff;
+        let registration = Registration::slab(start, 0x1000, 0x3000, 4);
+        for slot in 0..4 {
+            let guard = start + slot * 0x3000;
+            for addr in [guard, guard + 0xfff, guard + 0x1000, guard + 0x2fff] {
+                let found = find(addr).expect("slab stack not found");
+                assert_eq!(
+                    (found.guard, found.limit, found.base),
+                    (guard, guard + 0x1000, guard + 0x3000)
+                );
+            }
+        }
+        assert!(find(start + 4 * 0x3000).is_none());
+        assert!(find(start - 1).is_none());
+        drop(registration);
+        assert!(find(start).is_none());
     }
 }

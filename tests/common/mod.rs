@@ -204,3 +204,18 @@ pub fn run_child(test: &str, var: &str) -> (std::process::ExitStatus, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// Whether the page at `addr` (page-aligned, in a read-write private
+/// mapping of the process) is a light guard region (Linux 6.13's
+/// `MADV_GUARD_INSTALL`, which the crate's slab stacks use and which
+/// `/proc/self/maps` does not show): a populate of it fails with `EFAULT`
+/// (`MADV_POPULATE_READ`, 22 in the kernel's
+/// include/uapi/asm-generic/mman-common.h). Populating a page that is not
+/// a guard only maps it for reading.
+#[cfg(target_os = "linux")]
+pub fn is_light_guard(addr: usize) -> bool {
+    // SAFETY: populating a page of our own mapping for reading changes no
+    // contents.
+    let rc = unsafe { libc::madvise(addr as *mut libc::c_void, page_size(), 22) };
+    rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EFAULT)
+}

@@ -26,3 +26,59 @@ pub(super) fn discard(start: usize, len: usize) -> bool {
 pub(crate) fn thread_stack() -> Option<(usize, usize)> {
     super::attributes::stack_from_attributes(libc::pthread_getattr_np)
 }
+
+/// `madvise` advice that installs a light guard region: pages that fault
+/// with SIGSEGV on any access, set in the page tables without splitting the
+/// mapping (so without a `vm.max_map_count` entry of its own). Linux 6.13
+/// and later; older kernels reject it with `EINVAL`. Defined here because
+/// the `libc` crate may not have it: the value is from the kernel's UAPI
+/// header `include/uapi/asm-generic/mman-common.h` (`#define
+/// MADV_GUARD_INSTALL 102`, beside `MADV_GUARD_REMOVE 103`), shared by
+/// every architecture.
+const MADV_GUARD_INSTALL: libc::c_int = 102;
+
+/// `madvise(2)`'s advice to fault in pages for reading, which fails with
+/// `EFAULT` on a guard region (Linux 5.14 and later): how a guard just
+/// installed is checked to be real (`include/uapi/asm-generic/mman-common.h`,
+/// `MADV_POPULATE_READ 22`).
+const MADV_POPULATE_READ: libc::c_int = 22;
+
+/// Makes `[start, start + len)`, part of a private anonymous read-write
+/// mapping of the caller's that nothing uses, a light guard region
+/// (`MADV_GUARD_INSTALL`): `EINVAL` from a kernel older than 6.13.
+///
+/// With `verify`, also checks that the range now faults: a populate of it
+/// must fail with `EFAULT`. Under an emulator that accepts advice it does
+/// not carry out (qemu-user returns 0 for advice it ignores) the populate
+/// succeeds, and the guard is refused with `Unsupported`.
+pub(super) fn install_light_guard(start: usize, len: usize, verify: bool) -> std::io::Result<()> {
+    let addr = start as *mut libc::c_void;
+    // SAFETY: the caller owns the range and nothing uses it; installing a
+    // guard there drops whatever the pages held, which is nothing of use.
+    if unsafe { libc::madvise(addr, len, MADV_GUARD_INSTALL) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if verify {
+        // SAFETY: as above; populating pages of our own mapping for
+        // reading changes no contents (and on a guard region fails).
+        let populated = unsafe { libc::madvise(addr, len, MADV_POPULATE_READ) } == 0;
+        let error = std::io::Error::last_os_error();
+        if populated || error.raw_os_error() != Some(libc::EFAULT) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "MADV_GUARD_INSTALL was accepted but the range does not fault",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The kernel's limit on a process's memory mappings, from
+/// `/proc/sys/vm/max_map_count` (`None` if it cannot be read).
+pub(super) fn max_map_count() -> Option<usize> {
+    std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}

@@ -54,11 +54,11 @@ impl Region {
             )
         };
         if mapping == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
+            return Err(explain_map_error(io::Error::last_os_error(), "mmap"));
         }
         // SAFETY: the first page is part of the mapping we just made.
         if unsafe { libc::mprotect(mapping, page, libc::PROT_NONE) } != 0 {
-            let error = io::Error::last_os_error();
+            let error = explain_map_error(io::Error::last_os_error(), "mprotect");
             // SAFETY: unmapping our own mapping, which nothing uses.
             unsafe { libc::munmap(mapping, len) };
             return Err(error);
@@ -117,6 +117,144 @@ impl Drop for Region {
             );
         }
     }
+}
+
+/// A large reservation of read-write memory that the portable layer carves
+/// stacks from (a slab): one mapping, `MAP_NORESERVE` where the system has
+/// it, so that its pages cost memory only once touched. Guards inside it
+/// are light guard regions ([`Reservation::install_guard`]), which do not
+/// split it. Unmapped on drop.
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    start: usize,
+    len: usize,
+}
+
+impl Reservation {
+    /// Maps `len` bytes (a whole number of pages) read-write.
+    ///
+    /// # Errors
+    ///
+    /// What [`explain_map_error`] makes of the OS error.
+    pub(crate) fn new(len: usize) -> io::Result<Self> {
+        // SAFETY: an anonymous private mapping at an address of the kernel's
+        // choosing touches no existing memory.
+        let mapping = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANON | super::system::STACK_MAP_FLAGS,
+                -1,
+                0,
+            )
+        };
+        if mapping == libc::MAP_FAILED {
+            return Err(explain_map_error(io::Error::last_os_error(), "mmap"));
+        }
+        let start = mapping as usize;
+        if start == 0 || start.checked_add(len).is_none() {
+            // SAFETY: unmapping our own mapping, which nothing uses.
+            unsafe { libc::munmap(mapping, len) };
+            return Err(io::Error::other(
+                "switchback: mmap returned a slab at an unusable address",
+            ));
+        }
+        Ok(Self { start, len })
+    }
+
+    /// The lowest address of the reservation.
+    #[inline]
+    pub(crate) fn start(&self) -> usize {
+        self.start
+    }
+
+    /// Makes the `len` bytes at `offset` (page-aligned, inside the
+    /// reservation, not in use) a light guard region that faults on any
+    /// access without splitting the mapping (`MADV_GUARD_INSTALL` on
+    /// Linux 6.13 and later). With `verify`, also checks that the range
+    /// now faults (done once, on the first guard a process installs).
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` where the system has no light guards (every Unix but
+    /// Linux), `EINVAL` on a Linux kernel without them, or the OS error.
+    pub(crate) fn install_guard(&self, offset: usize, len: usize, verify: bool) -> io::Result<()> {
+        assert!(offset.checked_add(len).is_some_and(|end| end <= self.len));
+        super::system::install_light_guard(self.start + offset, len, verify)
+    }
+}
+
+/// Drops the contents of `[start, start + len)`, pages of a
+/// [`Reservation`] that hold no guard and that nothing uses, giving the
+/// memory back; they read as zero afterwards. Light guards elsewhere in the
+/// reservation stay (Linux keeps them through `MADV_DONTNEED`). Returns
+/// false if that failed.
+pub(crate) fn discard(start: usize, len: usize) -> bool {
+    super::system::discard(start, len)
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        // SAFETY: the mapping is ours and nothing uses it any more: the
+        // portable layer drops a slab only when none of its stacks is out.
+        unsafe { libc::munmap(self.start as *mut libc::c_void, self.len) };
+    }
+}
+
+/// Whether the process is at or near its limit on memory mappings: the
+/// limit, `(mappings now, limit)`, where the system says.
+fn map_count() -> Option<(usize, usize)> {
+    use std::io::Read as _;
+    let limit = super::system::max_map_count()?;
+    // Counted through a small buffer on the stack: memory may be short,
+    // and so may the stack (this can run on a small coroutine stack).
+    let mut maps = std::fs::File::open("/proc/self/maps").ok()?;
+    let mut buffer = [0u8; 256];
+    let mut lines = 0;
+    loop {
+        match maps.read(&mut buffer) {
+            Ok(0) => return Some((lines, limit)),
+            Ok(len) => lines += buffer[..len].iter().filter(|&&byte| byte == b'\n').count(),
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Turns an `ENOMEM` from mapping or protecting a stack (`call`) into an
+/// error that says why that happens and what to do: the process reached
+/// the kernel's limit on its memory mappings (`vm.max_map_count` on
+/// Linux, with its current value and how many the process has), or the
+/// system is out of memory. Kind `OutOfMemory`. Any other error is
+/// returned as it is.
+pub(crate) fn explain_map_error(error: io::Error, call: &str) -> io::Error {
+    if error.raw_os_error() != Some(libc::ENOMEM) {
+        return error;
+    }
+    let why = match map_count() {
+        // Within a few mappings of the limit: a stack with a mapping of
+        // its own takes two.
+        Some((maps, limit)) if maps + 16 >= limit => std::format!(
+            "the process has {maps} memory mappings, at the kernel's limit on them, \
+             vm.max_map_count = {limit} (/proc/sys/vm/max_map_count): raise it with \
+             `sysctl -w vm.max_map_count=N` (`sysctl vm.max_map_count` shows it), or hold \
+             fewer stacks (on Linux 6.13 and later, stacks of at most 1 MiB share \
+             mappings unless SWITCHBACK_SLAB_STACKS=0); else the system is out of memory"
+        ),
+        Some((maps, limit)) => std::format!(
+            "out of memory or address space (the system's memory and overcommit \
+             policy, or a limit such as RLIMIT_AS); not the kernel's limit on \
+             mappings: the process has {maps} of the {limit} that vm.max_map_count \
+             allows (`sysctl vm.max_map_count`)"
+        ),
+        None => "the system is out of memory, or the process reached the system's \
+                 limit on memory mappings (on Linux, `sysctl vm.max_map_count`)"
+            .into(),
+    };
+    io::Error::new(
+        io::ErrorKind::OutOfMemory,
+        std::format!("switchback: cannot map a stack: {call} failed ({error}): {why}"),
+    )
 }
 
 /// Replaces `[start, start + len)`, part of a private anonymous mapping of

@@ -3,7 +3,7 @@
 //!
 //! What every Unix does alike is written here; what differs per system is
 //! in one file per system (or per family, where the systems agree),
-//! chosen below, each giving the same four items:
+//! chosen below, each giving the same six items:
 //!
 //! - `STACK_MAP_FLAGS`: the `mmap` flags a stack mapping adds to
 //!   `MAP_PRIVATE | MAP_ANON` (`MAP_NORESERVE`, `MAP_STACK`, where the
@@ -19,6 +19,12 @@
 //! - `thread_stack() -> Option<(limit, base)>`: the calling thread's own
 //!   stack, or `None` where the system does not say
 //!   (`attributes::stack_from_attributes` reads it from a thread's attributes).
+//! - `install_light_guard(start, len, verify) -> io::Result<()>`: a guard
+//!   region that does not split its mapping (Linux's `MADV_GUARD_INSTALL`),
+//!   for the stacks carved from slabs; `Unsupported` where the system has
+//!   none, so that stacks keep a mapping each.
+//! - `max_map_count() -> Option<usize>`: the system's limit on a process's
+//!   mappings, for the error that says why mapping a stack failed.
 //!
 //! Everything else is the same on every supported Unix and written once:
 //! the guard-fault handler takes both SIGSEGV and SIGBUS (Linux, the BSDs
@@ -80,7 +86,8 @@ mod system;
 mod system;
 
 pub(crate) use self::memory::{
-    page_size, resident_pages, running_stack_limit, Region, GUARD_PAGES,
+    discard, explain_map_error, page_size, resident_pages, running_stack_limit, Region,
+    Reservation, GUARD_PAGES,
 };
 pub(crate) use self::system::thread_stack;
 pub(crate) use self::signals::{

@@ -1,9 +1,11 @@
 //! `StackPool`: reusable `mmap`ed stacks, so that creating a coroutine costs
 //! no system call.
 //!
-//! A fresh [`DefaultStack`](super::DefaultStack) costs an `mmap`, an
-//! `mprotect` and, when it is dropped, a `munmap` (whose TLB shootdown
-//! interrupts every core the process runs on). A [`StackPool`] keeps stacks
+//! A fresh [`DefaultStack`](super::DefaultStack) costs system calls: an
+//! `mmap`, an `mprotect` and, when it is dropped, a `munmap` (whose TLB
+//! shootdown interrupts every core the process runs on); a slot of a slab
+//! (Linux 6.13 and later) a `madvise` the first time the slot is used and
+//! one when the stack is dropped. A [`StackPool`] keeps stacks
 //! that coroutines are done with and hands them out again: a per-thread cache
 //! answers most requests without touching shared state, and a shared pool
 //! behind it lets stacks move between threads.
@@ -36,9 +38,14 @@ const DEFAULT_THREAD_CACHE: usize = 8;
 
 /// A pool of reusable coroutine stacks.
 ///
-/// Each stack is `mmap`ed once, with a `PROT_NONE` guard page below it like a
-/// [`DefaultStack`](super::DefaultStack), and keeps that guard page for its
-/// whole life. [`get`](StackPool::get) hands out a [`PooledStack`]; when the
+/// Each stack is mapped once, with a guard page below it like a
+/// [`DefaultStack`](super::DefaultStack) (of the same kind: a slot of a
+/// slab with a `MADV_GUARD_INSTALL` guard on Linux 6.13 and later for
+/// stacks of up to 1 MiB, else an `mmap` of its own with a `PROT_NONE`
+/// page; see its "Memory" section), and keeps that guard page for its
+/// whole life. A stack the pool lets go (over its bounds, or the pool
+/// closed) is unmapped, or given back to its slab with its memory
+/// discarded. [`get`](StackPool::get) hands out a [`PooledStack`]; when the
 /// `PooledStack` is dropped (with the coroutine that owns it) it goes back to
 /// the pool instead of being unmapped.
 ///
@@ -206,7 +213,9 @@ impl StackPool {
     ///
     /// # Errors
     ///
-    /// The OS error if a new stack is needed and `mmap` or `mprotect` fails.
+    /// The OS error if a new stack is needed and mapping it (or its guard)
+    /// fails; for `ENOMEM`, an `OutOfMemory` error that says why, as
+    /// [`DefaultStack::new`](super::DefaultStack::new)'s does.
     #[inline]
     pub fn get(&self) -> io::Result<PooledStack> {
         match LAST.with(|last| last.take(&self.shared)) {
