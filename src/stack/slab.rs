@@ -185,7 +185,7 @@ impl SlabStack {
     pub(crate) fn new(slot_len: usize) -> io::Result<Option<Self>> {
         let page = page_size();
         let guard_len = GUARD_PAGES * page;
-        if slot_len - guard_len > MAX_SLAB_STACK || !enabled() {
+        if !crate::os::LIGHT_GUARDS || slot_len - guard_len > MAX_SLAB_STACK || !enabled() {
             return Ok(None);
         }
         let Some(class) = CLASS.get(slot_len / page - 1) else {

@@ -43,6 +43,10 @@ const MADV_GUARD_INSTALL: libc::c_int = 102;
 /// `MADV_POPULATE_READ 22`).
 const MADV_POPULATE_READ: libc::c_int = 22;
 
+/// Whether the system may have guard regions that do not split a mapping:
+/// Linux 6.13 and later (the slab allocator finds out on its first guard).
+pub(crate) const LIGHT_GUARDS: bool = true;
+
 /// Makes `[start, start + len)`, part of a private anonymous read-write
 /// mapping of the caller's that nothing uses, a light guard region
 /// (`MADV_GUARD_INSTALL`): `EINVAL` from a kernel older than 6.13.

@@ -3,7 +3,7 @@
 //!
 //! What every Unix does alike is written here; what differs per system is
 //! in one file per system (or per family, where the systems agree),
-//! chosen below, each giving the same six items:
+//! chosen below, each giving the same seven items:
 //!
 //! - `STACK_MAP_FLAGS`: the `mmap` flags a stack mapping adds to
 //!   `MAP_PRIVATE | MAP_ANON` (`MAP_NORESERVE`, `MAP_STACK`, where the
@@ -23,6 +23,8 @@
 //!   region that does not split its mapping (Linux's `MADV_GUARD_INSTALL`),
 //!   for the stacks carved from slabs; `Unsupported` where the system has
 //!   none, so that stacks keep a mapping each.
+//! - `LIGHT_GUARDS: bool`: whether `install_light_guard` can succeed here
+//!   at all (false: slabs are not even tried).
 //! - `max_map_count() -> Option<usize>`: the system's limit on a process's
 //!   mappings, for the error that says why mapping a stack failed.
 //!
@@ -51,6 +53,10 @@ mod signals;
     target_os = "netbsd"
 ))]
 mod attributes;
+
+// Shared by the systems without light guard pages.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+mod no_light_guards;
 
 // The system's own file, as `system`: one item per file, its cfg written
 // once.
@@ -89,7 +95,7 @@ pub(crate) use self::memory::{
     discard, explain_map_error, page_size, resident_pages, running_stack_limit, Region,
     Reservation, GUARD_PAGES,
 };
-pub(crate) use self::system::thread_stack;
+pub(crate) use self::system::{thread_stack, LIGHT_GUARDS};
 pub(crate) use self::signals::{
     abort_now, ensure_alt_stack, install_fault_handler, wait_forever, write_stderr,
 };

@@ -31,17 +31,6 @@ pub(crate) fn thread_stack() -> Option<(usize, usize)> {
     super::attributes::stack_from_attributes(libc::pthread_getattr_np)
 }
 
-/// Light guard pages (guards that do not split a mapping): not on this
-/// system, so stacks keep a mapping each.
-pub(super) fn install_light_guard(
-    _start: usize,
-    _len: usize,
-    _verify: bool,
-) -> std::io::Result<()> {
-    Err(std::io::ErrorKind::Unsupported.into())
-}
-
-/// The system's limit on a process's memory mappings: not read here.
-pub(super) fn max_map_count() -> Option<usize> {
-    None
-}
+/// No light guard pages and no limit on mappings read here: stacks keep
+/// a mapping each.
+pub(crate) use super::no_light_guards::{install_light_guard, max_map_count, LIGHT_GUARDS};
