@@ -38,11 +38,17 @@
 //!   of the two threads runs at a time.
 //! - `on_stack` calls `f(arg)` on the calling thread's own stack: the stack
 //!   it is given is not switched to (its memory is still checked and its
-//!   lifetime kept by the portable code).
+//!   lifetime kept by the portable code). `Yielder::on_parent_stack` runs
+//!   on the parent's thread, as it runs on the parent's stack elsewhere:
+//!   the link holds `base - 1` while the coroutine runs, which
+//!   `parent_stack_top` passes on, and `on_stack` given that odd top (a
+//!   real top is aligned) hands `Call(f, arg)` to the parent, which runs
+//!   it while it waits for the coroutine and hands `Called` back.
 //!
 //! What differs from the real switch: the coroutine's code runs on another
 //! thread, so it sees other thread-locals than its resumer (and
-//! `std::thread::current()` is the worker); a coroutine suspended forever
+//! `std::thread::current()` is the worker, and `std::thread::panicking()`
+//! tells of the coroutine's own unwind only); a coroutine suspended forever
 //! (leaked, or `force_reset` while suspended) keeps its worker blocked,
 //! which Miri reports at exit as a thread leak (as it reports the memory
 //! such a coroutine leaks; `-Zmiri-ignore-leaks` allows both); there are
@@ -104,6 +110,8 @@ enum ToWorker {
     Unwind,
     /// An idle worker's thread ends.
     Stop,
+    /// The parent has run the `Call` the worker handed it.
+    Called,
 }
 
 /// The one-slot hand-over between a worker and its parent.
@@ -115,6 +123,9 @@ enum Slot {
     /// The worker's word and state for the parent: the suspended state, or
     /// the exit code of `switch_and_reset`.
     ToParent(Word, usize),
+    /// `f(arg)` for the parent to run on its own thread and stack
+    /// (`on_parent_stack`).
+    Call(StackCallFn, *mut u8),
 }
 
 /// The state of a suspended coroutine's worker, as sent to its parent
@@ -187,18 +198,53 @@ impl Worker {
         self.to_worker.notify_one();
     }
 
-    /// From the parent: waits for the worker's answer.
-    fn wait_answer(&self) -> (Word, usize) {
+    /// From the parent: waits for the worker's answer, running the calls
+    /// it hands over meanwhile.
+    ///
+    /// # Safety
+    /// Each call handed over must be sound to make on this thread (see
+    /// `on_stack`).
+    unsafe fn wait_answer(&self) -> (Word, usize) {
         let mut slot = lock(&self.slot);
         loop {
-            if let Slot::ToParent(word, state) = *slot {
-                *slot = Slot::Empty;
-                return (word, state);
+            match *slot {
+                Slot::ToParent(word, state) => {
+                    *slot = Slot::Empty;
+                    return (word, state);
+                }
+                Slot::Call(f, arg) => {
+                    *slot = Slot::Empty;
+                    drop(slot);
+                    // SAFETY: per the caller. The call catches its panics
+                    // into its slot (as on every architecture's `on_stack`).
+                    unsafe { f(arg) };
+                    self.send(ToWorker::Called);
+                    slot = lock(&self.slot);
+                }
+                _ => {
+                    slot = self
+                        .to_parent
+                        .wait(slot)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
             }
-            slot = self
-                .to_parent
-                .wait(slot)
-                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// From the worker: hands the parent `f(arg)` to run and waits until
+    /// it has.
+    fn call_on_parent(&self, f: StackCallFn, arg: *mut u8) {
+        {
+            let mut slot = lock(&self.slot);
+            debug_assert!(matches!(*slot, Slot::Empty));
+            *slot = Slot::Call(f, arg);
+            self.to_parent.notify_one();
+        }
+        match self.wait_message() {
+            ToWorker::Called => {}
+            _ => {
+                unreachable!("switchback: a coroutine's thread was resumed inside on_parent_stack")
+            }
         }
     }
 
@@ -254,7 +300,7 @@ fn worker_loop(worker: &Worker) {
                 };
             }
             ToWorker::Stop => return,
-            ToWorker::Resume(_) | ToWorker::Unwind => {
+            ToWorker::Resume(_) | ToWorker::Unwind | ToWorker::Called => {
                 unreachable!("switchback: an idle coroutine thread was resumed under Miri")
             }
         }
@@ -329,8 +375,9 @@ pub unsafe fn switch_and_link(arg: Word, sp: StackPointer, base: StackPointer) -
     // top, which only the side that runs touches; the coroutine is not
     // running (per the caller), and a started one stored its worker there.
     unsafe {
-        // The link holds a nonzero "parent stack pointer" while it runs.
-        link.write(base);
+        // The link holds a nonzero "parent stack pointer" while it runs:
+        // odd, for `on_stack` to tell `on_parent_stack` (see the header).
+        link.write(parent_mark(base));
         if sp.get() != suspended_state(base) {
             // SAFETY (of the read): `init_stack` wrote the entry at `sp`.
             let entry = (sp.get() as *const EntryFn).read();
@@ -360,7 +407,7 @@ pub unsafe fn switch_and_unwind(_sp: StackPointer, base: StackPointer) -> (Word,
     let link = (base.get() - LINK_OFFSET) as *mut StackPointer;
     // SAFETY: as in `switch_and_link` for a started coroutine.
     unsafe {
-        link.write(base);
+        link.write(parent_mark(base));
         (*worker_slot(link).read()).send(ToWorker::Unwind);
         wait_for(base, link)
     }
@@ -376,7 +423,9 @@ unsafe fn wait_for(base: StackPointer, link: *mut StackPointer) -> (Word, usize)
     // pointer, beside the link as it started; it stays there while the
     // coroutine lives.
     let worker = unsafe { worker_slot(link).read() };
-    // SAFETY: as above; the worker lives while it holds a coroutine.
+    // SAFETY: as above; the worker lives while it holds a coroutine. The
+    // calls it hands over come from `on_parent_stack`, whose closure is
+    // `Send`, run while the coroutine waits.
     let (word, state) = unsafe { (*worker).wait_answer() };
     if state == SUSPENDED {
         return (word, suspended_state(base));
@@ -401,7 +450,7 @@ pub unsafe fn switch_yield(arg: Word, link: *mut StackPointer) -> Option<Word> {
     match worker.wait_message() {
         ToWorker::Resume(word) => Some(word),
         ToWorker::Unwind => None,
-        ToWorker::Start { .. } | ToWorker::Stop => {
+        ToWorker::Start { .. } | ToWorker::Stop | ToWorker::Called => {
             unreachable!("switchback: a suspended coroutine's thread was given a new job")
         }
     }
@@ -455,15 +504,33 @@ fn run_nested(_worker: &Worker, job: ToWorker) -> ! {
     unsafe { entry(input, link, obj) }
 }
 
-/// Calls `f(arg)` on the current thread's stack: under Miri no stack
-/// pointer is moved, so `top` is not used.
+/// The link's value while the coroutine at `base` runs: `base - 1`, odd
+/// where every real stack top is aligned.
+#[inline(always)]
+fn parent_mark(base: StackPointer) -> StackPointer {
+    // SAFETY: a stack's base is above the stack, so above 1.
+    unsafe { StackPointer::new_unchecked(base.get() - 1) }
+}
+
+/// Calls `f(arg)`: on the parent's thread if `top` is a parent mark
+/// (`on_parent_stack`, on a coroutine's worker), else on the current
+/// thread's own stack (no stack pointer is moved under Miri).
 ///
 /// # Safety
-/// As on every architecture: `f` may be called with `arg`.
+/// As on every architecture: `f` may be called with `arg` on the stack
+/// `top` names.
 pub unsafe fn on_stack(arg: *mut u8, top: usize, f: StackCallFn) {
-    let _ = top;
-    // SAFETY: per the caller.
-    unsafe { f(arg) }
+    if top % STACK_ALIGNMENT == 0 {
+        // SAFETY: per the caller.
+        unsafe { f(arg) }
+    } else {
+        let link = (top + 1 - LINK_OFFSET) as *mut StackPointer;
+        // SAFETY: a parent mark comes from the running coroutine's link
+        // (`on_parent_stack` runs on it), so its worker, this thread's,
+        // is beside the link and lives while we run.
+        let worker = unsafe { &*worker_slot(link).read() };
+        worker.call_on_parent(f, arg);
+    }
 }
 
 /// Trap handlers need signals, which Miri does not deliver.
@@ -481,8 +548,8 @@ pub unsafe fn trap_handler_regs(
     )
 }
 
-/// The link holds the stack's base (see `switch_and_link`); `on_stack`
-/// does not use the top it is given.
+/// The link holds the parent mark (see `switch_and_link`), passed on for
+/// `on_stack` to recognise.
 #[inline]
 pub fn parent_stack_top(link_value: usize) -> usize {
     link_value
