@@ -290,6 +290,10 @@ fn panicking_coroutine_returns_its_stack() {
 // Linux only: it reads /proc/self/maps, which Darwin does not have (the
 // trap tests show the guard page faulting there instead).
 #[cfg(target_os = "linux")]
+#[cfg_attr(
+    miri,
+    ignore = "reads /proc/self/maps (no mappings, and no file system, under Miri)"
+)]
 fn guard_page_survives_reuse() {
     if under_qemu() {
         // qemu-user's /proc/self/maps leaves out PROT_NONE pages; the trap
@@ -419,6 +423,10 @@ fn install_fault_handler() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "no guard pages under Miri, and it runs a child process"
+)]
 fn overflow_on_reused_stack_hits_the_guard_page() {
     const CHILD: &str = "SWITCHBACK_POOL_OVERFLOW_CHILD";
     if std::env::var_os(CHILD).is_some() {
@@ -687,6 +695,10 @@ fn zero_on_reuse_clears_the_stack() {
 // space; Darwin's differs (iOS gives a process tens of GiB), so the test
 // would prove nothing there without sizes of its own.
 #[cfg(target_os = "linux")]
+#[cfg_attr(
+    miri,
+    ignore = "under Miri a stack is allocated and zeroed, not reserved: 64 GiB stacks exhaust memory"
+)]
 fn dropping_the_pool_unmaps_idle_stacks() {
     if under_valgrind() || under_sanitizer() || under_qemu() {
         // Each tracks every mapping: terabytes of them take hours (and
@@ -866,6 +878,10 @@ fn two_pools_used_in_turn_keep_their_bounds() {
 
 #[test]
 #[cfg(target_os = "linux")]
+#[cfg_attr(
+    miri,
+    ignore = "reads /proc/self/maps (no mappings, and no file system, under Miri)"
+)]
 fn stack_returned_after_its_pool_closed_on_another_thread_is_unmapped() {
     use std::sync::mpsc;
     let pool = StackPool::new(64 * 1024).unwrap();
