@@ -584,6 +584,10 @@ fn stack_dropped_on_another_thread_goes_back_to_the_pool() {
 
 #[test]
 #[cfg(not(target_os = "openbsd"))] // no mincore there: no high-water mark
+#[cfg_attr(
+    miri,
+    ignore = "resident pages and high-water marks are not available under Miri"
+)]
 fn release_idle_memory_gives_memory_back() {
     const TOUCHED: usize = 128 * 1024;
     let page = page_size();

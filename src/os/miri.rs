@@ -23,6 +23,11 @@ pub(crate) fn page_size() -> usize {
     4096
 }
 
+/// The largest region allocated: Miri backs every byte of an allocation
+/// with memory at once, and ends the program (rather than failing the
+/// allocation) when it cannot.
+const MAX_REGION: usize = 1 << 30;
+
 /// One stack's memory, from the global allocator, zeroed, page-aligned.
 #[derive(Debug)]
 pub(crate) struct Region {
@@ -47,11 +52,19 @@ impl Region {
             .map_err(|_| io::Error::other("switchback: stack size too large"))
     }
 
-    /// Allocates `len` zeroed bytes (a whole number of pages).
+    /// Allocates `len` zeroed bytes (a whole number of pages). Above
+    /// [`MAX_REGION`] an `OutOfMemory` error, as a mapping too big for the
+    /// address space is an error elsewhere (Miri would end the program).
     pub(crate) fn new(len: usize) -> io::Result<Self> {
         let layout = Self::layout(len)?;
         if len == 0 {
             return Err(io::Error::other("switchback: empty stack"));
+        }
+        if len > MAX_REGION {
+            return Err(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                "switchback: stacks above 1 GiB are refused under Miri, which backs them with memory",
+            ));
         }
         // SAFETY: the layout's size is not zero.
         let Some(memory) = NonNull::new(unsafe { alloc::alloc_zeroed(layout) }) else {
