@@ -191,10 +191,13 @@ fn with_pool_runs_and_returns_the_stack_on_drop() {
     assert_eq!(co.resume(2), CoroutineResult::Return(3));
     let stack = co.into_stack();
     let (low, high) = usable(&stack);
-    assert!(
-        low <= addr && addr < high,
-        "local at {addr:#x} is not on the stack"
-    );
+    // Under Miri the coroutine's frames are on a thread of its own.
+    if !cfg!(miri) {
+        assert!(
+            low <= addr && addr < high,
+            "local at {addr:#x} is not on the stack"
+        );
+    }
     let base = stack.base();
     drop(stack);
     assert_eq!(pool.idle_count(), 1);
@@ -522,7 +525,12 @@ fn threads_share_a_pool() {
         .thread_cache(2)
         .build()
         .unwrap();
-    let iterations = if under_valgrind() { 20 } else { 500 };
+    // Miri interprets every step: a few rounds show the sharing there.
+    let iterations = if under_valgrind() || cfg!(miri) {
+        20
+    } else {
+        500
+    };
     let handles: Vec<_> = (0..THREADS)
         .map(|t| {
             let pool = pool.clone();
@@ -637,6 +645,10 @@ fn release_idle_memory_gives_memory_back() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "scribbles on the coroutine's stack memory, which its frames do not use under Miri"
+)]
 fn zero_on_reuse_clears_the_stack() {
     const N: usize = 16 * 1024;
     for zero in [false, true] {
