@@ -35,11 +35,12 @@ STABLE_TARGETS=(
     # Booted under QEMU.
     x86_64-unknown-uefi aarch64-unknown-uefi
 )
-# Nightly: AddressSanitizer, asm-unwind, -Zbuild-std (rust-src), clippy for
+# Nightly: AddressSanitizer, asm-unwind, -Zbuild-std (rust-src), Miri (and
+# rust-src for its sysroot), clippy for
 # the ELF targets whose std it builds, and the one target rustup ships for
 # nightly only.
 NIGHTLY=${SWITCHBACK_NIGHTLY:-nightly}
-NIGHTLY_COMPONENTS=(rust-src clippy)
+NIGHTLY_COMPONENTS=(rust-src clippy miri)
 NIGHTLY_TARGETS=(i686-unknown-uefi)
 # The library's minimum supported Rust version (`rust-version` in
 # Cargo.toml): step 5 checks the library with it. The dev-dependencies need

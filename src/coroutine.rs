@@ -6,7 +6,8 @@ use core::{fmt, ptr};
 
 use crate::arch;
 use crate::root::{
-    closure_slot, closure_stack_bytes, leave, stack_bounds, EXIT_PANICKED, EXIT_RETURNED,
+    closure_slot, closure_stack_bytes, encode_exit, leave, stack_bounds, ExitSlot, EXIT_PANICKED,
+    EXIT_RETURNED,
 };
 #[cfg(feature = "default-stack")]
 use crate::stack::DefaultStack;
@@ -759,7 +760,12 @@ where
         // SAFETY: as above: the closure is read out of its slot once.
         (unsafe { ptr::read(obj as *mut F) })(yielder, input)
     };
-    leave(unwind::catch_unwind_at_root(run), link)
+    let result = unwind::catch_unwind_at_root(run);
+    let mut slot = ExitSlot::new();
+    let (output, exit) = encode_exit(result, &mut slot);
+    // SAFETY: nothing else lives on this frame; `slot` stays in place (the
+    // stack is not freed) until the parent has decoded it.
+    unsafe { leave(output, exit, link) }
 }
 
 /// The handle a running coroutine uses to suspend itself.

@@ -162,13 +162,22 @@ compile_error!(
      parent, which works everywhere"
 );
 
+// Under Miri the switch is made of threads (`arch/miri.rs`), which need std.
 #[cfg(any(
     feature = "default-stack",
     feature = "unwind",
     feature = "sanitizer",
-    test
+    test,
+    miri
 ))]
 extern crate std;
+
+#[cfg(all(miri, any(feature = "asm-unwind", feature = "sanitizer", windows)))]
+compile_error!(
+    "switchback: under Miri coroutines run on threads of their own (see the README's \
+     \"Your tests under Miri\"), which supports neither the `asm-unwind` nor the \
+     `sanitizer` feature, and Unix targets only"
+);
 
 /// Declares items that need stacks from the OS (the `default-stack` feature,
 /// on Unix or Windows): the one place that condition is written. Each item

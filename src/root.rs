@@ -11,7 +11,7 @@ use crate::stack::{Stack, MIN_STACK_SIZE, STACK_ALIGNMENT};
 use crate::switch;
 use crate::unwind::{self, CaughtPanic};
 use crate::word;
-use crate::word::StackPointer;
+use crate::word::{StackPointer, Word};
 
 /// The exit code of a coroutine that returned: the word holds its `Return`.
 pub(crate) const EXIT_RETURNED: usize = 0;
@@ -28,23 +28,50 @@ pub(crate) fn closure_slot<F>(base: usize) -> usize {
     (base - arch::RESERVED_TOP - switch::RECORD_RESERVE - mem::size_of::<F>()) & !(align - 1)
 }
 
-/// Hands the coroutine's result (or the panic it caught) to its parent and
-/// leaves for good.
-#[inline(always)]
-pub(crate) fn leave<Return>(result: Result<Return, CaughtPanic>, link: *mut StackPointer) -> ! {
-    match result {
-        Ok(value) => leave_with(value, EXIT_RETURNED, link),
-        #[allow(unreachable_patterns)]
-        Err(panic) => leave_with(panic, EXIT_PANICKED, link),
+/// Where a leaving coroutine's result waits for its parent to decode it: a
+/// local of the coroutine's root frame, which is never left.
+pub(crate) struct ExitSlot<Return> {
+    returned: MaybeUninit<Return>,
+    panicked: MaybeUninit<CaughtPanic>,
+}
+
+impl<Return> ExitSlot<Return> {
+    #[inline(always)]
+    pub(crate) fn new() -> Self {
+        Self {
+            returned: MaybeUninit::uninit(),
+            panicked: MaybeUninit::uninit(),
+        }
     }
 }
 
+/// Encodes the coroutine's result (or the panic it caught) for its parent:
+/// the word and exit code to [`leave`] with. It returns before the
+/// coroutine leaves, so that no frame that is never left holds the result
+/// as an argument: such a frame's references would stay protected (in
+/// Miri's terms) forever, and the parent could not free what they borrow.
 #[inline(always)]
-fn leave_with<T>(value: T, exit: usize, link: *mut StackPointer) -> ! {
-    let mut slot = MaybeUninit::uninit();
-    let output = word::encode(value, &mut slot);
-    // SAFETY: nothing left on this stack needs dropping; `slot` stays in
-    // place (the stack is not freed) until the parent has decoded it.
+pub(crate) fn encode_exit<Return>(
+    result: Result<Return, CaughtPanic>,
+    slot: &mut ExitSlot<Return>,
+) -> (Word, usize) {
+    match result {
+        Ok(value) => (word::encode(value, &mut slot.returned), EXIT_RETURNED),
+        #[allow(unreachable_patterns)]
+        Err(panic) => (word::encode(panic, &mut slot.panicked), EXIT_PANICKED),
+    }
+}
+
+/// Hands the parent `output` and the exit code `exit` (from
+/// [`encode_exit`]) and leaves for good.
+///
+/// # Safety
+/// Nothing left on this stack may need dropping; the slot `output` may
+/// point to must stay in place (the stack is not freed) until the parent
+/// has decoded it.
+#[inline(always)]
+pub(crate) unsafe fn leave(output: Word, exit: usize, link: *mut StackPointer) -> ! {
+    // SAFETY: per the caller.
     unsafe {
         switch::leave_for_good(link);
         arch::switch_and_reset(output, exit, link)
@@ -63,7 +90,12 @@ where
     // SAFETY: setup_trap_handler wrote the closure at `obj`; it is taken
     // once, at the call (see coroutine_entry).
     let run = move || unsafe { ptr::read(obj as *mut F) }();
-    leave(unwind::catch_unwind_at_root(run), link)
+    let result = unwind::catch_unwind_at_root(run);
+    let mut slot = ExitSlot::new();
+    let (output, exit) = encode_exit(result, &mut slot);
+    // SAFETY: nothing else lives on this frame; `slot` stays in place (the
+    // stack is not freed) until the parent has decoded it.
+    unsafe { leave(output, exit, link) }
 }
 
 /// The bytes that the crate itself writes at the top of a new stack before

@@ -226,6 +226,8 @@ impl<Return> CoroutineTrapHandler<Return> {
     ///
     /// Panics (inside the signal handler) if `f` is too big for the stack,
     /// by the rule of [`Coroutine::with_stack`](crate::Coroutine::with_stack).
+    /// Always panics under Miri, which delivers no signals (see the README's
+    /// "Your tests under Miri").
     pub unsafe fn setup_trap_handler<F>(&self, f: F) -> TrapHandlerRegs
     where
         F: FnOnce() -> Return + 'static,

@@ -79,6 +79,10 @@ fn each_pending_inner_poll_is_one_pending_outer_poll() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "Waker::will_wake compares vtable addresses, which Miri does not deduplicate"
+)]
 fn the_inner_future_sees_the_waker_of_the_current_poll() {
     let stored: Rc<RefCell<Option<Waker>>> = Rc::default();
     let in_future = stored.clone();
@@ -295,6 +299,10 @@ fn dropping_while_suspended_inside_a_nested_coroutine_unwinds_both_stacks() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "checks which stack the closure runs on, which Miri's thread-per-coroutine switch does not show"
+)]
 fn with_stack_runs_on_the_given_stack() {
     let stack = DefaultStack::new(128 * 1024).unwrap();
     let mut future = CoroutineFuture::with_stack(stack, |s| {
@@ -363,6 +371,7 @@ fn assert_child_aborts_unable_to_wait(test: &str, var: &str) {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "runs a child process, which Miri cannot")]
 fn block_on_a_pending_future_during_drop_aborts_with_a_message() {
     if std::env::var_os("SWITCHBACK_BLOCK_ON_IN_DROP").is_some() {
         drop_while_pending(CoroutineFuture::new(|s| {
@@ -402,6 +411,7 @@ fn block_on_in_a_destructor_during_a_panic_polls_once() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "runs a child process, which Miri cannot")]
 fn block_on_a_pending_future_during_a_panic_aborts_with_a_message() {
     if std::env::var_os("SWITCHBACK_BLOCK_ON_IN_PANIC").is_some() {
         let mut future = CoroutineFuture::new(|s| {
@@ -540,6 +550,7 @@ impl Drop for WaitingCleanUpU32<'_> {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "runs a child process, which Miri cannot")]
 fn block_on_a_pending_future_during_a_panic_while_the_poller_panics_aborts_with_a_message() {
     if std::env::var_os("SWITCHBACK_BLOCK_ON_IN_PANIC_OF_PANICKING_POLLER").is_some() {
         let future = CoroutineFuture::new(|s| {
@@ -556,6 +567,10 @@ fn block_on_a_pending_future_during_a_panic_while_the_poller_panics_aborts_with_
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "under Miri the coroutine runs on a thread of its own, which does not count as panicking when its poller does"
+)]
 fn block_on_that_starts_while_the_poller_panics_takes_only_ready_futures() {
     // Not unwinding, but the thread's panic state cannot show that.
     let future = CoroutineFuture::new(|s| {

@@ -47,6 +47,10 @@ fn chain(depth: u32) -> Nested {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "1001 coroutine threads under Miri, each counting its drop in its own thread-local"
+)]
 fn one_thousand_nested_coroutines() {
     LEVELS_DROPPED.with(|c| c.set(0));
     let mut top = chain(1000);
@@ -60,6 +64,10 @@ fn one_thousand_nested_coroutines() {
 
 #[test]
 #[cfg(feature = "unwind")]
+#[cfg_attr(
+    miri,
+    ignore = "1001 coroutine threads under Miri, each counting its drop in its own thread-local"
+)]
 fn dropping_a_thousand_nested_suspended_coroutines() {
     LEVELS_DROPPED.with(|c| c.set(0));
     let mut top = chain(1000);
@@ -118,6 +126,10 @@ fn resume_at_depth(co: &mut Coroutine<(), (usize, u32), ()>, depth: u32) -> (usi
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "checks which stack on_parent_stack runs on, which Miri's thread-per-coroutine switch does not show"
+)]
 fn resumed_from_different_depths() {
     // The coroutine reports where on_parent_stack runs: just below the frame
     // that resumed it, so the link follows whoever resumed it last.
@@ -215,6 +227,10 @@ fn yielding_across_nested_levels_interleaved() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "checks which stack on_parent_stack runs on, which Miri's thread-per-coroutine switch does not show"
+)]
 fn on_parent_stack_from_nested_coroutine_runs_on_direct_parent() {
     use switchback::stack::Stack;
     // The inner coroutine's on_parent_stack runs on the outer coroutine's
@@ -283,27 +299,29 @@ fn suspended_coroutine_can_be_moved_around() {
 #[cfg(feature = "unwind")]
 fn destructor_running_a_coroutine_during_forced_unwind() {
     use std::cell::Cell;
-    thread_local! {
-        static RESULT: Cell<u64> = const { Cell::new(0) };
-    }
-    struct RunsCoroutineOnDrop;
+    use std::rc::Rc;
+    // The result travels in an `Rc`, not a thread-local: under Miri the
+    // destructor runs on the outer coroutine's own thread.
+    struct RunsCoroutineOnDrop(Rc<Cell<u64>>);
     impl Drop for RunsCoroutineOnDrop {
         fn drop(&mut self) {
             // Runs while the outer coroutine's stack is being force-unwound.
             let mut c: Coroutine<u64, u64, u64> = Coroutine::new(|y, x| y.suspend(x + 1) * 2);
             let a = c.resume(1).as_yield().unwrap();
             let b = c.resume(a).as_return().unwrap();
-            RESULT.with(|r| r.set(b));
+            self.0.set(b);
             // And drop one suspended, unwinding it inside an unwind.
             let mut d: Coroutine<(), (), ()> = Coroutine::new(|y, ()| y.suspend(()));
             d.resume(());
         }
     }
-    let mut outer: Coroutine<(), (), ()> = Coroutine::new(|y, ()| {
-        let _g = RunsCoroutineOnDrop;
+    let result = Rc::new(Cell::new(0));
+    let guard = RunsCoroutineOnDrop(result.clone());
+    let mut outer: Coroutine<(), (), ()> = Coroutine::new(move |y, ()| {
+        let _g = guard;
         y.suspend(());
     });
     outer.resume(());
     drop(outer);
-    assert_eq!(RESULT.with(Cell::get), 4);
+    assert_eq!(result.get(), 4);
 }

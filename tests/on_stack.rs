@@ -5,6 +5,12 @@ use std::hint::black_box;
 use switchback::stack::{DefaultStack, Stack};
 use switchback::{on_stack, Coroutine, CoroutineResult, Yielder};
 
+/// Whether the tests can see which stack a closure runs on: not under
+/// Miri, where `on_stack` calls the closure on the caller's own stack and a
+/// coroutine runs on a thread of its own (see the README's "Your tests
+/// under Miri"); the values are checked everywhere.
+const PLACEMENT_VISIBLE: bool = !cfg!(miri);
+
 fn local_address() -> usize {
     let local = black_box(0u64);
     &local as *const u64 as usize
@@ -16,11 +22,13 @@ fn on_stack_runs_on_the_given_stack_and_returns_value() {
     let (base, limit) = (stack.base().get(), stack.limit().get());
     let outside = local_address();
     let (inside, value) = on_stack(stack, || (local_address(), String::from("result")));
-    assert!(
-        (limit..base).contains(&inside),
-        "local at {inside:#x} not in [{limit:#x}, {base:#x})"
-    );
-    assert!(!(limit..base).contains(&outside));
+    if PLACEMENT_VISIBLE {
+        assert!(
+            (limit..base).contains(&inside),
+            "local at {inside:#x} not in [{limit:#x}, {base:#x})"
+        );
+        assert!(!(limit..base).contains(&outside));
+    }
     assert_eq!(value, "result");
 }
 
@@ -34,7 +42,9 @@ fn on_stack_with_borrowed_stack_and_borrowing_closure() {
             total += i;
             local_address()
         });
-        assert!((limit..base).contains(&inside));
+        if PLACEMENT_VISIBLE {
+            assert!((limit..base).contains(&inside));
+        }
     }
     assert_eq!(total, 10);
 }
@@ -65,8 +75,10 @@ fn on_stack_nested_on_stacks() {
         let a2 = on_stack(s2, local_address);
         (a1, a2)
     });
-    assert!((l1..b1).contains(&a1));
-    assert!((l2..b2).contains(&a2));
+    if PLACEMENT_VISIBLE {
+        assert!((l1..b1).contains(&a1));
+        assert!((l2..b2).contains(&a2));
+    }
 }
 
 #[test]
@@ -96,7 +108,9 @@ fn on_stack_inside_coroutine() {
         7
     });
     let addr = co.resume(()).as_yield().unwrap();
-    assert!((limit..base).contains(&addr));
+    if PLACEMENT_VISIBLE {
+        assert!((limit..base).contains(&addr));
+    }
     assert_eq!(co.resume(()), CoroutineResult::Return(7));
 }
 
@@ -113,13 +127,15 @@ fn on_parent_stack_runs_outside_the_coroutine_stack() {
             y.on_parent_stack(|| format!("{}", 6 * 7))
         });
     let (inside, on_parent) = co.resume(()).as_yield().unwrap();
-    assert!((limit..base).contains(&inside));
-    assert!(
-        !(limit..base).contains(&on_parent),
-        "on_parent_stack ran on the coroutine stack at {on_parent:#x}"
-    );
-    // Just below the resumer's frames on this thread's stack.
-    assert!(on_parent < main_addr && main_addr - on_parent < 256 * 1024);
+    if PLACEMENT_VISIBLE {
+        assert!((limit..base).contains(&inside));
+        assert!(
+            !(limit..base).contains(&on_parent),
+            "on_parent_stack ran on the coroutine stack at {on_parent:#x}"
+        );
+        // Just below the resumer's frames on this thread's stack.
+        assert!(on_parent < main_addr && main_addr - on_parent < 256 * 1024);
+    }
     assert_eq!(co.resume(()), CoroutineResult::Return("42".to_string()));
 }
 
@@ -178,7 +194,9 @@ fn suspend_from_inside_on_stack_in_a_coroutine() {
     });
     for i in 0..3 {
         let (addr, v) = co.resume(i * 10).as_yield().unwrap();
-        assert!((limit..base).contains(&addr));
+        if PLACEMENT_VISIBLE {
+            assert!((limit..base).contains(&addr));
+        }
         assert_eq!(v, i * 10);
     }
     assert_eq!(co.resume(99), CoroutineResult::Return(100));

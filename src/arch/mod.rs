@@ -161,10 +161,15 @@ macro_rules! targets {
         }
     )*) => {
         $(
+            // Under Miri the real file is still compiled (never run), so
+            // that `TrapHandlerRegs` is the host's (see `miri.rs`).
             #[cfg(all(any($(target_arch = $arch),+), any($(target_os = $os),+)))]
+            #[cfg_attr(miri, allow(dead_code, unused_imports, unused_macros))]
             mod $file;
-            #[cfg(all(any($(target_arch = $arch),+), any($(target_os = $os),+)))]
+            #[cfg(all(not(miri), any($(target_arch = $arch),+), any($(target_os = $os),+)))]
             pub use $file::*;
+            #[cfg(all(miri, any($(target_arch = $arch),+), any($(target_os = $os),+)))]
+            use $file as host;
         )*
 
         #[cfg(not(any($(all(any($(target_arch = $arch),+), any($(target_os = $os),+))),*)))]
@@ -195,6 +200,14 @@ macro_rules! targets {
 // (calling conventions, unwind formats, reserved registers) and stop at the
 // compile error of `targets!` until a file is written for them.
 include!("targets.rs");
+
+// Miri cannot run inline assembly: under it the switch is made of threads
+// (`miri.rs`), ahead of the target's own file (which is compiled for its
+// `TrapHandlerRegs` only).
+#[cfg(miri)]
+mod miri;
+#[cfg(miri)]
+pub use miri::*;
 
 // What portable code places below the reserved top (the coroutine's
 // extents, the closure object) needs it aligned.

@@ -53,10 +53,17 @@ mod windows;
 pub(crate) use self::windows::*;
 
 os_stacks! {
-    #[cfg(unix)]
+    #[cfg(all(unix, not(miri)))]
     mod unix;
-    #[cfg(unix)]
+    #[cfg(all(unix, not(miri)))]
     pub(crate) use self::unix::*;
+
+    // Miri runs none of the system calls above: the allocator's memory
+    // instead, without guard pages or signals (see `miri.rs`).
+    #[cfg(miri)]
+    mod miri;
+    #[cfg(miri)]
+    pub(crate) use self::miri::*;
 
     /// The most pages one `resident_pages` call answers for (its buffer lives
     /// on the stack, so this bounds what the call itself takes).

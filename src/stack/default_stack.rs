@@ -72,6 +72,14 @@ use super::{Stack, StackPointer};
 /// Rust code around them, the usable part is committed when the stack is
 /// made.
 ///
+/// # Under Miri
+///
+/// Miri runs no `mmap` or `mprotect`: under `cfg(miri)` the stack is
+/// zeroed memory from the global allocator, with no guard page, and the
+/// coroutine's frames run on a thread of its own (see the README's "Your
+/// tests under Miri"). The same goes for a [`StackPool`](super::StackPool)'s
+/// stacks.
+///
 /// ```
 /// use switchback::stack::{DefaultStack, Stack};
 ///

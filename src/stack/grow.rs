@@ -42,6 +42,9 @@ use crate::os;
 /// bytes Windows keeps for overflow handlers (`GuaranteedStackBytes`, at
 /// least two pages, which cover the guard page on switchback's stacks).
 ///
+/// Under Miri (see the README's "Your tests under Miri") it is always
+/// `None`: the frames run on threads whose bounds Miri does not give.
+///
 /// The first call on a stack looks its bounds up (a scan of the registry
 /// of stacks, a system call for a thread's stack); later calls on the same
 /// stack take a few nanoseconds.

@@ -62,7 +62,8 @@ impl DefaultStack {
     ///
     /// The OS error if `mincore` (`QueryWorkingSetEx`) fails. On OpenBSD,
     /// which has had no `mincore` since 6.5, always `ENOSYS`: the mark
-    /// cannot be had there.
+    /// cannot be had there. Under Miri always an error of kind
+    /// `Unsupported`.
     pub fn high_water_mark(&self) -> io::Result<usize> {
         high_water_mark(self.limit().get(), self.base().get())
     }
@@ -114,7 +115,8 @@ impl PooledStack {
     ///
     /// The OS error if `mincore` (`QueryWorkingSetEx`) fails. On OpenBSD,
     /// which has had no `mincore` since 6.5, always `ENOSYS`: the mark
-    /// cannot be had there.
+    /// cannot be had there. Under Miri always an error of kind
+    /// `Unsupported`.
     pub fn high_water_mark(&self) -> io::Result<usize> {
         high_water_mark(self.limit().get(), self.base().get())
     }
