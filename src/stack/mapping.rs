@@ -7,7 +7,7 @@ use core::mem::ManuallyDrop;
 use std::io;
 
 use super::registry::Registration;
-#[cfg(unix)]
+#[cfg(all(unix, not(miri)))]
 use super::slab::SlabStack;
 #[cfg(windows)]
 use super::StackTebFields;
@@ -41,8 +41,9 @@ enum Memory {
     /// A slot of a slab, which is in the registry. Not on Windows, whose
     /// stacks commit memory as they grow through a `PAGE_GUARD` page and
     /// keep a reservation each (Windows has no limit on the number of
-    /// reservations like Linux's `vm.max_map_count`).
-    #[cfg(unix)]
+    /// reservations like Linux's `vm.max_map_count`), nor under Miri, whose
+    /// stacks come from the allocator.
+    #[cfg(all(unix, not(miri)))]
     Slab(SlabStack),
 }
 
@@ -57,7 +58,7 @@ impl Mapping {
     /// The OS error, explained (the limit on mappings, or memory) where it
     /// is `ENOMEM`.
     pub(crate) fn new(mapping_len: usize) -> io::Result<Self> {
-        #[cfg(unix)]
+        #[cfg(all(unix, not(miri)))]
         if let Some(slot) = SlabStack::new(mapping_len)? {
             // As fresh as a new mapping, for Valgrind and AddressSanitizer
             // too (which would otherwise still hold the slot's last frames
@@ -108,7 +109,7 @@ impl Mapping {
     pub(crate) fn discard(&self) -> bool {
         match &self.memory {
             Memory::Own { region, .. } => region.discard(),
-            #[cfg(unix)]
+            #[cfg(all(unix, not(miri)))]
             Memory::Slab(slot) => slot.discard(),
         }
     }
@@ -163,7 +164,7 @@ impl Drop for Mapping {
                 unsafe { ManuallyDrop::drop(region) };
             }
             // The slot goes back to its slab as the field drops, after this.
-            #[cfg(unix)]
+            #[cfg(all(unix, not(miri)))]
             Memory::Slab(_) => {}
         }
     }

@@ -112,7 +112,8 @@ os_stacks! {
     mod overflow;
     mod pool;
     mod registry;
-    #[cfg(unix)]
+    // Not under Miri, whose stacks come from the allocator (`os/miri.rs`).
+    #[cfg(all(unix, not(miri)))]
     mod slab;
 
     pub use self::default_stack::DefaultStack;

@@ -157,7 +157,7 @@ impl Registration {
     /// `stride` bytes with its lowest `guard_len` bytes a guard. (Slabs
     /// are made on Unix only; Windows stacks keep a mapping each, and
     /// there only the unit tests make runs of stacks.)
-    #[cfg_attr(not(unix), allow(dead_code))]
+    #[cfg_attr(any(not(unix), miri), allow(dead_code))]
     pub(crate) fn slab(start: usize, guard_len: usize, stride: usize, count: usize) -> Self {
         debug_assert!(guard_len < stride && count > 0);
         Self::register(EntryLayout {

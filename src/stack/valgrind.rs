@@ -7,7 +7,7 @@ const VG_USERREQ_STACK_REGISTER: usize = 0x1501;
 const VG_USERREQ_STACK_DEREGISTER: usize = 0x1502;
 /// Memcheck's `VALGRIND_MAKE_MEM_DEFINED` (memcheck.h: `('M' << 24 | 'C' <<
 /// 16) + 2`).
-#[cfg_attr(not(all(unix, feature = "default-stack")), allow(dead_code))]
+#[cfg_attr(not(all(unix, not(miri), feature = "default-stack")), allow(dead_code))]
 const VG_USERREQ_MAKE_MEM_DEFINED: usize = 0x4d43_0002;
 
 /// Tells memcheck that the `len` bytes at `addr` are addressable and
@@ -17,7 +17,7 @@ const VG_USERREQ_MAKE_MEM_DEFINED: usize = 0x4d43_0002;
 /// (Valgrind marks what lies below a stack pointer that rose as gone, and
 /// without a `munmap` and `mmap` nothing resets that). Outside Valgrind, a
 /// few instructions that change nothing.
-#[cfg_attr(not(all(unix, feature = "default-stack")), allow(dead_code))]
+#[cfg_attr(not(all(unix, not(miri), feature = "default-stack")), allow(dead_code))]
 pub(crate) fn mark_fresh(addr: usize, len: usize) {
     // SAFETY: MAKE_MEM_DEFINED only changes memcheck's records of the range.
     unsafe {

@@ -81,6 +81,10 @@ const STEPS: &[(&str, Step)] = &[
         "22. the other ELF systems (BSDs, illumos, Android): compiled to objects, clippy clean",
         elf_systems,
     ),
+    (
+        "23. Miri: the portable tests under Tree Borrows (coroutines on threads)",
+        miri,
+    ),
 ];
 
 pub struct Ci {
@@ -688,14 +692,27 @@ const NOT_UNDER_ASAN: &[(&str, &str)] = &[
     ),
 ];
 
-/// The `--test` arguments of the ASan run: every integration test but
-/// those of NOT_UNDER_ASAN.
-fn asan_tests(tests: &[String]) -> Vec<String> {
+/// The `--test` arguments of a run of every integration test but those
+/// `left_out` (name, reason).
+fn tests_but(tests: &[String], left_out: &[(&str, &str)]) -> Vec<String> {
     tests
         .iter()
-        .filter(|t| !NOT_UNDER_ASAN.iter().any(|(n, _)| n == t))
+        .filter(|t| !left_out.iter().any(|(n, _)| n == t))
         .flat_map(|t| ["--test".to_string(), t.clone()])
         .collect()
+}
+
+/// The integration tests of the crate, by name, from `cargo metadata`.
+fn integration_tests(ci: &Ci) -> Result<Vec<String>, String> {
+    let metadata = ci
+        .cargo(&["metadata", "--format-version", "1", "--no-deps"])
+        .output()
+        .map_err(|e| format!("cargo metadata: {e}"))?;
+    target_names(
+        &String::from_utf8_lossy(&metadata.stdout),
+        "switchback",
+        "test",
+    )
 }
 
 // The `sanitizer` feature under AddressSanitizer (nightly): every stack
@@ -704,19 +721,11 @@ fn asan_tests(tests: &[String]) -> Vec<String> {
 // uninstrumented. Without fake stacks (detect_stack_use_after_return=0),
 // because several tests check which stack a local lives on.
 fn address_sanitizer(ci: &Ci) -> Result<(), String> {
-    let metadata = ci
-        .cargo(&["metadata", "--format-version", "1", "--no-deps"])
-        .output()
-        .map_err(|e| format!("cargo metadata: {e}"))?;
-    let tests = target_names(
-        &String::from_utf8_lossy(&metadata.stdout),
-        "switchback",
-        "test",
-    )?;
+    let tests = integration_tests(ci)?;
     for (name, why) in NOT_UNDER_ASAN {
         println!("left out: tests/{name}.rs ({why})");
     }
-    let test_args = asan_tests(&tests);
+    let test_args = tests_but(&tests, NOT_UNDER_ASAN);
     let mut args = vec![
         "+nightly",
         "test",
@@ -1297,6 +1306,57 @@ fn uefi(ci: &Ci) -> Result<(), String> {
     Ok(())
 }
 
+// ---------------------------------------------------------------------------
+// Miri (nightly), with the backend it selects (src/arch/miri.rs: each
+// coroutine on a thread of its own; src/os/miri.rs: stacks from the
+// allocator): every integration test but those that need what Miri cannot
+// run, under Tree Borrows. Tests that need leaks ignored run apart.
+// `-Zmiri-permissive-provenance`: the `Stack` trait hands addresses over as
+// integers (its `base`/`limit` are `NonZeroUsize`), which Miri would
+// otherwise warn about at every stack; every access is still checked.
+const NOT_UNDER_MIRI: &[(&str, &str)] = &[
+    ("backtrace", "symbolizes frames: foreign calls"),
+    ("closure_size", "mprotect's the stack under the closure"),
+    ("compile_fail", "compile-fail cases: nothing runs"),
+    (
+        "frame_pointers",
+        "exists only with frame pointers forced on",
+    ),
+    ("grow", "reads the stack bounds of the running thread"),
+    ("high_water", "resident pages (mincore)"),
+    (
+        "interrupted_unwind",
+        "leaks coroutines on purpose: run apart",
+    ),
+    ("overflow", "guard pages and signal handlers"),
+    ("slab", "slab stacks, /proc/self/maps and child processes"),
+    ("stress", "minutes of switches under an interpreter"),
+    ("tokio", "tokio's runtime (foreign calls: epoll)"),
+    ("trap", "deliberate faults and signal handlers"),
+    ("windows_stack", "Windows only"),
+];
+
+const MIRI_FLAGS: &str = "-Zmiri-tree-borrows -Zmiri-permissive-provenance";
+
+fn miri(ci: &Ci) -> Result<(), String> {
+    let tests = integration_tests(ci)?;
+    for (name, why) in NOT_UNDER_MIRI {
+        println!("left out: tests/{name}.rs ({why})");
+    }
+    let test_args = tests_but(&tests, NOT_UNDER_MIRI);
+    let mut args = vec!["+nightly", "miri", "test"];
+    args.extend(test_args.iter().map(String::as_str));
+    let miri_dir = ci.sub("miri");
+    let mut cmd = ci.cargo(&args);
+    cmd.env("MIRIFLAGS", MIRI_FLAGS)
+        .env("CARGO_TARGET_DIR", &miri_dir);
+    run_tests(&mut cmd, "Miri")?;
+    let mut cmd = ci.cargo(&["+nightly", "miri", "test", "--test", "interrupted_unwind"]);
+    cmd.env("MIRIFLAGS", format!("{MIRI_FLAGS} -Zmiri-ignore-leaks"))
+        .env("CARGO_TARGET_DIR", &miri_dir);
+    run_tests(&mut cmd, "Miri, leaks allowed").map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1314,9 +1374,22 @@ mod tests {
         .map(|s| s.to_string())
         .collect();
         assert_eq!(
-            asan_tests(&tests),
+            tests_but(&tests, NOT_UNDER_ASAN),
             ["--test", "new_file", "--test", "values"]
         );
+    }
+
+    #[test]
+    fn every_test_file_left_out_exists() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests");
+        for (name, _) in NOT_UNDER_ASAN.iter().chain(NOT_UNDER_MIRI) {
+            let path = std::path::Path::new(dir).join(format!("{name}.rs"));
+            assert!(
+                path.exists(),
+                "{} is left out but does not exist",
+                path.display()
+            );
+        }
     }
 
     #[test]
