@@ -4,6 +4,7 @@
 use core::num::NonZeroUsize;
 use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering};
+use std::format;
 use std::io;
 
 use crate::os::RESIDENT_QUERY_PAGES;
@@ -36,26 +37,45 @@ pub(crate) struct Region {
     base: NonZeroUsize,
 }
 
+/// Maps `len` bytes read-write, private and anonymous, with the system's
+/// stack flags: the start of the mapping, which is above 0 and does not
+/// wrap at `start + len`. `what` names it in the error for an unusable
+/// address (a mapping at 0, possible only where `mmap_min_addr` is 0, or
+/// one that reaches the top of the address space), which is given back.
+fn map_read_write(len: usize, what: &str) -> io::Result<usize> {
+    // SAFETY: an anonymous private mapping at an address of the kernel's
+    // choosing touches no existing memory.
+    let mapping = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANON | super::system::STACK_MAP_FLAGS,
+            -1,
+            0,
+        )
+    };
+    if mapping == libc::MAP_FAILED {
+        return Err(explain_map_error(io::Error::last_os_error(), "mmap"));
+    }
+    let start = mapping as usize;
+    if start == 0 || start.checked_add(len).is_none() {
+        // SAFETY: unmapping our own mapping, which nothing uses.
+        unsafe { libc::munmap(mapping, len) };
+        return Err(io::Error::other(format!(
+            "switchback: mmap returned a {what} at an unusable address"
+        )));
+    }
+    Ok(start)
+}
+
 impl Region {
     /// Maps `len` bytes (a whole number of pages, more than
     /// [`GUARD_PAGES`]) and makes the lowest page a guard page.
     pub(crate) fn new(len: usize) -> io::Result<Self> {
         let page = page_size();
-        // SAFETY: an anonymous private mapping at an address of the kernel's
-        // choosing touches no existing memory.
-        let mapping = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANON | super::system::STACK_MAP_FLAGS,
-                -1,
-                0,
-            )
-        };
-        if mapping == libc::MAP_FAILED {
-            return Err(explain_map_error(io::Error::last_os_error(), "mmap"));
-        }
+        let start = map_read_write(len, "stack")?;
+        let mapping = start as *mut libc::c_void;
         // SAFETY: the first page is part of the mapping we just made.
         if unsafe { libc::mprotect(mapping, page, libc::PROT_NONE) } != 0 {
             let error = explain_map_error(io::Error::last_os_error(), "mprotect");
@@ -63,18 +83,9 @@ impl Region {
             unsafe { libc::munmap(mapping, len) };
             return Err(error);
         }
-        let start = mapping as usize;
-        let (Some(limit), Some(base)) = (
-            NonZeroUsize::new(start + page),
-            start.checked_add(len).and_then(NonZeroUsize::new),
-        ) else {
-            // A mapping at address 0 (possible only where mmap_min_addr is
-            // 0) or at the very top cannot be described; give it back.
-            // SAFETY: unmapping our own mapping, which nothing uses.
-            unsafe { libc::munmap(mapping, len) };
-            return Err(io::Error::other(
-                "switchback: mmap returned a stack at an unusable address",
-            ));
+        let (Some(limit), Some(base)) = (NonZeroUsize::new(start + page), NonZeroUsize::new(start + len))
+        else {
+            unreachable!("map_read_write returns a range above 0 that does not wrap");
         };
         Ok(Self { start, limit, base })
     }
@@ -137,29 +148,7 @@ impl Reservation {
     ///
     /// What [`explain_map_error`] makes of the OS error.
     pub(crate) fn new(len: usize) -> io::Result<Self> {
-        // SAFETY: an anonymous private mapping at an address of the kernel's
-        // choosing touches no existing memory.
-        let mapping = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANON | super::system::STACK_MAP_FLAGS,
-                -1,
-                0,
-            )
-        };
-        if mapping == libc::MAP_FAILED {
-            return Err(explain_map_error(io::Error::last_os_error(), "mmap"));
-        }
-        let start = mapping as usize;
-        if start == 0 || start.checked_add(len).is_none() {
-            // SAFETY: unmapping our own mapping, which nothing uses.
-            unsafe { libc::munmap(mapping, len) };
-            return Err(io::Error::other(
-                "switchback: mmap returned a slab at an unusable address",
-            ));
-        }
+        let start = map_read_write(len, "slab")?;
         Ok(Self { start, len })
     }
 
