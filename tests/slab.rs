@@ -422,3 +422,62 @@ fn running_out_says_why() {
         }
     }
 }
+
+/// With a mapping per stack (the fallback forced), the kernel's limit on
+/// mappings is what runs out first: the error names `vm.max_map_count`,
+/// its current value and the `sysctl` that raises it, on both paths.
+#[test]
+fn the_map_count_limit_is_named_when_it_is_the_cause() {
+    const VAR: &str = "SWITCHBACK_TEST_MAP_LIMIT";
+    if std::env::var_os(VAR).is_some() {
+        let mut held = Vec::new();
+        let error = loop {
+            match DefaultStack::new(16 * 1024) {
+                Ok(stack) => held.push(stack),
+                Err(error) => break error,
+            }
+        };
+        let pool = StackPool::new(16 * 1024).unwrap();
+        let pooled = pool.get().map(drop).unwrap_err();
+        eprintln!("held: {}", held.len());
+        eprintln!("stack: {:?}: {error}", error.kind());
+        eprintln!("pool: {:?}: {pooled}", pooled.kind());
+        std::process::exit(0);
+    }
+    if under_valgrind() || under_sanitizer() || under_qemu() {
+        return;
+    }
+    // Two mappings a stack: a raised limit would take this test past what
+    // it should take (a million mappings is ~2 s and 8 GiB of address space).
+    let limit: usize = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(usize::MAX);
+    if limit > 1 << 20 {
+        eprintln!("vm.max_map_count is {limit}: not run");
+        return;
+    }
+    let (code, _, stderr) = run_child(
+        "the_map_count_limit_is_named_when_it_is_the_cause",
+        VAR,
+        &[("SWITCHBACK_SLAB_STACKS", "0")],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let held: usize = stderr
+        .lines()
+        .find_map(|line| line.strip_prefix("held: "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no held line in: {stderr}"));
+    assert!(held < limit / 2 + 16, "{held} stacks held, limit {limit}");
+    for path in ["stack: OutOfMemory: ", "pool: OutOfMemory: "] {
+        let line = stderr
+            .lines()
+            .find(|line| line.starts_with(path))
+            .unwrap_or_else(|| panic!("no {path:?} line in: {stderr}"));
+        assert!(
+            line.contains(&format!("vm.max_map_count = {limit}"))
+                && line.contains("sysctl -w vm.max_map_count="),
+            "{line}"
+        );
+    }
+}
