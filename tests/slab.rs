@@ -13,7 +13,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 
 use switchback::stack::{DefaultStack, Stack, StackPool, MIN_STACK_SIZE};
-use switchback::{Coroutine, CoroutineResult};
+use switchback::Coroutine;
 
 mod common;
 use common::{recurse, under_qemu, under_sanitizer, under_valgrind};
@@ -164,6 +164,7 @@ fn hold<S: Stack + 'static>(count: usize, mut make: impl FnMut() -> S) -> (Held<
 /// then overflows one of them: the report gives its bounds. Needs about
 /// 4.2 GiB of memory and a few seconds in a release build:
 /// `cargo test --release --test slab -- --ignored`.
+#[cfg(feature = "unwind")] // drops suspended coroutines
 #[test]
 #[ignore = "holds a million coroutines (about 4.2 GiB): cargo test --release --test slab -- --ignored"]
 fn a_million_suspended_coroutines() {
@@ -213,6 +214,7 @@ fn a_million_suspended_coroutines() {
 
 /// More `Coroutine::new` coroutines (1 MiB stacks) than the kernel's limit
 /// on mappings allows with a mapping each, held at once.
+#[cfg(feature = "unwind")] // drops suspended coroutines
 #[test]
 fn more_default_coroutines_than_mappings_allow() {
     if under_valgrind() || under_qemu() || !slabs_in_use() {
@@ -322,6 +324,7 @@ fn a_freed_slot_is_reused_with_its_memory_discarded() {
 /// Threads make and drop stacks at once, of both kinds and a few sizes,
 /// running a coroutine on each. (That empty slabs are unmapped is a unit
 /// test of `stack::slab`: here other tests map and unmap at the same time.)
+#[cfg(feature = "unwind")] // drops suspended coroutines
 #[test]
 fn many_threads_make_and_drop_stacks_at_once() {
     if under_valgrind() {
@@ -351,8 +354,8 @@ fn many_threads_make_and_drop_stacks_at_once() {
                                 assert!(co.resume(FINISH).as_return().is_some());
                                 assert!(pooled.resume(FINISH).as_return().is_some());
                             } else {
-                                assert!(matches!(co.resume(0), CoroutineResult::Yield(v) if v == *id + 1));
-                                assert!(matches!(pooled.resume(0), CoroutineResult::Yield(v) if v == *id + 1));
+                                assert!(matches!(co.resume(0), switchback::CoroutineResult::Yield(v) if v == *id + 1));
+                                assert!(matches!(pooled.resume(0), switchback::CoroutineResult::Yield(v) if v == *id + 1));
                                 *id += 1;
                             }
                             keep
