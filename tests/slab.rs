@@ -379,6 +379,24 @@ fn many_threads_make_and_drop_stacks_at_once() {
     assert_eq!(co.resume(0).as_yield(), Some(5));
 }
 
+/// In a child: maps `size`-byte stacks until that fails, then asks a pool
+/// for one more; prints how many were held and both errors, and exits.
+fn run_out_of_stacks(size: usize) -> ! {
+    let mut held = Vec::new();
+    let error = loop {
+        match DefaultStack::new(size) {
+            Ok(stack) => held.push(stack),
+            Err(error) => break error,
+        }
+    };
+    let pool = StackPool::new(size).unwrap();
+    let pooled = pool.get().map(drop).unwrap_err();
+    eprintln!("held: {}", held.len());
+    eprintln!("stack: {:?}: {error}", error.kind());
+    eprintln!("pool: {:?}: {pooled}", pooled.kind());
+    std::process::exit(0);
+}
+
 /// When stacks cannot be had (here: a limit on the address space), the
 /// error says why and what to do, on both paths (slabs and a mapping each).
 #[test]
@@ -393,18 +411,7 @@ fn running_out_says_why() {
         };
         // SAFETY: setrlimit only changes this process's limit.
         assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) }, 0);
-        let mut held = Vec::new();
-        let error = loop {
-            match DefaultStack::new(64 * 1024) {
-                Ok(stack) => held.push(stack),
-                Err(error) => break error,
-            }
-        };
-        let pool = StackPool::new(64 * 1024).unwrap();
-        let pooled = pool.get().map(drop).unwrap_err();
-        eprintln!("stack: {:?}: {error}", error.kind());
-        eprintln!("pool: {:?}: {pooled}", pooled.kind());
-        std::process::exit(0);
+        run_out_of_stacks(64 * 1024);
     }
     if under_valgrind() || under_sanitizer() || under_qemu() {
         return;
@@ -437,19 +444,7 @@ fn running_out_says_why() {
 fn the_map_count_limit_is_named_when_it_is_the_cause() {
     const VAR: &str = "SWITCHBACK_TEST_MAP_LIMIT";
     if std::env::var_os(VAR).is_some() {
-        let mut held = Vec::new();
-        let error = loop {
-            match DefaultStack::new(16 * 1024) {
-                Ok(stack) => held.push(stack),
-                Err(error) => break error,
-            }
-        };
-        let pool = StackPool::new(16 * 1024).unwrap();
-        let pooled = pool.get().map(drop).unwrap_err();
-        eprintln!("held: {}", held.len());
-        eprintln!("stack: {:?}: {error}", error.kind());
-        eprintln!("pool: {:?}: {pooled}", pooled.kind());
-        std::process::exit(0);
+        run_out_of_stacks(16 * 1024);
     }
     if under_valgrind() || under_sanitizer() || under_qemu() {
         return;
