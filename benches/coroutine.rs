@@ -1,5 +1,6 @@
 //! Criterion benchmarks of the basic costs: a switch round trip, a whole
-//! coroutine call on a reused stack and on a pooled stack, and `on_stack`.
+//! coroutine call on a reused stack and on a pooled stack, `on_stack`, and
+//! making and dropping stacks.
 //!
 //! Criterion is a dev-dependency on x86-64 Linux only (the host CI runs
 //! the benchmarks on), so that cross targets under qemu build less.
@@ -71,13 +72,38 @@ mod bench {
         });
     }
 
+    /// `DefaultStack::new(16 KiB)` for each of a batch of stacks held at
+    /// once, then the batch dropped: a slot of a slab each (Linux 6.13 and
+    /// later), or a mapping each (`SWITCHBACK_SLAB_STACKS=0`). Nothing runs
+    /// on them, so no page of theirs is touched. Batches of at most
+    /// 20,000 (`BATCH`), within the default `vm.max_map_count` for a mapping each.
+    fn default_stacks_made_and_dropped(c: &mut Criterion) {
+        const BATCH: u64 = 20_000;
+        c.bench_function("default_stack_new_and_drop_16_kib", |b| {
+            b.iter_custom(|iters| {
+                let start = std::time::Instant::now();
+                let mut left = iters;
+                while left > 0 {
+                    let batch = left.min(BATCH);
+                    let held: Vec<DefaultStack> = (0..batch)
+                        .map(|_| DefaultStack::new(16 * 1024).unwrap())
+                        .collect();
+                    drop(black_box(held));
+                    left -= batch;
+                }
+                start.elapsed()
+            })
+        });
+    }
+
     criterion_group!(
         benches,
         coroutine_switch,
         coroutine_call,
         coroutine_call_pooled,
         stack_call,
-        maybe_grow_in_place
+        maybe_grow_in_place,
+        default_stacks_made_and_dropped
     );
 }
 

@@ -25,8 +25,8 @@ use switchback::Coroutine;
 
 mod common;
 use common::{
-    frames_of_8_kib, levels_to_overflow, recurse, run_child, small_stack_size, under_sanitizer,
-    under_valgrind,
+    announce_overflow, expected_overflow_report, frames_of_8_kib, levels_to_overflow, recurse,
+    run_child, small_stack_size, under_sanitizer, under_valgrind,
 };
 
 /// Runs a coroutine that overflows `stack`, after writing what the report
@@ -41,30 +41,11 @@ fn overflow_coroutine_with<S: Stack + 'static>(
     stack: S,
     overflow: impl FnOnce() -> u64 + 'static,
 ) -> ! {
-    let thread = std::thread::current();
-    let name = thread.name().unwrap_or("<unnamed>");
-    let (limit, base) = (stack.limit().get(), stack.base().get());
-    eprintln!(
-        "expect: {name} {limit:#x} {base:#x} {}",
-        (base - limit) / 1024
-    );
+    announce_overflow(stack.limit().get(), stack.base().get());
     let mut co: Coroutine<(), (), u64, S> = Coroutine::with_stack(stack, |_, ()| overflow());
     co.resume(());
     eprintln!("the overflow did not fault");
     std::process::exit(3);
-}
-
-/// The report the child announced with its `expect:` line.
-fn expected_report(stderr: &str) -> String {
-    let line = stderr
-        .lines()
-        .find_map(|line| line.strip_prefix("expect: "))
-        .unwrap_or_else(|| panic!("the child wrote no expect line: {stderr}"));
-    let words: Vec<&str> = line.split(' ').collect();
-    format!(
-        "thread '{}' overflowed the stack of a coroutine (stack {}-{}, {} KiB)",
-        words[0], words[1], words[2], words[3]
-    )
 }
 
 /// Runs `child` in a child process when `var` is set, else runs the test
@@ -131,7 +112,7 @@ fn assert_reported_after(result: Option<(Option<i32>, Option<i32>, String)>, mar
     if let Some(marker) = marker {
         assert!(stderr.contains(marker), "{marker:?} expected: {stderr}");
     }
-    let expected = expected_report(&stderr);
+    let expected = expected_overflow_report(&stderr);
     assert!(
         stderr.contains(&expected),
         "expected {expected:?} in the child's stderr: {stderr}"

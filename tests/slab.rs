@@ -10,13 +10,15 @@
 
 use std::hint::black_box;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Stdio};
 
 use switchback::stack::{DefaultStack, Stack, StackPool, MIN_STACK_SIZE};
 use switchback::Coroutine;
 
 mod common;
-use common::{recurse, under_qemu, under_sanitizer, under_valgrind};
+use common::{
+    announce_overflow, expected_overflow_report, recurse, run_child_with, under_qemu,
+    under_sanitizer, under_valgrind,
+};
 
 /// Lines of `/proc/self/maps`: the process's memory mappings.
 fn mappings() -> usize {
@@ -41,30 +43,10 @@ fn slabs_in_use() -> bool {
     added < 10
 }
 
-/// Runs the test `test` of this binary in a child with `var` set to 1 and
-/// the extra environment `env`; returns its exit code, signal and stderr.
+/// [`run_child_with`] as its exit code, signal and stderr.
 fn run_child(test: &str, var: &str, env: &[(&str, &str)]) -> (Option<i32>, Option<i32>, String) {
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command
-        .args([
-            test,
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-            "--include-ignored",
-        ])
-        .env(var, "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    let output = command.output().expect("cannot start the child process");
-    (
-        output.status.code(),
-        output.status.signal(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let (status, stderr) = run_child_with(test, var, env);
+    (status.code(), status.signal(), stderr)
 }
 
 /// Whether checks that fault or map on purpose can run here.
@@ -76,24 +58,10 @@ fn can_fault() -> bool {
     true
 }
 
-/// The report the child announced with its `expect: <limit> <base> <KiB>`
-/// line, as the overflow report writes it.
-fn expected_report(stderr: &str) -> String {
-    let line = stderr
-        .lines()
-        .find_map(|line| line.strip_prefix("expect: "))
-        .unwrap_or_else(|| panic!("the child wrote no expect line: {stderr}"));
-    let words: Vec<&str> = line.split(' ').collect();
-    format!(
-        "overflowed the stack of a coroutine (stack {}-{}, {} KiB)",
-        words[0], words[1], words[2]
-    )
-}
-
 /// Asserts that the child aborted with the overflow report it announced.
 fn assert_overflow_reported(code: Option<i32>, signal: Option<i32>, stderr: &str) {
     assert_eq!((code, signal), (None, Some(libc::SIGABRT)), "{stderr}");
-    let expected = expected_report(stderr);
+    let expected = expected_overflow_report(stderr);
     assert!(
         stderr.contains(&expected),
         "expected {expected:?} in: {stderr}"
@@ -193,7 +161,7 @@ fn a_million_suspended_coroutines() {
             hold(COUNT, || DefaultStack::new(MIN_STACK_SIZE).unwrap());
         assert!(added < 1000, "a million stacks added {added} mappings");
         eprintln!("DefaultStack: {COUNT} held, {added} mappings added");
-        eprintln!("expect: {limit:#x} {base:#x} {}", (base - limit) / 1024);
+        announce_overflow(limit, base);
         held[COUNT / 2].resume(OVERFLOW);
         eprintln!("the overflow did not fault");
         std::process::exit(3);
@@ -259,7 +227,7 @@ fn the_fallback_can_be_forced() {
         let (limit, base) = (stack.limit().get(), stack.base().get());
         let mut co = Coroutine::with_stack(stack, counter(7));
         assert_eq!(co.resume(0).as_yield(), Some(7));
-        eprintln!("expect: {limit:#x} {base:#x} {}", (base - limit) / 1024);
+        announce_overflow(limit, base);
         co.resume(OVERFLOW);
         eprintln!("the overflow did not fault");
         std::process::exit(3);
@@ -397,6 +365,17 @@ fn run_out_of_stacks(size: usize) -> ! {
     std::process::exit(0);
 }
 
+/// The two error lines [`run_out_of_stacks`] printed, `stack:` and `pool:`,
+/// each of an `OutOfMemory` error.
+fn out_of_memory_lines(stderr: &str) -> [&str; 2] {
+    ["stack: OutOfMemory: ", "pool: OutOfMemory: "].map(|path| {
+        stderr
+            .lines()
+            .find(|line| line.starts_with(path))
+            .unwrap_or_else(|| panic!("no {path:?} line in: {stderr}"))
+    })
+}
+
 /// When stacks cannot be had (here: a limit on the address space), the
 /// error says why and what to do, on both paths (slabs and a mapping each).
 #[test]
@@ -422,11 +401,7 @@ fn running_out_says_why() {
     ] {
         let (code, _, stderr) = run_child("running_out_says_why", VAR, &env);
         assert_eq!(code, Some(0), "{stderr}");
-        for path in ["stack: OutOfMemory: ", "pool: OutOfMemory: "] {
-            let line = stderr
-                .lines()
-                .find(|line| line.starts_with(path))
-                .unwrap_or_else(|| panic!("no {path:?} line in: {stderr}"));
+        for line in out_of_memory_lines(&stderr) {
             assert!(
                 line.contains("vm.max_map_count")
                     && line.contains("sysctl")
@@ -471,11 +446,7 @@ fn the_map_count_limit_is_named_when_it_is_the_cause() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no held line in: {stderr}"));
     assert!(held < limit / 2 + 16, "{held} stacks held, limit {limit}");
-    for path in ["stack: OutOfMemory: ", "pool: OutOfMemory: "] {
-        let line = stderr
-            .lines()
-            .find(|line| line.starts_with(path))
-            .unwrap_or_else(|| panic!("no {path:?} line in: {stderr}"));
+    for line in out_of_memory_lines(&stderr) {
         assert!(
             line.contains(&format!("vm.max_map_count = {limit}"))
                 && line.contains("sysctl -w vm.max_map_count="),

@@ -535,6 +535,10 @@ pub unsafe fn on_stack(arg: *mut u8, top: usize, f: StackCallFn) {
 
 /// Trap handlers need signals, which Miri does not deliver.
 ///
+/// # Safety
+/// None needed: it reads nothing. It is `unsafe` as the contract's
+/// `trap_handler_regs` is on every architecture.
+///
 /// # Panics
 /// Always, with a message saying so.
 pub unsafe fn trap_handler_regs(

@@ -182,6 +182,16 @@ fn spawn_and_wait(command: &mut std::process::Command) -> std::process::Output {
 /// Under qemu-user (see [`under_qemu`]) the child runs through the same
 /// emulator command, since the binary cannot run on the host by itself.
 pub fn run_child(test: &str, var: &str) -> (std::process::ExitStatus, String) {
+    run_child_with(test, var, &[])
+}
+
+/// [`run_child`] with the extra environment `env`. The test runs even if
+/// it is `#[ignore]`d (its parent decided to run it).
+pub fn run_child_with(
+    test: &str,
+    var: &str,
+    env: &[(&str, &str)],
+) -> (std::process::ExitStatus, String) {
     let exe = std::env::current_exe().unwrap();
     let runner = std::env::var("SWITCHBACK_QEMU_RUNNER").unwrap_or_default();
     let mut words = runner.split_whitespace();
@@ -194,14 +204,47 @@ pub fn run_child(test: &str, var: &str) -> (std::process::ExitStatus, String) {
         None => std::process::Command::new(exe),
     };
     command
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            test,
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+            "--include-ignored",
+        ])
         .env(var, "1")
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
     let output = spawn_and_wait(&mut command);
     (
         output.status,
         String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// In a child about to overflow the stack `[limit, base)` on the current
+/// thread: writes `expect: <thread> <limit> <base> <KiB>` to stderr, the
+/// report that [`expected_overflow_report`] reads back in the parent.
+pub fn announce_overflow(limit: usize, base: usize) {
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or("<unnamed>");
+    eprintln!(
+        "expect: {name} {limit:#x} {base:#x} {}",
+        (base - limit) / 1024
+    );
+}
+
+/// The overflow report that the child announced with
+/// [`announce_overflow`], as the crate's report writes it.
+pub fn expected_overflow_report(stderr: &str) -> String {
+    let line = stderr
+        .lines()
+        .find_map(|line| line.strip_prefix("expect: "))
+        .unwrap_or_else(|| panic!("the child wrote no expect line: {stderr}"));
+    let words: Vec<&str> = line.split(' ').collect();
+    format!(
+        "thread '{}' overflowed the stack of a coroutine (stack {}-{}, {} KiB)",
+        words[0], words[1], words[2], words[3]
     )
 }
 
